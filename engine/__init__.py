@@ -1,0 +1,1 @@
+"""Music-collection analysis: scanning, decoding, descriptors, build pipeline and CLI."""

@@ -1,0 +1,1 @@
+"""DuckDB store, FAISS indexes, queries and playlists."""

@@ -1,0 +1,1 @@
+"""Textual terminal app over the store."""
