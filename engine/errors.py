@@ -3,3 +3,11 @@
 
 class EngineError(Exception):
     """Base for every error the CLI reports as one clear line (exit status 1)."""
+
+
+class ScanError(EngineError):
+    """A collection folder cannot be scanned, or a found file cannot be read for hashing."""
+
+
+class DecodeError(EngineError):
+    """An audio file cannot be decoded; the message names the file and the reason."""

@@ -1,0 +1,118 @@
+"""The store's SQL interface: every table and column, with its meaning, in one place.
+
+This is the stable interface users query with ``engine sql``; the README's schema
+section is generated from it (``python -m index.schema``). Change a name here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    meaning: str
+
+
+# One row per analysed track. NULL where the model or measure is unavailable.
+TRACK_COLUMNS: tuple[Column, ...] = (
+    Column("track_id", "INTEGER", "stable id of the track"),
+    Column("path", "VARCHAR", "absolute path of the file"),
+    Column("file_size", "BIGINT", "size in bytes when analysed"),
+    Column("mtime_ns", "BIGINT", "modification time (ns) when analysed"),
+    Column("content_hash", "VARCHAR", "fingerprint of the content (detects moved files)"),
+    Column("duration", "DOUBLE", "duration of the whole file, seconds"),
+    Column("analysed_seconds", "DOUBLE", "seconds of audio analysed (long files are capped)"),
+    Column("truncated", "BOOLEAN", "true when only the first analysed_seconds were analysed"),
+    Column("sample_rate", "INTEGER", "native sample rate, Hz"),
+    Column("channels", "INTEGER", "native channel count"),
+    Column("codec", "VARCHAR", "audio codec (e.g. mp3, vorbis, flac, aac, opus)"),
+    Column("container", "VARCHAR", "container format"),
+    Column("bitrate", "INTEGER", "bit rate, bit/s (NULL when unknown)"),
+    Column("artist", "VARCHAR", "artist tag"),
+    Column("title", "VARCHAR", "title tag"),
+    Column("album", "VARCHAR", "album tag"),
+    Column("album_artist", "VARCHAR", "album artist tag"),
+    Column("year", "INTEGER", "year from the date tag"),
+    Column("tag_genre", "VARCHAR", "the file's own genre tag (compare: genre)"),
+    Column("track_number", "INTEGER", "track number tag"),
+    Column("bpm", "DOUBLE", "tempo, beats per minute (RhythmExtractor2013 multifeature)"),
+    Column("bpm_confidence", "DOUBLE", "tempo confidence, 0-1 (RhythmExtractor2013's 0-5.32 scaled)"),
+    Column("bpm_tempocnn", "DOUBLE", "tempo from TempoCNN, BPM (a second opinion)"),
+    Column("key_temperley", "VARCHAR", "key tonic (C, C#, ... B), Temperley profile"),
+    Column("scale_temperley", "VARCHAR", "major or minor, Temperley profile"),
+    Column("key_strength_temperley", "DOUBLE", "key strength 0-1, Temperley profile"),
+    Column("key_krumhansl", "VARCHAR", "key tonic, Krumhansl profile"),
+    Column("scale_krumhansl", "VARCHAR", "major or minor, Krumhansl profile"),
+    Column("key_strength_krumhansl", "DOUBLE", "key strength 0-1, Krumhansl profile"),
+    Column("key_edma", "VARCHAR", "key tonic, EDMA profile (electronic music)"),
+    Column("scale_edma", "VARCHAR", "major or minor, EDMA profile"),
+    Column("key_strength_edma", "DOUBLE", "key strength 0-1, EDMA profile"),
+    Column("loudness_lufs", "DOUBLE", "integrated loudness, LUFS (EBU R128, stereo)"),
+    Column("loudness_range_lu", "DOUBLE", "loudness range, LU (EBU R128)"),
+    Column("true_peak_dbtp", "DOUBLE", "true peak, dBTP"),
+    Column("danceability", "DOUBLE", "Essentia's signal-processing danceability, 0-3"),
+    Column("arousal", "DOUBLE", "arousal, 1-9 (emoMusic head on MusiCNN)"),
+    Column("valence", "DOUBLE", "valence, 1-9 (emoMusic head on MusiCNN)"),
+    Column("mirex_mood", "VARCHAR", "most likely of the 5 MIREX mood clusters"),
+    Column("danceable", "DOUBLE", "probability of being danceable, 0-1 (EffNet head)"),
+    Column("voice", "DOUBLE", "probability of vocals, 0-1 (EffNet voice/instrumental head)"),
+    Column("mood_happy", "DOUBLE", "probability of a happy mood, 0-1 (EffNet head)"),
+    Column("mood_sad", "DOUBLE", "probability of a sad mood, 0-1 (EffNet head)"),
+    Column("mood_relaxed", "DOUBLE", "probability of a relaxed mood, 0-1 (EffNet head)"),
+    Column("mood_aggressive", "DOUBLE", "probability of an aggressive mood, 0-1 (EffNet head)"),
+    Column("top_style", "VARCHAR", "most activated Discogs style (e.g. 'Techno')"),
+    Column("top_style_activation", "DOUBLE", "activation of top_style, 0-1"),
+    Column("genre", "VARCHAR", "parent genre of top_style (e.g. 'Electronic')"),
+    Column("has_musicnn", "BOOLEAN", "MusiCNN outputs are present"),
+    Column("has_effnet", "BOOLEAN", "Discogs-EffNet outputs are present"),
+    Column("analysed_at", "TIMESTAMP", "when the track was analysed"),
+)
+
+TABLES_DDL = {
+    "tracks": "CREATE TABLE IF NOT EXISTS tracks ("
+    + ", ".join(f"{c.name} {c.sql_type}" for c in TRACK_COLUMNS)
+    + ", PRIMARY KEY (track_id), UNIQUE (path))",
+    # Style activations of the Discogs-EffNet genre head, labels split at '---'.
+    "styles": "CREATE TABLE IF NOT EXISTS styles (track_id INTEGER, genre VARCHAR, "
+    "style VARCHAR, activation FLOAT)",
+    # Every other multi-label output: source is the model name (musicnn = MSD tags,
+    # moods_mirex, mtg_jamendo_genre, mtg_jamendo_moodtheme, mtg_jamendo_top50tags, ...).
+    "tags": "CREATE TABLE IF NOT EXISTS tags (track_id INTEGER, source VARCHAR, "
+    "tag VARCHAR, activation FLOAT)",
+    # Track-mean embeddings; space is 'musicnn' (200-d) or 'effnet' (1280-d).
+    "embeddings": "CREATE TABLE IF NOT EXISTS embeddings (track_id INTEGER, space VARCHAR, "
+    "vector FLOAT[], PRIMARY KEY (track_id, space))",
+    "failures": "CREATE TABLE IF NOT EXISTS failures (path VARCHAR PRIMARY KEY, stage VARCHAR, "
+    "error VARCHAR, at TIMESTAMP, file_size BIGINT, mtime_ns BIGINT)",
+    # Key/value facts about the store (schema version, index generations).
+    "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+}
+
+TABLE_MEANINGS = {
+    "tracks": "one row per analysed track (columns below)",
+    "styles": "(track_id, genre, style, activation): 400 Discogs styles per track (EffNet)",
+    "tags": "(track_id, source, tag, activation): MSD tags, MIREX moods, MTG-Jamendo tags, ...",
+    "embeddings": "(track_id, space, vector): track-mean embeddings, space 'musicnn' or 'effnet'",
+    "failures": "(path, stage, error, at): files that could not be analysed, with the reason",
+}
+
+TRACK_COLUMN_NAMES = tuple(c.name for c in TRACK_COLUMNS)
+
+
+def markdown() -> str:
+    """The schema as Markdown, for the README."""
+    lines = ["| table | rows |", "|---|---|"]
+    lines += [f"| `{t}` | {m} |" for t, m in TABLE_MEANINGS.items()]
+    lines += ["", "| `tracks` column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.sql_type} | {c.meaning} |" for c in TRACK_COLUMNS]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown())

@@ -1,0 +1,171 @@
+"""TensorFlow frozen graph (.pb) -> ONNX, converted once and cached.
+
+The conversion runs ``python -m tf2onnx.convert`` in a subprocess: TensorFlow is
+only needed for this one step (``pip install '.[export]'``), its import is slow and
+heavy, and keeping it out of the engine's process means the engine never loads it.
+Tested with tensorflow-cpu 2.21.0 + tf2onnx 1.17.0 (opset 17); with TensorFlow 2.15,
+tf2onnx 1.17 fails on ``ml_dtypes`` unless ``onnx==1.17.0`` is pinned.
+
+Each cached ``<stem>.onnx`` sits next to ``<stem>.onnx.json``, a record of the source
+file's SHA-256 (plus size and mtime, so an unchanged source is not re-hashed). A
+changed source triggers a re-export. Official ``.onnx`` files (the EffNet backbone)
+are used directly and never converted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from models import paths
+from models.errors import ExportError, ModelMissingError
+from models.registry import ModelSpec
+
+OPSET = 17
+# Bumped when the conversion recipe changes, so caches made by older code are redone.
+RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    source: str
+    source_sha256: str
+    source_size: int
+    source_mtime_ns: int
+    opset: int
+    recipe_version: int
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_available() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("tf2onnx", "tensorflow"))
+
+
+def onnx_path(spec: ModelSpec, models_dir: Path | None = None) -> Path | None:
+    """The ONNX file to run for ``spec`` if one is ready (official or converted and fresh)."""
+    models_dir = models_dir or paths.models_dir()
+    if spec.official_onnx is not None:
+        official = models_dir / spec.official_onnx.filename
+        if official.is_file():
+            return official
+    source = models_dir / spec.graph.filename
+    target = paths.onnx_dir() / f"{spec.stem}.onnx"
+    if source.is_file() and target.is_file() and _record_matches(target, source):
+        return target
+    return None
+
+
+def ensure_onnx(spec: ModelSpec, models_dir: Path | None = None) -> Path:
+    """Return a ready ONNX file for ``spec``, converting its .pb if needed.
+
+    Raises
+    ------
+    ModelMissingError
+        Neither an official ONNX nor the .pb is present.
+    ExportError
+        Conversion is needed but tf2onnx/TensorFlow are not installed, or it failed.
+    """
+    models_dir = models_dir or paths.models_dir()
+    ready = onnx_path(spec, models_dir)
+    if ready is not None:
+        return ready
+    source = models_dir / spec.graph.filename
+    if not source.is_file():
+        wanted = spec.official_onnx or spec.graph
+        raise ModelMissingError(
+            f"model {spec.name!r} is missing: put {wanted.filename} in {models_dir} "
+            f"or run `engine models fetch {spec.name}`"
+        )
+    return export(spec, source)
+
+
+def export(spec: ModelSpec, source: Path) -> Path:
+    """Convert ``source`` (the spec's .pb) to ONNX in the cache; returns the ONNX path."""
+    if not export_available():
+        raise ExportError(
+            f"converting {source.name} to ONNX needs TensorFlow and tf2onnx: "
+            "pip install 'music-engine[export]' (tensorflow-cpu 2.21, tf2onnx 1.17), "
+            "then run `engine models export`"
+        )
+    out_dir = paths.onnx_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{spec.stem}.onnx"
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        tmp_onnx = Path(tmp) / target.name
+        cmd = [
+            sys.executable,
+            "-m",
+            "tf2onnx.convert",
+            "--graphdef",
+            str(source),
+            "--inputs",
+            spec.input,
+            "--outputs",
+            ",".join(spec.outputs.values()),
+            "--opset",
+            str(OPSET),
+            "--output",
+            str(tmp_onnx),
+        ]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0 or not tmp_onnx.is_file():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise ExportError(f"converting {source.name} to ONNX failed: {tail[0]}")
+        _name_batch_dimension(tmp_onnx)
+        stat = source.stat()
+        record = ExportRecord(
+            source=str(source),
+            source_sha256=sha256_of(source),
+            source_size=stat.st_size,
+            source_mtime_ns=stat.st_mtime_ns,
+            opset=OPSET,
+            recipe_version=RECIPE_VERSION,
+        )
+        os.replace(tmp_onnx, target)
+        _record_path(target).write_text(json.dumps(asdict(record), indent=2))
+    return target
+
+
+def _name_batch_dimension(onnx_file: Path) -> None:
+    """tf2onnx calls the dynamic batch dimension ``unk__N``; call it ``batch``."""
+    import onnx
+
+    model = onnx.load(str(onnx_file))
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+    onnx.save(model, str(onnx_file))
+
+
+def _record_path(onnx_file: Path) -> Path:
+    return onnx_file.with_name(onnx_file.name + ".json")
+
+
+def _record_matches(target: Path, source: Path) -> bool:
+    try:
+        record = ExportRecord(**json.loads(_record_path(target).read_text()))
+    except (OSError, ValueError, TypeError):
+        return False
+    if record.recipe_version != RECIPE_VERSION or record.opset != OPSET:
+        return False
+    stat = source.stat()
+    if (stat.st_size, stat.st_mtime_ns) == (record.source_size, record.source_mtime_ns):
+        return True
+    # Touched or replaced: only the content decides.
+    return sha256_of(source) == record.source_sha256
