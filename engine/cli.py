@@ -8,6 +8,7 @@ stderr; an :class:`engine.errors.EngineError` becomes one line and exit status 1
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -98,6 +99,53 @@ def models_export(names: tuple[str, ...]) -> None:
 
     for name, outcome in export_models(names or None):
         click.echo(f"{name:<22} {outcome}")
+
+
+def store_option(f):
+    """--store DIR, shared by every command that reads or writes the store."""
+    return click.option(
+        "--store",
+        "store_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="ENGINE_STORE",
+        default=None,
+        help="Store folder (default: $ENGINE_STORE, else the user data folder).",
+    )(f)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@store_option
+@click.option("--workers", type=int, default=0, show_default="one per core", help="Decode/DSP processes.")
+@click.option("--threads", type=int, default=0, show_default="one per core", help="onnxruntime threads.")
+@click.option("--batch", type=int, default=8, show_default=True, help="Files per model run and per commit.")
+@click.option("--max-seconds", type=float, default=600.0, show_default=True,
+              help="Audio analysed per file; longer files are analysed from the start up to this.")
+@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
+              help="Seconds one file may take before it is recorded as failed.")
+@click.option("--retry-failed", is_flag=True, help="Analyse again files that failed before.")
+@click.option("--no-fetch", is_flag=True, help="Do not download missing models.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def build(folder: Path, store_dir: Path | None, workers: int, threads: int, batch: int,
+          max_seconds: float, timeout_s: float, retry_failed: bool, no_fetch: bool, quiet: bool) -> None:
+    """Analyse every audio file under FOLDER into the store.
+
+    Re-running only analyses what is new or changed; an interrupted build resumes;
+    files that fail are recorded (see the `failures` table) and skipped.
+
+    Example: engine build ~/Music
+    """
+    from engine.build import BuildOptions, build as run_build
+
+    options = BuildOptions(
+        workers=workers, threads=threads, batch=max(1, batch), max_seconds=max_seconds,
+        timeout_s=timeout_s, retry_failed=retry_failed, progress=not quiet, fetch=not no_fetch,
+    )
+    summary = run_build(folder, store_dir, options, echo=lambda s: click.echo(s, err=True))
+    for line in summary.lines():
+        click.echo(line, err=True)
+    if summary.interrupted:
+        sys.exit(130)
 
 
 def main() -> None:

@@ -89,7 +89,7 @@ TABLES_DDL = {
     "embeddings": "CREATE TABLE IF NOT EXISTS embeddings (track_id INTEGER, space VARCHAR, "
     "vector FLOAT[], PRIMARY KEY (track_id, space))",
     "failures": "CREATE TABLE IF NOT EXISTS failures (path VARCHAR PRIMARY KEY, stage VARCHAR, "
-    "error VARCHAR, at TIMESTAMP, file_size BIGINT, mtime_ns BIGINT)",
+    "error VARCHAR, \"at\" TIMESTAMP, file_size BIGINT, mtime_ns BIGINT)",
     # Key/value facts about the store (schema version, index generations).
     "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
 }

@@ -622,3 +622,25 @@ def offline_message(
     lines.append(f"Or copy them into {root} from:")
     lines += [f"  {resolve_url(mf)}" for _, mf in missing]
     return "\n".join(lines)
+
+
+def fetch_missing(*, progress: bool = True, timeout: float = 15) -> FetchReport | None:
+    """Fetch every model whose files are missing, as a first build does by itself.
+
+    The first missing file is tried once, without retries: when it cannot be
+    reached (offline, firewalled) the rest is not attempted, so an offline build
+    loses seconds, not minutes. Returns None when nothing was missing.
+    """
+    specs = []
+    for spec, _ in missing_files(list(registry.MODELS.values())):
+        if spec not in specs:
+            specs.append(spec)
+    if not specs:
+        return None
+    first = fetch_models([specs[0].name], progress=progress, timeout=timeout, retries=0)
+    if first.failed or len(specs) == 1:
+        return first
+    rest = fetch_models([s.name for s in specs[1:]], progress=progress, timeout=timeout)
+    rest.fetched = first.fetched + rest.fetched
+    rest.already_present = first.already_present + rest.already_present
+    return rest

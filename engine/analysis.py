@@ -1,0 +1,95 @@
+"""Per-file analysis: a pure function of one file, run in worker processes.
+
+``analyse_file`` decodes the file once and computes everything that needs the
+audio itself: file facts and tags, the DSP descriptors, and the model inputs (the
+mel spectrogram shared by MusiCNN and EffNet, and TempoCNN's patches). The
+batched model stage (engine.modelstage) runs later on many files at once, so this
+function has no model state and can run unchanged on a distributed engine.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.workers import StageError
+
+
+@dataclass(frozen=True)
+class AnalysisTask:
+    """One file to analyse and what to compute for it.
+
+    ``dsp`` False means the file's descriptors are already stored and only model
+    inputs are needed (e.g. the EffNet backbone was fetched after the first build).
+    """
+
+    path: str
+    file_size: int
+    mtime_ns: int
+    content_hash: str
+    dsp: bool = True
+    mel: bool = True
+    tempocnn: bool = True
+    max_seconds: float = 600.0
+
+
+@dataclass
+class FileAnalysis:
+    task: AnalysisTask
+    facts: object | None = None  # engine.decode.FileFacts
+    tags: object | None = None  # engine.tags.Tags
+    analysed_seconds: float = 0.0
+    truncated: bool = False
+    dsp: object | None = None  # engine.descriptors.DspDescriptors
+    mel: np.ndarray | None = None  # [frames, 96] float32, 16 kHz front-end
+    tempocnn_input: np.ndarray | None = None  # [n, 40, 256, 1] float32
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def analyse_file(task: AnalysisTask) -> FileAnalysis:
+    """Decode ``task.path`` once and compute its descriptors and model inputs.
+
+    Raises
+    ------
+    StageError
+        With the stage (``decode``, ``dsp``, ``frontend``) and a one-line reason.
+    """
+    from engine.decode import DecodeError, decode
+    from engine.tags import read_tags
+
+    out = FileAnalysis(task)
+    t0 = time.perf_counter()
+    try:
+        audio = decode(Path(task.path), max_seconds=task.max_seconds)
+    except DecodeError as exc:
+        raise StageError("decode", str(exc)) from None
+    out.timings["decode"] = time.perf_counter() - t0
+    out.facts = audio.facts
+    out.analysed_seconds = audio.analysed_seconds
+    out.truncated = audio.truncated
+    out.tags = read_tags(Path(task.path))
+
+    if task.dsp:
+        from engine.descriptors import dsp_descriptors
+
+        try:
+            out.dsp = dsp_descriptors(audio.mono, audio.stereo)
+        except Exception as exc:  # noqa: BLE001 - reported per file
+            raise StageError("dsp", f"{type(exc).__name__}: {exc}") from None
+        out.timings.update(out.dsp.timings)
+
+    t0 = time.perf_counter()
+    try:
+        from models import frontend
+
+        if task.mel:
+            out.mel = frontend.mel_bands(audio.mono_16k)
+        if task.tempocnn:
+            out.tempocnn_input = frontend.tempocnn_patches(audio.mono_11k)
+    except Exception as exc:  # noqa: BLE001
+        raise StageError("frontend", f"{type(exc).__name__}: {exc}") from None
+    out.timings["frontend"] = time.perf_counter() - t0
+    return out

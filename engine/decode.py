@@ -1,0 +1,416 @@
+"""Decode an audio file once, into every signal the analysis stages need.
+
+Every track is decoded exactly once, with PyAV (FFmpeg), not with Essentia's loaders:
+those cannot decode Opus and the process can crash after failing on it, so a decoder
+failure could take a whole build down. PyAV reads every format in the corpus and turns
+each failure into a Python exception, which :func:`decode` reports as one
+:class:`~engine.errors.DecodeError` line naming the file and the reason.
+
+Signals
+-------
+The file is decoded and converted by FFmpeg's resampler to 32-bit float planar
+(``fltp``) at 44100 Hz, keeping its native channels; channels are then brought to stereo
+here (see below) and written into one preallocated ``[n, 2]`` buffer (no list of frames
+to concatenate, no second copy). From it:
+
+* ``mono`` = (left + right) / 2 at 44100 Hz, for Essentia's DSP descriptors;
+* ``mono_16k`` (MusiCNN / EffNet) and ``mono_11k`` at 11025 Hz (TempoCNN) are
+  resampled from ``mono`` with soxr, quality ``"HQ"``.
+
+Channels
+--------
+* Mono files are duplicated to both channels at full level (as Essentia's AudioLoader
+  does). FFmpeg's own mono-to-stereo conversion would attenuate by 3 dB, so it is not
+  used.
+* Stereo is kept as is.
+* More than two channels are downmixed with the ITU-R BS.775 coefficients: front left
+  and right 1, centre and surround/back 1/sqrt(2) to their side (centre to both), LFE
+  dropped, then the matrix is scaled so that each output's coefficients sum to at most
+  1 (5.1: divided by 1 + 2/sqrt(2) = 2.414). That scaling is what FFmpeg does for integer
+  output, and it guarantees the downmix cannot exceed full scale (FFmpeg's float path
+  does not scale, and a 4-channel file at full scale reaches 2.2). The price is a quieter
+  downmix (5.1: -7.7 dB on the front channels) than a playback system would produce,
+  so loudness measured on multichannel files reads low. Channels whose position is
+  unspecified (e.g. 4-channel WAV/AIFF without a channel mask) are assumed to be in
+  FFmpeg's default order for their count (4: FL FR BL BR; 6: 5.1).
+
+Long files: what is analysed, and memory
+----------------------------------------
+Decoding stops after ``max_seconds`` of audio (default :data:`DEFAULT_MAX_SECONDS`,
+450 s = 7.5 min); the analysis then covers the *first* 7.5 minutes of the file and
+``truncated`` is set, while ``facts.duration`` still gives the whole file's length from
+the container. The start is taken rather than a window further in because decoding is
+sequential: the start is reached without seeking, which is inexact or slow for VBR MP3
+without a seek table and for raw AAC streams, and which would make results depend on the
+demuxer. 7.5 min covers most songs whole; for longer pieces (DJ mixes, whole-album
+files, long classical movements) tempo, key and timbre of the first 7.5 min stand for
+the file.
+
+The cap bounds time and memory per file whatever the file's length. At 450 s the arrays
+hold n = 450 x 44100 = 19,845,000 samples: ``stereo`` 158.8 MB (n x 2 x 4 bytes),
+``mono`` 79.4 MB, ``mono_16k`` 28.8 MB, ``mono_11k`` 19.8 MB, 286.8 MB (273.5 MiB) in
+all, i.e. 0.64 MB per second analysed. The decode itself adds only one frame at a time.
+A one-hour file therefore costs the same as a 7.5-minute one. (The 600 s one might
+expect would need 382 MB.) ``max_seconds=None`` decodes the whole file, without bound.
+
+Damaged files
+-------------
+A packet that fails to decode is skipped and decoding goes on; if the demuxer itself
+fails (a file cut short), decoding stops there. In both cases what decoded so far is
+kept, with a line in ``warnings``, as long as it is more than zero samples. Empty files,
+non-audio files, files without an audio stream and files that decode to nothing raise
+:class:`~engine.errors.DecodeError`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import av.error
+import numpy as np
+import soxr
+
+from engine.errors import DecodeError
+
+SAMPLE_RATE = 44100  #: Hz, of ``stereo`` and ``mono``
+SAMPLE_RATE_16K = 16000  #: Hz, of ``mono_16k`` (MusiCNN, EffNet)
+SAMPLE_RATE_11K = 11025  #: Hz, of ``mono_11k`` (TempoCNN)
+DEFAULT_MAX_SECONDS = 450.0  #: s of audio decoded at most per file; see the module docstring
+
+_SOXR_QUALITY = "HQ"
+# Give up on a file after this many packets in a row fail to decode: a few bad packets
+# are skipped, but a stream of garbage must not be ground through to the end.
+_MAX_CONSECUTIVE_ERRORS = 32
+# Initial buffer size when the container gives no duration; grown as needed.
+_FALLBACK_CAPACITY_S = 60.0
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What the container and stream say about a file (not about the decoded signal).
+
+    Attributes
+    ----------
+    duration : float
+        Length of the whole file in seconds. When the file was decoded to the end, the
+        decoded length (exact, and right even when a damaged file's header is wrong);
+        when decoding stopped at ``max_seconds``, the container/stream duration (or, if
+        the container has none, file size x 8 / bitrate, and failing that the decoded
+        length, a lower bound).
+    sample_rate : int
+        Native sample rate in Hz (Opus always decodes at 48000).
+    channels : int
+        Native channel count.
+    codec : str
+        FFmpeg codec name, e.g. ``"mp3"``, ``"aac"``, ``"flac"``, ``"pcm_s24le"``.
+    bitrate : int or None
+        Bit rate in bit/s from the stream, else the container's average; None if unknown.
+    container : str
+        FFmpeg demuxer name, e.g. ``"ogg"``, ``"flac"``, ``"mov,mp4,m4a,3gp,3g2,mj2"``.
+    """
+
+    duration: float
+    sample_rate: int
+    channels: int
+    codec: str
+    bitrate: int | None
+    container: str
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """A decoded track: the signals every later stage reads, and facts about the file.
+
+    All arrays are float32, nominally within [-1, 1], and read-only (stages share them).
+
+    Attributes
+    ----------
+    stereo : np.ndarray
+        Shape ``[n, 2]``, C-contiguous, 44100 Hz. Mono files have equal channels; more
+        than two channels are downmixed (see the module docstring).
+    mono : np.ndarray
+        Shape ``[n]``, 44100 Hz: ``(stereo[:, 0] + stereo[:, 1]) / 2``.
+    mono_16k : np.ndarray
+        Shape ``[round(n * 16000 / 44100)]`` (within one sample), 16000 Hz, from ``mono``.
+    mono_11k : np.ndarray
+        Shape ``[n // 4]`` (within one sample), 11025 Hz, from ``mono``.
+    facts : FileFacts
+        Container and stream facts, including the whole file's duration.
+    analysed_seconds : float
+        ``n / 44100``: the length of the decoded signal in seconds.
+    truncated : bool
+        True if decoding stopped at ``max_seconds`` before the end of the file.
+    warnings : tuple of str
+        Recoverable problems met while decoding (skipped corrupt packets, a file cut
+        short), one line each; empty for a clean file.
+    """
+
+    stereo: np.ndarray
+    mono: np.ndarray
+    mono_16k: np.ndarray
+    mono_11k: np.ndarray
+    facts: FileFacts
+    analysed_seconds: float
+    truncated: bool
+    warnings: tuple[str, ...] = field(default=())
+
+
+def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> DecodedAudio:
+    """Decode `path` once into stereo, mono, 16 kHz and 11.025 kHz float32 signals.
+
+    Parameters
+    ----------
+    path : Path
+        Audio file in any format FFmpeg reads.
+    max_seconds : float or None, keyword-only
+        Decode at most this many seconds from the start of the file (default 450 s,
+        which bounds the arrays to 287 MB); None decodes the whole file.
+
+    Returns
+    -------
+    DecodedAudio
+
+    Raises
+    ------
+    DecodeError
+        The file is missing or unreadable, empty, not audio, has no audio stream, or
+        decodes to zero samples. The message is one line naming the file and the reason.
+    ValueError
+        If `max_seconds` is not positive.
+    """
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be positive or None, got {max_seconds!r}")
+    path = Path(path)
+    try:
+        size = os.stat(path).st_size
+    except OSError as e:
+        raise DecodeError(f"cannot decode {path}: {e.strerror or e}") from None
+    if size == 0:
+        raise DecodeError(f"cannot decode {path}: empty file (0 bytes)")
+    try:
+        # metadata_errors="replace": undecodable tag bytes must not stop the decode.
+        container = av.open(str(path), metadata_errors="replace")
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise DecodeError(f"cannot decode {path}: not a readable audio file ({_reason(e)})") from None
+    with container:
+        if not container.streams.audio:
+            raise DecodeError(f"cannot decode {path}: no audio stream")
+        stream = container.streams.best("audio") or container.streams.audio[0]
+        max_samples = None if max_seconds is None else int(round(max_seconds * SAMPLE_RATE))
+        header_s = _header_duration(container, stream)
+        run = _DecodeRun(_initial_capacity(header_s, max_samples), max_samples)
+        run.decode(container, stream)
+        if run.n == 0:
+            why = f"; {run.warnings[0]}" if run.warnings else ""
+            raise DecodeError(f"cannot decode {path}: no audio samples decoded{why}")
+        cc = stream.codec_context
+        bitrate = stream.bit_rate or container.bit_rate or None
+        if run.truncated:
+            duration = header_s or (size * 8 / bitrate if bitrate else 0.0)
+            duration = max(duration, run.native_seconds)
+        else:
+            duration = run.native_seconds
+        facts = FileFacts(
+            duration=float(duration),
+            sample_rate=int(cc.sample_rate or run.first_rate),
+            channels=int(cc.channels or run.first_channels),
+            codec=cc.codec.canonical_name,
+            bitrate=int(bitrate) if bitrate else None,
+            container=container.format.name,
+        )
+
+    stereo = run.buf[: run.n]
+    mono = np.empty(run.n, dtype=np.float32)
+    np.add(stereo[:, 0], stereo[:, 1], out=mono)  # no temporary: mono may be ~80 MB
+    mono *= np.float32(0.5)
+    mono_16k = soxr.resample(mono, SAMPLE_RATE, SAMPLE_RATE_16K, quality=_SOXR_QUALITY)
+    mono_11k = soxr.resample(mono, SAMPLE_RATE, SAMPLE_RATE_11K, quality=_SOXR_QUALITY)
+    for a in (stereo, mono, mono_16k, mono_11k):
+        a.flags.writeable = False
+    return DecodedAudio(
+        stereo=stereo,
+        mono=mono,
+        mono_16k=mono_16k,
+        mono_11k=mono_11k,
+        facts=facts,
+        analysed_seconds=run.n / SAMPLE_RATE,
+        truncated=run.truncated,
+        warnings=tuple(run.warnings),
+    )
+
+
+class _DecodeRun:
+    """State of one decode: the growing stereo buffer, resampler, counters, warnings."""
+
+    def __init__(self, capacity: int, limit: int | None):
+        self.buf = np.empty((capacity, 2), dtype=np.float32)
+        self.n = 0  # samples written to buf
+        self.limit = limit  # max samples, None for no limit
+        self.truncated = False
+        self.native_seconds = 0.0  # decoded length counted in native-rate samples
+        self.first_rate = 0
+        self.first_channels = 0
+        self.warnings: list[str] = []
+        self._resampler: av.AudioResampler | None = None
+        self._resampler_key: tuple | None = None
+        self._matrix: np.ndarray | None = None
+
+    def decode(self, container, stream) -> None:
+        bad_packets = 0
+        consecutive = 0
+        first_bad = ""
+        try:
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as e:
+                    # A corrupt packet: skip it, keep the rest of the file.
+                    bad_packets += 1
+                    consecutive += 1
+                    first_bad = first_bad or _reason(e)
+                    if consecutive >= _MAX_CONSECUTIVE_ERRORS:
+                        self.warnings.append(
+                            f"gave up after {consecutive} undecodable packets in a row at "
+                            f"{self.n / SAMPLE_RATE:.1f} s ({first_bad})"
+                        )
+                        break
+                    continue
+                consecutive = 0
+                for frame in frames:
+                    if not self._add_frame(frame):
+                        return  # reached the limit: the rest of the file is not decoded
+            else:
+                # End of file: drain the resampler's delay line.
+                if self._resampler is not None:
+                    for out in self._resampler.resample(None):
+                        if not self._write(out):
+                            return
+        except av.error.FFmpegError as e:
+            # The demuxer failed (typically a file cut short): keep what decoded.
+            self.warnings.append(f"decoding stopped at {self.n / SAMPLE_RATE:.1f} s: {_reason(e)}")
+        finally:
+            if bad_packets:
+                self.warnings.insert(0, f"skipped {bad_packets} undecodable packet(s) ({first_bad})")
+
+    def _add_frame(self, frame: av.AudioFrame) -> bool:
+        """Resample and store one decoded frame; False once the sample limit is reached."""
+        if frame.samples == 0:
+            return True
+        if not self.first_rate:
+            self.first_rate, self.first_channels = frame.sample_rate, frame.layout.nb_channels
+        self.native_seconds += frame.samples / frame.sample_rate
+        key = (frame.format.name, frame.layout.name, frame.layout.nb_channels, frame.sample_rate)
+        if key != self._resampler_key:
+            # First frame, or the stream changed format mid-way (chained Ogg, HE-AAC
+            # switching to stereo): drain the old resampler and start a new one.
+            if self._resampler is not None:
+                for out in self._resampler.resample(None):
+                    if not self._write(out):
+                        return False
+            # layout=None keeps the native channels: the stereo downmix is done here.
+            self._resampler = av.AudioResampler(format="fltp", layout=None, rate=SAMPLE_RATE)
+            self._resampler_key = key
+            names = tuple(ch.name for ch in frame.layout.channels)
+            self._matrix = _downmix_matrix(names) if len(names) > 2 else None
+        for out in self._resampler.resample(frame):
+            if not self._write(out):
+                return False
+        return True
+
+    def _write(self, frame: av.AudioFrame) -> bool:
+        """Append one ``fltp`` 44.1 kHz frame as stereo; False once the limit is reached."""
+        k = frame.samples
+        if k == 0:
+            return True
+        if self.limit is not None and self.n + k > self.limit:
+            # More audio than the cap: keep up to the cap and stop. (Hitting the cap
+            # exactly is not truncation until a further sample shows up, here.)
+            k = self.limit - self.n
+            self.truncated = True
+        self._reserve(self.n + k)
+        # Views on the frame's planes (buffers may be padded past `samples`), which is
+        # cheaper than frame.to_ndarray()'s vstack for thousands of small frames.
+        planes = [np.frombuffer(p, dtype=np.float32, count=k) for p in frame.planes]
+        dst = self.buf[self.n : self.n + k]
+        if len(planes) == 1:
+            dst[:, 0] = planes[0]
+            dst[:, 1] = planes[0]
+        elif len(planes) == 2:
+            dst[:, 0] = planes[0]
+            dst[:, 1] = planes[1]
+        else:
+            dst[:] = (self._matrix @ np.stack(planes)).T
+        self.n += k
+        return not self.truncated
+
+    def _reserve(self, needed: int) -> None:
+        cap = self.buf.shape[0]
+        if needed <= cap:
+            return
+        # The container's duration was wrong or missing: grow geometrically.
+        new_cap = max(needed, cap * 2)
+        if self.limit is not None:
+            new_cap = min(new_cap, self.limit)
+        grown = np.empty((new_cap, 2), dtype=np.float32)
+        grown[: self.n] = self.buf[: self.n]
+        self.buf = grown
+
+
+def _initial_capacity(header_s: float | None, limit: int | None) -> int:
+    # np.empty pages are only committed when written, so a generous estimate costs no
+    # resident memory; the margin avoids a regrow-and-copy when the header is a bit short.
+    seconds = header_s * 1.02 + 1.0 if header_s else _FALLBACK_CAPACITY_S
+    cap = int(math.ceil(seconds * SAMPLE_RATE))
+    return max(1, min(cap, limit) if limit is not None else cap)
+
+
+def _header_duration(container, stream) -> float | None:
+    """Duration in seconds that the stream or container declares, or None."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+# ITU-R BS.775 downmix: (left, right) coefficient for each FFmpeg channel name.
+_H = 1 / math.sqrt(2)
+_DOWNMIX = {
+    "FL": (1.0, 0.0), "FR": (0.0, 1.0), "FC": (_H, _H), "LFE": (0.0, 0.0), "LFE2": (0.0, 0.0),
+    "FLC": (1.0, 0.0), "FRC": (0.0, 1.0),
+    "BL": (_H, 0.0), "BR": (0.0, _H), "SL": (_H, 0.0), "SR": (0.0, _H),
+    "SDL": (_H, 0.0), "SDR": (0.0, _H), "WL": (_H, 0.0), "WR": (0.0, _H),
+    "TFL": (_H, 0.0), "TFR": (0.0, _H), "TBL": (_H, 0.0), "TBR": (0.0, _H),
+    "TSL": (_H, 0.0), "TSR": (0.0, _H),
+    "BC": (0.5, 0.5), "TC": (0.5, 0.5), "TFC": (0.5, 0.5), "TBC": (0.5, 0.5),
+}
+# FFmpeg's default channel order by count, for files that do not say (e.g. 4-channel WAV
+# without a channel mask reports "4 channels" with positions NONE).
+_DEFAULT_ORDER = {
+    3: ("FL", "FR", "FC"),
+    4: ("FL", "FR", "BL", "BR"),
+    5: ("FL", "FR", "FC", "BL", "BR"),
+    6: ("FL", "FR", "FC", "LFE", "BL", "BR"),
+    7: ("FL", "FR", "FC", "LFE", "BC", "SL", "SR"),
+    8: ("FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"),
+}
+
+
+def _downmix_matrix(names: tuple[str, ...]) -> np.ndarray:
+    """``[2, channels]`` float32 downmix matrix whose rows' absolute sums are <= 1."""
+    if not any(n in _DOWNMIX for n in names):
+        names = _DEFAULT_ORDER.get(len(names), names)
+    # Positions still unknown go equally to both sides.
+    m = np.array([_DOWNMIX.get(n, (0.5, 0.5)) for n in names], dtype=np.float64).T
+    m /= max(1.0, np.abs(m).sum(axis=1).max())
+    return m.astype(np.float32)
+
+
+def _reason(e: BaseException) -> str:
+    """One-line reason from an FFmpeg/OS error, without the repeated file name."""
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return " ".join(str(text).split())

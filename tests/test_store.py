@@ -1,0 +1,79 @@
+"""The DuckDB store and FAISS sync, independent of audio analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index import vectors
+from index.store import FailedFile, NoStoreError, Store, StoreBusyError, TrackRecord
+
+
+def _record(path: str, seed: int, *, effnet: bool = False) -> TrackRecord:
+    rng = np.random.default_rng(seed)
+    rec = TrackRecord(
+        path=path,
+        columns={"bpm": 120.0 + seed, "key_edma": "A", "scale_edma": "minor", "has_musicnn": True,
+                 "loudness_lufs": float("nan")},
+        tags=[("musicnn", "rock", 0.5), ("musicnn", "jazz", 0.1)],
+        embeddings={"musicnn": rng.standard_normal(200).astype(np.float32)},
+    )
+    if effnet:
+        rec.styles = [("Electronic", "Techno", 0.9), ("Rock", "Punk", 0.1)]
+        rec.embeddings["effnet"] = rng.standard_normal(1280).astype(np.float32)
+        rec.columns["has_effnet"] = True
+    return rec
+
+
+def test_write_replace_delete_and_faiss_sync(tmp_path):
+    with Store.open(tmp_path) as store:
+        store.write_tracks([_record("/m/a.ogg", 1), _record("/m/b.ogg", 2)],
+                           [FailedFile("/m/bad.mp3", 3, 4, "decode", "not audio")])
+        assert store.count() == 2 and store.count("failures") == 1
+        a_id = store.known_files()["/m/a.ogg"].track_id
+        # NaN is stored as NULL ("not measurable").
+        assert store._exec("SELECT count(*) FROM tracks WHERE loudness_lufs IS NULL")[0][0] == 2
+
+        assert [i.space for i in vectors.sync(store)] == ["musicnn", "effnet"]
+        assert vectors.sync(store) == []  # fresh now
+        # Adding EffNet outputs later keeps the track id and the MusiCNN tags.
+        store.write_tracks([_record("/m/a.ogg", 1, effnet=True)])
+        known = store.known_files()["/m/a.ogg"]
+        assert known.track_id == a_id and known.has_effnet
+        assert store._exec("SELECT count(*) FROM tags WHERE track_id = ?", [a_id])[0][0] == 2
+        assert [i.space for i in vectors.sync(store)] == ["musicnn", "effnet"]
+        assert vectors.read_info(tmp_path, "effnet").count == 1
+
+        # A file that now analyses clears its failure.
+        store.write_tracks([_record("/m/bad.mp3", 5)])
+        assert store.count("failures") == 0
+        assert store.delete(["/m/b.ogg", "/m/nowhere.ogg"]) == 1
+        assert store.count() == 2
+        assert store._exec("SELECT count(*) FROM embeddings")[0][0] == 3
+        info = vectors.sync(store)
+        assert {i.space: i.count for i in info} == {"musicnn": 2}
+
+    index = vectors.load(tmp_path, "musicnn")
+    assert index.ntotal == 2
+
+
+def test_rows_are_atomic_per_batch(tmp_path):
+    with Store.open(tmp_path) as store:
+        bad = _record("/m/x.ogg", 1)
+        bad.tags.append(("musicnn", "broken", "not a number"))  # fails mid-transaction
+        with pytest.raises(Exception):
+            store.write_tracks([_record("/m/ok.ogg", 0), bad])
+        assert store.count() == 0 and store.count("tags") == 0
+
+
+def test_unknown_column_rejected():
+    with pytest.raises(ValueError, match="not tracks columns"):
+        TrackRecord(path="/x", columns={"tempo": 1})
+
+
+def test_one_writer_at_a_time_and_missing_store_message(tmp_path):
+    with Store.open(tmp_path / "s"):
+        with pytest.raises(StoreBusyError, match="in use"):
+            Store.open(tmp_path / "s")
+    with pytest.raises(NoStoreError, match="engine build"):
+        Store.open_read_only(tmp_path / "none")
