@@ -11,6 +11,7 @@ FAISS indexes are rebuilt from DuckDB whenever they are stale.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -203,6 +204,8 @@ def build(
         summary.deleted = store.delete(plan.deleted)
         if plan.tasks:
             _run(plan, store, stage, workers, options, summary)
+            # Kept for the benchmark's per-stage breakdown.
+            store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
         vectors.sync(store, spaces=stage.spaces or options.spaces)
     summary.seconds = time.perf_counter() - t_start
     return summary

@@ -1,0 +1,625 @@
+"""Signal-processing descriptors of one track: tempo, key, loudness, danceability.
+
+Every function here is a pure function of numpy arrays (the decoder's output); none reads
+files or touches the database, so they can run in worker processes and be tested on any
+audio.
+
+Conventions
+-----------
+* Mono input is float32-compatible, shape ``[n]`` (``[n, 1]`` is accepted too), sampled at
+  44 100 Hz -- the decoder's ``mono``. Stereo input is ``[n, 2]`` (the decoder's ``stereo``).
+* Empty input (zero samples), input of the wrong shape and input holding NaN or infinity
+  raise ``ValueError``. Every other signal, however short, silent or band-limited, yields
+  a result; a value that is undefined for that signal is ``NaN`` (floats) or ``None``
+  (key names), as each function documents.
+* Essentia algorithm objects are not thread-safe, so each call creates its own instances
+  and nothing is shared between calls or threads. (Reusing one ``RhythmExtractor2013``
+  would save ≈120 ms of construction per call, but a reused instance prints a warning
+  per frame to stderr -- its inner network has been torn down -- so we do not rely on it.)
+
+Choices, with the measurements behind them (``bench/tempo_accuracy.py``)
+-----------------------------------------------------------------------
+* Tempo: ``RhythmExtractor2013(method='multifeature')``. On the 26 rendered clips plus the
+  4 Sectoid songs it is right within 4 % on 25/30 and within 4 % up to a factor of 2 or 3
+  on 30/30; 'degara' scores 21/30 and 27/30, Essentia's TempoCNN 18/30 and 25/30.
+  Using TempoCNN's activations to pick the octave was tried and is not used: choosing
+  among ×½, ×1, ×2 lowers the score to 23/30; allowing only halving gains one clip
+  (26/30), a rule picked after seeing the data with one discordant clip, which is noise.
+* Key: one HPCP pass shared by the three profiles, bit-identical to three
+  ``KeyExtractor`` calls at about half the cost.
+* Loudness: ``LoudnessEBUR128`` (ITU-R BS.1770 / EBU R 128); true peak by 4× oversampling
+  with soxr, which agrees with Essentia's ``TruePeakDetector`` but is ~60× faster.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "SAMPLE_RATE",
+    "KEY_PROFILES",
+    "RHYTHM_CONFIDENCE_MAX",
+    "SILENCE_RMS_DBFS",
+    "Tempo",
+    "Key",
+    "Loudness",
+    "DspDescriptors",
+    "tempo",
+    "keys",
+    "mean_hpcp",
+    "loudness",
+    "true_peak_dbtp",
+    "danceability",
+    "dsp_descriptors",
+]
+
+#: Sample rate every mono function expects [Hz]. RhythmExtractor2013 only works at 44.1 kHz.
+SAMPLE_RATE = 44100
+
+#: Key profiles computed by :func:`keys`, in this order.
+KEY_PROFILES = ("temperley", "krumhansl", "edma")
+
+#: Upper end of RhythmExtractor2013's multifeature confidence (Essentia documents 0–5.32);
+#: :attr:`Tempo.confidence` is the raw value divided by this.
+RHYTHM_CONFIDENCE_MAX = 5.32
+
+#: A signal whose RMS over its whole length is below this level [dBFS] is treated as
+#: silence by :func:`tempo` and :func:`danceability`. It matches the EBU R 128 absolute
+#: gate (-70 LUFS): nothing quieter counts as programme there either. Without it the beat
+#: tracker reports ≈738 BPM for digital silence, and danceability reads noise floor as
+#: highly danceable (white noise scores ≈3.2).
+SILENCE_RMS_DBFS = -70.0
+
+# RhythmExtractor2013's default tempo search range [BPM]; an estimate outside it (0 for
+# signals too short to track, ≈738 for silence) is not a tempo.
+_MIN_BPM = 40
+_MAX_BPM = 208
+
+# KeyExtractor's defaults (Essentia 2.1b6: src/algorithms/tonal/keyextractor.cpp and the
+# streaming Key's averaging). Reproduced rather than imported so that one HPCP pass can
+# feed all profiles; tests check the results equal KeyExtractor's.
+_KEY_FRAME_SIZE = 4096
+_KEY_HOP_SIZE = 4096
+_KEY_MIN_HZ = 25.0
+_KEY_MAX_HZ = 3500.0
+_KEY_MAX_PEAKS = 60
+_KEY_PEAK_THRESHOLD = 1e-4
+_KEY_HPCP_SIZE = 12
+_KEY_PCP_THRESHOLD = 0.2
+
+# Danceability's DFA slope needs enough of its segment lengths (310 ms .. 8.8 s); below
+# 2 s the value swings wildly (a 0.4 s excerpt of a fiddle tune reads 24, 0.8 s reads 0).
+_MIN_DANCEABILITY_S = 2.0
+
+# Loudness: EBU R 128 gating blocks are 400 ms and loudness range uses 3 s short-term
+# windows; shorter programmes have no defined value.
+_GATING_BLOCK_S = 0.4
+_SHORT_TERM_S = 3.0
+# LoudnessEBUR128 reports -70 LUFS (its absolute gate) when no block passes the gate.
+_ABSOLUTE_GATE_LUFS = -70.0
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class Tempo:
+    """Global tempo of a track.
+
+    Attributes
+    ----------
+    bpm : float
+        Tempo in beats per minute, within [40, 208]; ``NaN`` when no tempo could be
+        tracked (signal shorter than about 2 s, silence, no beat found).
+    confidence : float
+        RhythmExtractor2013's multifeature beat-tracking confidence divided by 5.32 and
+        clipped, so 0 (none) .. 1 (maximal). Essentia's guide for the raw value: below
+        1.0 (here < 0.19) very low, 1.0–1.5 low, 1.5–3.5 good, above 3.5 (> 0.66)
+        excellent. 0.0 when ``bpm`` is NaN. Confident does not mean octave-right: the
+        tracker's misses on our corpus are all doubled tempi.
+    method : str
+        The estimator that produced it: ``'multifeature'`` (RhythmExtractor2013).
+    """
+
+    bpm: float
+    confidence: float
+    method: str
+
+
+@dataclass(frozen=True)
+class Key:
+    """Key estimate for one profile.
+
+    Attributes
+    ----------
+    key : str or None
+        Tonic as Essentia names it: ``A, Bb, B, C, C#, D, Eb, E, F, F#, G, Ab``. ``None``
+        when the signal has no tonal content (all-zero HPCP, e.g. silence).
+    scale : str or None
+        ``'major'`` or ``'minor'``; ``None`` together with ``key``.
+    strength : float
+        Correlation of the averaged HPCP with the winning key profile, in [-1, 1]
+        (practically 0.3–0.9 for music); ``NaN`` when ``key`` is None.
+    """
+
+    key: str | None
+    scale: str | None
+    strength: float
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """EBU R 128 loudness of a track.
+
+    Attributes
+    ----------
+    integrated_lufs : float
+        Gated integrated loudness [LUFS], typically -30 .. -5 for music. ``NaN`` when
+        undefined: the signal is shorter than one 400 ms gating block or no block is
+        above the -70 LUFS absolute gate (silence).
+    range_lu : float
+        Loudness range (EBU Tech 3342) [LU], >= 0. ``NaN`` when the signal is shorter
+        than one 3 s short-term window or ``integrated_lufs`` is NaN.
+    true_peak_dbtp : float
+        Maximum true-peak level over all channels [dBTP] (4× oversampled, ITU-R
+        BS.1770-4 Annex 2); can exceed 0 for clipped or hot masters. ``-inf`` for digital
+        silence.
+    """
+
+    integrated_lufs: float
+    range_lu: float
+    true_peak_dbtp: float
+
+
+@dataclass(frozen=True)
+class DspDescriptors:
+    """All signal-processing descriptors of one track, as :func:`dsp_descriptors` returns.
+
+    Attributes
+    ----------
+    tempo : Tempo
+    keys : dict of str to Key
+        One entry per name in :data:`KEY_PROFILES`. Treat as read-only.
+    loudness : Loudness
+    danceability : float
+        See :func:`danceability`.
+    timings : dict of str to float
+        Wall-clock seconds per stage: ``'tempo'``, ``'key'``, ``'loudness'``,
+        ``'danceability'``.
+    """
+
+    tempo: Tempo
+    keys: dict[str, Key]
+    loudness: Loudness
+    danceability: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _es():
+    """Import essentia.standard lazily: importing it loads TensorFlow (~1 s), which code
+    that only imports this module for its dataclasses should not pay."""
+    import essentia.standard as es
+
+    return es
+
+
+def _as_mono(signal, name: str = "mono_44k") -> np.ndarray:
+    """Validate a mono signal and return it as contiguous float32 of shape [n]."""
+    arr = np.asarray(signal)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a mono signal of shape [n], got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: empty signal (0 samples); nothing to analyse")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: signal contains NaN or infinite samples")
+    return arr
+
+
+def _as_channels(signal, name: str = "stereo_44k") -> np.ndarray:
+    """Validate a mono [n] / [n,1] or stereo [n,2] signal; return float32 [n, channels]."""
+    arr = np.asarray(signal)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] not in (1, 2):
+        raise ValueError(
+            f"{name}: expected shape [n, 2] (stereo) or [n] (mono), got shape {arr.shape}"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: empty signal (0 samples); nothing to analyse")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: signal contains NaN or infinite samples")
+    return arr
+
+
+def _is_silent(x: np.ndarray) -> bool:
+    """True when the RMS of ``x`` is below :data:`SILENCE_RMS_DBFS`."""
+    # float64 accumulation: a float32 sum of an hour of samples loses precision.
+    mean_square = float(np.dot(x, x.astype(np.float64)) / x.size)
+    return mean_square < 10.0 ** (SILENCE_RMS_DBFS / 10.0)
+
+
+# --------------------------------------------------------------------------- tempo
+
+
+def tempo(mono_44k: np.ndarray) -> Tempo:
+    """Estimate the global tempo with RhythmExtractor2013 (multifeature beat tracker).
+
+    Parameters
+    ----------
+    mono_44k : numpy.ndarray
+        Mono signal, shape [n], 44 100 Hz, amplitude in [-1, 1].
+
+    Returns
+    -------
+    Tempo
+        ``bpm`` in [40, 208] or NaN, ``confidence`` in [0, 1] (raw confidence / 5.32),
+        ``method='multifeature'``. Typical errors are octave errors (×2 / ×½); on the
+        project's corpus the estimate is within 4 % of the truth for 83 % of clips and
+        within 4 % of 1, 2, ½, 3 or ⅓ times it for all of them.
+
+    Raises
+    ------
+    ValueError
+        If the signal is empty, not 1-D, or holds non-finite samples.
+
+    Notes
+    -----
+    Cost ≈0.5 s per 30 s of audio (≈0.12 s of it constructing the algorithm).
+    """
+    x = _as_mono(mono_44k)
+    undefined = Tempo(bpm=math.nan, confidence=0.0, method="multifeature")
+    if _is_silent(x):
+        return undefined
+    es = _es()
+    extractor = es.RhythmExtractor2013(method="multifeature", minTempo=_MIN_BPM, maxTempo=_MAX_BPM)
+    bpm, _ticks, confidence, _estimates, _intervals = extractor(x)
+    bpm = float(bpm)
+    # The tracker returns 0 when it found too few beats and out-of-range values on
+    # degenerate input; neither is a tempo.
+    if not (math.isfinite(bpm) and _MIN_BPM <= bpm <= _MAX_BPM):
+        return undefined
+    conf = float(confidence) / RHYTHM_CONFIDENCE_MAX
+    conf = min(max(conf, 0.0), 1.0) if math.isfinite(conf) else 0.0
+    return Tempo(bpm=bpm, confidence=conf, method="multifeature")
+
+
+# --------------------------------------------------------------------------- key
+
+
+def mean_hpcp(mono_44k: np.ndarray) -> np.ndarray:
+    """Average 12-bin HPCP exactly as ``KeyExtractor`` computes it before ``Key``.
+
+    Frames of 4096 samples, hop 4096 (first frame centred on sample 0), Hann window,
+    magnitude spectrum, the 60 strongest spectral peaks in 25–3500 Hz above 1e-4, spectral
+    whitening, HPCP (12 bins, 4 harmonics, cosine weighting, window 1 semitone, reference
+    440 Hz, unnormalised), mean over frames, then -- as Essentia's streaming ``Key`` does --
+    scaled so its maximum is 1 and bins below 0.2 set to 0. (The streaming ``Key``'s
+    detuning correction is a no-op at 12 bins.)
+
+    Parameters
+    ----------
+    mono_44k : numpy.ndarray
+        Mono signal, shape [n], 44 100 Hz.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 [12], bin 0 = A, in [0, 1]; all zeros when no spectral peak was found.
+
+    Raises
+    ------
+    ValueError
+        If the signal is empty, not 1-D, or holds non-finite samples.
+    """
+    x = _as_mono(mono_44k)
+    es = _es()
+    window = es.Windowing(size=_KEY_FRAME_SIZE, type="hann")
+    spectrum = es.Spectrum(size=_KEY_FRAME_SIZE)
+    peaks = es.SpectralPeaks(
+        orderBy="magnitude",
+        magnitudeThreshold=_KEY_PEAK_THRESHOLD,
+        minFrequency=_KEY_MIN_HZ,
+        maxFrequency=_KEY_MAX_HZ,
+        maxPeaks=_KEY_MAX_PEAKS,
+        sampleRate=SAMPLE_RATE,
+    )
+    whitening = es.SpectralWhitening(maxFrequency=_KEY_MAX_HZ, sampleRate=SAMPLE_RATE)
+    hpcp = es.HPCP(
+        bandPreset=False,
+        harmonics=4,
+        maxFrequency=_KEY_MAX_HZ,
+        minFrequency=_KEY_MIN_HZ,
+        nonLinear=False,
+        normalized="none",
+        referenceFrequency=440.0,
+        sampleRate=SAMPLE_RATE,
+        size=_KEY_HPCP_SIZE,
+        weightType="cosine",
+        windowSize=1.0,
+        maxShifted=False,
+    )
+    total = np.zeros(_KEY_HPCP_SIZE, dtype=np.float32)
+    n_frames = 0
+    # Same framing as KeyExtractor's FrameCutter (Essentia defaults: centred start, last
+    # partial frame zero-padded).
+    for frame in es.FrameGenerator(x, frameSize=_KEY_FRAME_SIZE, hopSize=_KEY_HOP_SIZE):
+        spec = spectrum(window(frame))
+        freqs, mags = peaks(spec)
+        mags = whitening(spec, freqs, mags)
+        # float32 accumulation in frame order, like Essentia's meanFrames, so the result
+        # is bit-identical to KeyExtractor's.
+        total += hpcp(freqs, mags)
+        n_frames += 1
+    if n_frames == 0:
+        return total
+    avg = (total / np.float32(n_frames)).astype(np.float32)
+    peak = float(avg.max())
+    if peak > 0.0:
+        avg /= np.float32(peak)
+        avg[avg < _KEY_PCP_THRESHOLD] = 0.0
+    return avg
+
+
+def keys(mono_44k: np.ndarray, profiles: tuple[str, ...] = KEY_PROFILES) -> dict[str, Key]:
+    """Estimate the key with several key profiles from one HPCP pass.
+
+    Equal to ``essentia.standard.KeyExtractor(profileType=p)(mono_44k)`` for each profile
+    ``p`` (same key and scale, same strength), at about half the cost of three calls.
+
+    Parameters
+    ----------
+    mono_44k : numpy.ndarray
+        Mono signal, shape [n], 44 100 Hz.
+    profiles : tuple of str, optional
+        Essentia ``Key`` profile types; default ``('temperley', 'krumhansl', 'edma')``.
+
+    Returns
+    -------
+    dict of str to Key
+        ``{profile: Key(key, scale, strength)}`` in the order of ``profiles``. For a
+        signal without tonal content (all-zero HPCP: silence, sub-threshold noise) every
+        entry is ``Key(None, None, nan)``; Essentia would report "A minor", strength 0.
+
+    Raises
+    ------
+    ValueError
+        If the signal is empty, not 1-D, or holds non-finite samples, or a profile name
+        is unknown to Essentia.
+
+    Notes
+    -----
+    Cost ≈25 ms per 30 s of audio for all three profiles.
+    """
+    pcp = mean_hpcp(mono_44k)
+    if not pcp.any():
+        return {p: Key(key=None, scale=None, strength=math.nan) for p in profiles}
+    es = _es()
+    out: dict[str, Key] = {}
+    for profile in profiles:
+        # KeyExtractor's configuration of its inner Key.
+        estimator = es.Key(
+            usePolyphony=False,
+            useThreeChords=False,
+            numHarmonics=4,
+            slope=0.6,
+            profileType=profile,
+            pcpSize=_KEY_HPCP_SIZE,
+        )
+        key, scale, strength, _first_to_second = estimator(pcp)
+        out[profile] = Key(key=str(key), scale=str(scale), strength=float(strength))
+    return out
+
+
+# --------------------------------------------------------------------------- loudness
+
+
+def true_peak_dbtp(signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
+    """Maximum true-peak level over all channels, by oversampling (ITU-R BS.1770-4 Annex 2).
+
+    Parameters
+    ----------
+    signal : numpy.ndarray
+        Shape [n] or [n, channels], amplitude in [-1, 1] full scale.
+    sample_rate : int, optional
+        Sample rate of ``signal`` [Hz], default 44 100.
+
+    Returns
+    -------
+    float
+        20·log10 of the largest absolute sample of the oversampled signal [dBTP];
+        ``-inf`` for digital silence. Oversampling is 4× below 96 kHz, 2× below 192 kHz,
+        none above (the factors BS.1770-4 asks for).
+
+    Notes
+    -----
+    soxr's HQ resampler serves as the interpolation filter: it agrees with Essentia's
+    ``TruePeakDetector`` (within 0.01 dB on music) at ≈15 ms instead of ≈0.9 s per
+    channel and 30 s.
+    """
+    import soxr
+
+    arr = np.asarray(signal, dtype=np.float32)
+    if arr.size == 0:
+        raise ValueError("true_peak_dbtp: empty signal (0 samples)")
+    sample_peak = float(np.max(np.abs(arr)))
+    if sample_peak == 0.0:
+        return -math.inf
+    factor = 4 if sample_rate < 96000 else 2 if sample_rate < 192000 else 1
+    if factor > 1:
+        up = soxr.resample(arr, sample_rate, sample_rate * factor, quality="HQ")
+        # The interpolated signal passes through every original sample in theory; take
+        # the max with the sample peak so filter ripple can never read lower.
+        peak = max(float(np.max(np.abs(up))), sample_peak)
+    else:
+        peak = sample_peak
+    return 20.0 * math.log10(peak)
+
+
+def loudness(stereo_44k: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Loudness:
+    """EBU R 128 integrated loudness, loudness range and true peak.
+
+    Parameters
+    ----------
+    stereo_44k : numpy.ndarray
+        Shape [n, 2] for a two-channel source; shape [n] (or [n, 1]) for a single-channel
+        source. See Notes on mono.
+    sample_rate : int, optional
+        Sample rate of the signal [Hz], default 44 100. (Loudness is defined at any rate;
+        the EBU test signals are 48 kHz.)
+
+    Returns
+    -------
+    Loudness
+        ``integrated_lufs`` [LUFS], ``range_lu`` [LU], ``true_peak_dbtp`` [dBTP]; see
+        :class:`Loudness` for when each is NaN.
+
+    Raises
+    ------
+    ValueError
+        If the signal is empty, has a shape other than [n], [n, 1], [n, 2], or holds
+        non-finite samples.
+
+    Notes
+    -----
+    Mono: ITU-R BS.1770 sums the power of the channels present, so a single-channel file
+    is measured as one channel -- as ffmpeg's ebur128, libebur128 and pyloudnorm do by
+    default. A 1-D input is therefore fed to ``LoudnessEBUR128`` as left = signal,
+    right = silence, which is exactly the one-channel measurement. The same samples
+    duplicated into two channels (what a decoder's stereo output of a mono file is) read
+    +3.01 LU louder: callers should pass the mono array for single-channel sources. The
+    EBU test signals are two-channel files (identical channels) and are measured as such.
+
+    Accuracy: within 0.05 LU of the EBU Tech 3341 integrated values and 0.05 LU of the
+    Tech 3342 loudness ranges, at 48 kHz and after resampling to 44.1 kHz.
+    Cost ≈0.15 s per 30 s of stereo audio (true peak ≈30 ms of it).
+    """
+    audio = _as_channels(stereo_44k)
+    n = audio.shape[0]
+    duration = n / float(sample_rate)
+    if audio.shape[1] == 1:
+        # One-channel measurement (see Notes): LoudnessEBUR128 only takes stereo.
+        stereo = np.zeros((n, 2), dtype=np.float32)
+        stereo[:, 0] = audio[:, 0]
+    else:
+        stereo = audio
+    es = _es()
+    meter = es.LoudnessEBUR128(sampleRate=float(sample_rate))
+    _momentary, _short_term, integrated, lra = meter(stereo)
+    integrated = float(integrated)
+    lra = float(lra)
+    if duration < _GATING_BLOCK_S or not integrated > _ABSOLUTE_GATE_LUFS:
+        integrated = math.nan
+    if duration < _SHORT_TERM_S or math.isnan(integrated) or not math.isfinite(lra):
+        lra = math.nan
+    return Loudness(
+        integrated_lufs=integrated,
+        range_lu=lra,
+        true_peak_dbtp=true_peak_dbtp(audio, sample_rate),
+    )
+
+
+# --------------------------------------------------------------------------- danceability
+
+
+def danceability(mono_44k: np.ndarray) -> float:
+    """Danceability by detrended fluctuation analysis (Essentia ``Danceability``).
+
+    Parameters
+    ----------
+    mono_44k : numpy.ndarray
+        Mono signal, shape [n], 44 100 Hz.
+
+    Returns
+    -------
+    float
+        Nominally 0 (not danceable) .. 3 (very danceable); values slightly above 3
+        occur for noise-like signals. On our corpus Bach chorales score ≈1.0–1.5, fiddle
+        tunes with drums ≈1.6–1.9. ``NaN`` for silence (RMS below
+        :data:`SILENCE_RMS_DBFS`) and for signals shorter than 2 s, whose DFA covers too
+        few segment lengths for a stable value.
+
+    Raises
+    ------
+    ValueError
+        If the signal is empty, not 1-D, or holds non-finite samples.
+
+    Notes
+    -----
+    Cost ≈15 ms per 30 s of audio.
+    """
+    x = _as_mono(mono_44k)
+    if x.size < _MIN_DANCEABILITY_S * SAMPLE_RATE or _is_silent(x):
+        return math.nan
+    es = _es()
+    value, dfa = es.Danceability(sampleRate=SAMPLE_RATE)(x)
+    value = float(value)
+    if not np.any(np.asarray(dfa)) or not math.isfinite(value):
+        return math.nan
+    return value
+
+
+# --------------------------------------------------------------------------- bundle
+
+
+def dsp_descriptors(mono_44k: np.ndarray, stereo_44k: np.ndarray | None) -> DspDescriptors:
+    """Compute every descriptor of this module for one track, timing each stage.
+
+    Parameters
+    ----------
+    mono_44k : numpy.ndarray
+        Mono signal, shape [n], 44 100 Hz (tempo, key, danceability).
+    stereo_44k : numpy.ndarray or None
+        Two-channel signal [n, 2] at 44 100 Hz for loudness. Pass ``None`` for a
+        single-channel source: loudness is then measured on ``mono_44k`` as one channel
+        (see :func:`loudness`).
+
+    Returns
+    -------
+    DspDescriptors
+        The results and ``timings`` (seconds per stage: ``'tempo'``, ``'key'``,
+        ``'loudness'``, ``'danceability'``).
+
+    Raises
+    ------
+    ValueError
+        If either signal is empty or malformed.
+
+    Notes
+    -----
+    Total ≈0.7 s per 30 s track, dominated by the beat tracker (≈0.5 s).
+    """
+    mono = _as_mono(mono_44k)
+    loud_input = mono if stereo_44k is None else _as_channels(stereo_44k)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    tempo_result = tempo(mono)
+    t1 = time.perf_counter()
+    timings["tempo"] = t1 - t0
+    key_results = keys(mono)
+    t2 = time.perf_counter()
+    timings["key"] = t2 - t1
+    loud_result = loudness(loud_input, SAMPLE_RATE)
+    t3 = time.perf_counter()
+    timings["loudness"] = t3 - t2
+    dance = danceability(mono)
+    timings["danceability"] = time.perf_counter() - t3
+
+    return DspDescriptors(
+        tempo=tempo_result,
+        keys=key_results,
+        loudness=loud_result,
+        danceability=dance,
+        timings=timings,
+    )
