@@ -9,12 +9,14 @@ function has no model state and can run unchanged on a distributed engine.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from engine.decode import DEFAULT_MAX_SECONDS
 from engine.workers import StageError
 
 
@@ -33,7 +35,7 @@ class AnalysisTask:
     dsp: bool = True
     mel: bool = True
     tempocnn: bool = True
-    max_seconds: float = 600.0
+    max_seconds: float | None = DEFAULT_MAX_SECONDS
 
 
 @dataclass
@@ -49,6 +51,16 @@ class FileAnalysis:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _quiet_native_logs() -> None:
+    # Worker processes import Essentia; its INFO lines (and TensorFlow's, when the
+    # essentia-tensorflow build is installed) would interleave with the progress bar.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import essentia
+
+    essentia.log.infoActive = False
+    essentia.log.warningActive = False
+
+
 def analyse_file(task: AnalysisTask) -> FileAnalysis:
     """Decode ``task.path`` once and compute its descriptors and model inputs.
 
@@ -60,6 +72,7 @@ def analyse_file(task: AnalysisTask) -> FileAnalysis:
     from engine.decode import DecodeError, decode
     from engine.tags import read_tags
 
+    _quiet_native_logs()
     out = FileAnalysis(task)
     t0 = time.perf_counter()
     try:
@@ -76,7 +89,9 @@ def analyse_file(task: AnalysisTask) -> FileAnalysis:
         from engine.descriptors import dsp_descriptors
 
         try:
-            out.dsp = dsp_descriptors(audio.mono, audio.stereo)
+            # A mono file is measured as one channel, as loudness meters do.
+            stereo = None if audio.facts.channels == 1 else audio.stereo
+            out.dsp = dsp_descriptors(audio.mono, stereo)
         except Exception as exc:  # noqa: BLE001 - reported per file
             raise StageError("dsp", f"{type(exc).__name__}: {exc}") from None
         out.timings.update(out.dsp.timings)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from engine.analysis import AnalysisTask, FileAnalysis, analyse_file
+from engine.decode import DEFAULT_MAX_SECONDS
 from engine.errors import EngineError
 from engine.workers import TaskFailed, WorkerPool, default_processes
 from index.store import FailedFile, KnownFile, Store
@@ -45,7 +46,7 @@ class BuildOptions:
     workers: int = 0  # 0: one per core
     threads: int = 0  # 0: one per core
     batch: int = 8
-    max_seconds: float = 600.0
+    max_seconds: float = DEFAULT_MAX_SECONDS
     timeout_s: float = 600.0
     retry_failed: bool = False
     progress: bool = True

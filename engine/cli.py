@@ -119,7 +119,7 @@ def store_option(f):
 @click.option("--workers", type=int, default=0, show_default="one per core", help="Decode/DSP processes.")
 @click.option("--threads", type=int, default=0, show_default="one per core", help="onnxruntime threads.")
 @click.option("--batch", type=int, default=8, show_default=True, help="Files per model run and per commit.")
-@click.option("--max-seconds", type=float, default=600.0, show_default=True,
+@click.option("--max-seconds", type=float, default=450.0, show_default=True,
               help="Audio analysed per file; longer files are analysed from the start up to this.")
 @click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
               help="Seconds one file may take before it is recorded as failed.")

@@ -2,14 +2,22 @@
 
 Every track is decoded exactly once, with PyAV (FFmpeg), not with Essentia's loaders:
 those cannot decode Opus and the process can crash after failing on it, so a decoder
-failure could take a whole build down. PyAV reads every format in the corpus and turns
-each failure into a Python exception, which :func:`decode` reports as one
-:class:`~engine.errors.DecodeError` line naming the file and the reason.
+failure could take a whole build down. PyAV turns each failure into a Python exception,
+which :func:`decode` reports as one :class:`~engine.errors.DecodeError` line naming the
+file and the reason.
+
+One exception: the FFmpeg 8 in the PyAV wheel refuses some valid Ogg Vorbis files at
+open ("Header processing failed"; ``library/HyperRogue/hr-savino-*.ogg`` in the test
+corpus) that Essentia's older bundled FFmpeg reads. When PyAV fails on a file that
+sniffs as audio and that mutagen parses as a non-Opus format, :func:`decode` falls back
+to Essentia's ``AudioLoader`` (whole file, so only up to 512 MB of decoded audio, e.g.
+24 min at 44.1 kHz) and says so in ``warnings``. Opus and junk never reach Essentia.
 
 Signals
 -------
 The file is decoded and converted by FFmpeg's resampler to 32-bit float planar
-(``fltp``) at 44100 Hz, keeping its native channels; channels are then brought to stereo
+(``fltp``) at 44100 Hz (a no-op for the many codecs that already decode to fltp at
+44.1 kHz), keeping its native channels; channels are then brought to stereo
 here (see below) and written into one preallocated ``[n, 2]`` buffer (no list of frames
 to concatenate, no second copy). From it:
 
@@ -19,9 +27,9 @@ to concatenate, no second copy). From it:
 
 Channels
 --------
-* Mono files are duplicated to both channels at full level (as Essentia's AudioLoader
-  does). FFmpeg's own mono-to-stereo conversion would attenuate by 3 dB, so it is not
-  used.
+* Mono files are duplicated to both channels at full level, so ``mono`` is exactly the
+  file's signal. FFmpeg's own mono-to-stereo conversion would attenuate by 3 dB, so it is
+  not used.
 * Stereo is kept as is.
 * More than two channels are downmixed with the ITU-R BS.775 coefficients: front left
   and right 1, centre and surround/back 1/sqrt(2) to their side (centre to both), LFE
@@ -50,8 +58,10 @@ The cap bounds time and memory per file whatever the file's length. At 450 s the
 hold n = 450 x 44100 = 19,845,000 samples: ``stereo`` 158.8 MB (n x 2 x 4 bytes),
 ``mono`` 79.4 MB, ``mono_16k`` 28.8 MB, ``mono_11k`` 19.8 MB, 286.8 MB (273.5 MiB) in
 all, i.e. 0.64 MB per second analysed. The decode itself adds only one frame at a time.
-A one-hour file therefore costs the same as a 7.5-minute one. (The 600 s one might
-expect would need 382 MB.) ``max_seconds=None`` decodes the whole file, without bound.
+A one-hour file therefore costs the same as a 7.5-minute one: ``edge/one_hour_silence.flac``
+decodes in 0.6-1.4 s (2-core EPYC, idle to loaded) with peak RSS 280 MiB above the
+interpreter's. (The 600 s one might expect would need 382 MB.) ``max_seconds=None``
+decodes the whole file, without bound (that file: 5-12 s, 2.2 GiB).
 
 Damaged files
 -------------
@@ -71,10 +81,12 @@ from pathlib import Path
 
 import av
 import av.error
+import mutagen
 import numpy as np
 import soxr
 
 from engine.errors import DecodeError
+from engine.scan import sniff_audio
 
 SAMPLE_RATE = 44100  #: Hz, of ``stereo`` and ``mono``
 SAMPLE_RATE_16K = 16000  #: Hz, of ``mono_16k`` (MusiCNN, EffNet)
@@ -191,22 +203,22 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
         raise DecodeError(f"cannot decode {path}: {e.strerror or e}") from None
     if size == 0:
         raise DecodeError(f"cannot decode {path}: empty file (0 bytes)")
+    max_samples = None if max_seconds is None else int(round(max_seconds * SAMPLE_RATE))
     try:
         # metadata_errors="replace": undecodable tag bytes must not stop the decode.
         container = av.open(str(path), metadata_errors="replace")
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        raise DecodeError(f"cannot decode {path}: not a readable audio file ({_reason(e)})") from None
+        return _fallback(path, max_samples, f"not a readable audio file ({_reason(e)})")
     with container:
         if not container.streams.audio:
-            raise DecodeError(f"cannot decode {path}: no audio stream")
+            return _fallback(path, max_samples, "no audio stream")
         stream = container.streams.best("audio") or container.streams.audio[0]
-        max_samples = None if max_seconds is None else int(round(max_seconds * SAMPLE_RATE))
         header_s = _header_duration(container, stream)
         run = _DecodeRun(_initial_capacity(header_s, max_samples), max_samples)
         run.decode(container, stream)
         if run.n == 0:
             why = f"; {run.warnings[0]}" if run.warnings else ""
-            raise DecodeError(f"cannot decode {path}: no audio samples decoded{why}")
+            return _fallback(path, max_samples, f"no audio samples decoded{why}")
         cc = stream.codec_context
         bitrate = stream.bit_rate or container.bit_rate or None
         if run.truncated:
@@ -222,9 +234,13 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
             bitrate=int(bitrate) if bitrate else None,
             container=container.format.name,
         )
+    return _finish(run.buf[: run.n], facts, run.truncated, run.warnings)
 
-    stereo = run.buf[: run.n]
-    mono = np.empty(run.n, dtype=np.float32)
+
+def _finish(stereo: np.ndarray, facts: FileFacts, truncated: bool, warnings) -> DecodedAudio:
+    """Derive mono and the model-rate signals from ``[n, 2]`` 44.1 kHz stereo."""
+    n = stereo.shape[0]
+    mono = np.empty(n, dtype=np.float32)
     np.add(stereo[:, 0], stereo[:, 1], out=mono)  # no temporary: mono may be ~80 MB
     mono *= np.float32(0.5)
     mono_16k = soxr.resample(mono, SAMPLE_RATE, SAMPLE_RATE_16K, quality=_SOXR_QUALITY)
@@ -237,10 +253,93 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
         mono_16k=mono_16k,
         mono_11k=mono_11k,
         facts=facts,
-        analysed_seconds=run.n / SAMPLE_RATE,
-        truncated=run.truncated,
-        warnings=tuple(run.warnings),
+        analysed_seconds=n / SAMPLE_RATE,
+        truncated=truncated,
+        warnings=tuple(warnings),
     )
+
+
+# --- fallback: Essentia's loader, for the few files FFmpeg 8 refuses ---------------------
+
+# The fallback loads the whole file at its native rate before capping, so it is only
+# tried when that stays below this many bytes ([n, 2] float32): 512 MB, e.g. 24 min at
+# 44.1 kHz.
+_FALLBACK_MAX_BYTES = 512_000_000
+_MUTAGEN_CONTAINERS = {
+    "OggVorbis": "ogg", "OggFLAC": "ogg", "OggSpeex": "ogg", "OggTheora": "ogg",
+    "FLAC": "flac", "MP3": "mp3", "EasyMP3": "mp3", "MP4": "mov,mp4,m4a,3gp,3g2,mj2",
+    "EasyMP4": "mov,mp4,m4a,3gp,3g2,mj2", "WAVE": "wav", "AIFF": "aiff", "ASF": "asf",
+}
+
+
+def _fallback(path: Path, max_samples: int | None, reason: str) -> DecodedAudio:
+    """Decode with Essentia's AudioLoader after PyAV failed, or raise DecodeError(reason).
+
+    FFmpeg 8 (in the PyAV wheel) refuses some valid Ogg Vorbis files ("Header processing
+    failed"; two of the corpus's library files) that Essentia's older bundled FFmpeg reads.
+    Essentia's loaders can kill the process after failing on Opus, and may misbehave on
+    junk, so the fallback is only tried on files that sniff as audio, that mutagen parses
+    as a non-Opus format, and that fit :data:`_FALLBACK_MAX_BYTES`; anything else raises
+    the original reason. Essentia (and TensorFlow with it) is imported only here.
+    """
+    why = f"cannot decode {path}: {reason}"
+    info = _fallback_candidate(path)
+    if info is None:
+        raise DecodeError(why)
+    kind, length, rate = info
+    if length * rate * 2 * 4 > _FALLBACK_MAX_BYTES:
+        raise DecodeError(f"{why}; too long ({length:.0f} s) for the fallback decoder")
+    try:
+        import essentia
+        import essentia.standard as es
+
+        essentia.log.infoActive = False
+        audio, sr, channels, _md5, bitrate, codec = es.AudioLoader(filename=str(path))()
+    except RuntimeError as e:  # Essentia's exceptions surface as RuntimeError
+        raise DecodeError(f"{why}; Essentia's loader failed too ({_reason(e)})") from None
+    sr, channels = int(sr), int(channels)
+    if audio.shape[0] == 0 or sr <= 0:
+        raise DecodeError(f"{why}; Essentia's loader decoded no samples")
+    if channels == 1:
+        audio[:, 1] = audio[:, 0]  # AudioLoader leaves the second channel of mono at zero
+    native_n = audio.shape[0]
+    truncated = False
+    if max_samples is not None:
+        keep = math.ceil(max_samples * sr / SAMPLE_RATE)
+        if native_n > keep:
+            audio, truncated = audio[:keep], True
+    if sr != SAMPLE_RATE:
+        audio = soxr.resample(audio, sr, SAMPLE_RATE, quality=_SOXR_QUALITY)
+    if max_samples is not None and audio.shape[0] > max_samples:
+        audio = audio[:max_samples]
+    facts = FileFacts(
+        duration=float(max(length, native_n / sr) if truncated else native_n / sr),
+        sample_rate=sr,
+        channels=channels,
+        codec=str(codec),
+        bitrate=int(bitrate) if bitrate else None,
+        container=_MUTAGEN_CONTAINERS.get(kind, kind.lower()),
+    )
+    warning = f"decoded with Essentia's AudioLoader: PyAV failed ({reason})"
+    return _finish(np.ascontiguousarray(audio, dtype=np.float32), facts, truncated, [warning])
+
+
+def _fallback_candidate(path: Path) -> tuple[str, float, int] | None:
+    """(mutagen type name, length s, sample rate Hz) if `path` may go to Essentia, else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+        if not sniff_audio(head[:4096]) or b"OpusHead" in head:
+            return None
+        m = mutagen.File(path)
+    except Exception:  # mutagen raises many types on junk; any of them means "no"
+        return None
+    if m is None or "opus" in type(m).__name__.lower():
+        return None
+    info = m.info
+    if "opus" in str(getattr(info, "codec", "")).lower() or not getattr(info, "length", 0):
+        return None
+    return type(m).__name__, float(info.length), int(getattr(info, "sample_rate", 0) or 48000)
 
 
 class _DecodeRun:
@@ -251,13 +350,18 @@ class _DecodeRun:
         self.n = 0  # samples written to buf
         self.limit = limit  # max samples, None for no limit
         self.truncated = False
-        self.native_seconds = 0.0  # decoded length counted in native-rate samples
+        self._native: dict[int, int] = {}  # decoded native samples per sample rate
         self.first_rate = 0
         self.first_channels = 0
         self.warnings: list[str] = []
         self._resampler: av.AudioResampler | None = None
         self._resampler_key: tuple | None = None
         self._matrix: np.ndarray | None = None
+
+    @property
+    def native_seconds(self) -> float:
+        """Decoded length in seconds, counted in native-rate samples (exact)."""
+        return sum(n / rate for rate, n in self._native.items())
 
     def decode(self, container, stream) -> None:
         bad_packets = 0
@@ -289,8 +393,9 @@ class _DecodeRun:
                     for out in self._resampler.resample(None):
                         if not self._write(out):
                             return
-        except av.error.FFmpegError as e:
-            # The demuxer failed (typically a file cut short): keep what decoded.
+        except (av.error.FFmpegError, ValueError) as e:
+            # The demuxer failed (typically a file cut short), or PyAV rejected a frame it
+            # cannot convert: keep what decoded, so one bad file never stops a build.
             self.warnings.append(f"decoding stopped at {self.n / SAMPLE_RATE:.1f} s: {_reason(e)}")
         finally:
             if bad_packets:
@@ -302,7 +407,7 @@ class _DecodeRun:
             return True
         if not self.first_rate:
             self.first_rate, self.first_channels = frame.sample_rate, frame.layout.nb_channels
-        self.native_seconds += frame.samples / frame.sample_rate
+        self._native[frame.sample_rate] = self._native.get(frame.sample_rate, 0) + frame.samples
         key = (frame.format.name, frame.layout.name, frame.layout.nb_channels, frame.sample_rate)
         if key != self._resampler_key:
             # First frame, or the stream changed format mid-way (chained Ogg, HE-AAC

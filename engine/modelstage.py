@@ -99,7 +99,7 @@ class ModelStage:
                 continue
             spec = pipeline.backbone.spec
             idx = [i for i, a in enumerate(analyses) if a.mel is not None]
-            per_track = [frontend.backbone_patches(analyses[i].mel, spec) for i in idx]
+            per_track = [frontend.model_patches(spec, analyses[i].mel) for i in idx]
             for i, outputs in zip(idx, pipeline.predict(per_track)):
                 if outputs.embedding is not None:
                     results[i].spaces[space] = outputs

@@ -81,8 +81,8 @@ class FoundFile:
     Attributes
     ----------
     path : Path
-        Absolute path as reached from the scan root (symlinks are not resolved, so the
-        path is the one the user sees under the root).
+        Absolute path: the resolved scan root joined with the names by which the walk
+        reached the file (symlinks below the root are not resolved).
     size : int
         Size in bytes (of the link target for a symlink).
     mtime_ns : int
@@ -100,7 +100,8 @@ def scan(root: Path) -> Iterator[FoundFile]:
     Parameters
     ----------
     root : Path
-        Folder to scan. Relative paths are made absolute against the current directory.
+        Folder to scan. It is resolved first (made absolute, symlinks in its own path
+        resolved, as ``Path.resolve``), and every yielded path lies under that.
 
     Yields
     ------
@@ -113,7 +114,9 @@ def scan(root: Path) -> Iterator[FoundFile]:
         If `root` does not exist or is not a folder. Problems below the root are logged
         and skipped, never raised.
     """
-    root = Path(os.path.abspath(os.fspath(root)))
+    # Resolved, so that paths are the same however the root was named (relative, or via
+    # a symlink); entries below the root keep the names they are reached by.
+    root = Path(root).resolve()
     try:
         root_st = os.stat(root)
     except OSError as e:

@@ -63,6 +63,7 @@ class TempoFrontEnd:
     f_min: float = 20.0
     f_max: float = 5000.0
     patch_frames: int = 256
+    patch_hop: int = 128  # TempoCNN's default patchHopSize (a patch every ~5.9 s)
     bpm_offset: int = 30  # BPM = argmax(class) + 30
 
 
