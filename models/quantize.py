@@ -555,11 +555,16 @@ def int8_convs(
         if not n.name:
             n.name = f"{n.op_type}_{i}"
     if nodes is None:
+        # convs that read the (batch-normalised) mel patch and span several bands
         n_bands = m.graph.input[0].type.tensor_type.shape.dim[-1].dim_value
+        readers: dict[str, int] = {}
+        for n in m.graph.node:
+            if n.op_type == "Conv":
+                readers[n.input[0]] = readers.get(n.input[0], 0) + 1
         nodes = []
         for n in m.graph.node:
-            w = inits.get(n.input[1]) if n.op_type == "Conv" and len(n.input) > 1 else None
-            if w is not None and len(w.dims) == 4 and w.dims[1] == 1 and 1 < w.dims[3] < n_bands:
+            w = inits.get(n.input[1]) if n.op_type == "Conv" else None
+            if w is not None and len(w.dims) == 4 and w.dims[1] == 1 and 1 < w.dims[3] < n_bands and readers[n.input[0]] > 1:
                 nodes.append(n.name)
 
     class Reader(_PatchReader, CalibrationDataReader):
