@@ -203,17 +203,18 @@ def parity(sess, heads, evals) -> dict[str, float]:
     )
 
 
-def timing(sess, x: np.ndarray, runs: int) -> tuple[float, float]:
-    """Median wall ms and median calling-thread CPU ms for one run over ``x``."""
-    feed = {"model/Placeholder:0": x}
-    sess.run([EMB, TAGS], feed)
+def timing(sess, x: np.ndarray, runs: int, batch: int | None = None) -> tuple[float, float, float]:
+    """Median and min wall ms, median calling-thread CPU ms, for ``x`` in runs of ``batch``."""
+    batch = batch or len(x)
+    sess.run([EMB, TAGS], {"model/Placeholder:0": x[:batch]})
     wall, cpu = [], []
     for _ in range(runs):
         t0, c0 = time.perf_counter(), time.thread_time()
-        sess.run([EMB, TAGS], feed)
+        for i in range(0, len(x), batch):
+            sess.run([EMB, TAGS], {"model/Placeholder:0": x[i : i + batch]})
         wall.append(time.perf_counter() - t0)
         cpu.append(time.thread_time() - c0)
-    return float(np.median(wall) * 1000), float(np.median(cpu) * 1000)
+    return float(np.median(wall) * 1000), float(np.min(wall) * 1000), float(np.median(cpu) * 1000)
 
 
 # ----------------------------------------------------------------------------- variants
@@ -341,24 +342,38 @@ def main(argv=None) -> int:
             row.update(parity(s1, heads, evals))
             for th in threads:
                 s = s1 if th == 1 else session(path, th, level)
-                row[f"ms{th}"], row[f"cpu{th}"] = timing(s, x, args.runs)
+                row[f"ms{th}"], row[f"min{th}"], row[f"cpu{th}"] = timing(s, x, args.runs)
+            if name in ("float", "pruned-b16", "pruned-b8"):
+                # batch size: 4 clips (76 patches) run in chunks of b, per clip
+                xs = np.concatenate([v["patches"] for v in evals[:4]])
+                row["batches"] = {b: timing(s1, xs, max(3, args.runs // 2), b)[0] / 4 for b in (1, 4, 19, 64)}
             rows.append(row)
             print(f"  measured {name}", file=sys.stderr, flush=True)
 
     base = next((r for r in rows if r["name"] == "float"), None)
-    head = "| variant | " + " | ".join(f"ms/clip {t} thr" for t in threads) + " | ×float (1 thr) | patch cos min / mean | track cos min | emo Δmax | moods Δmax | MSD tags Δmax |"
+    head = (
+        "| variant | "
+        + " | ".join(f"{t} thr ms/clip, median ({'CPU' if t == 1 else 'min'})" for t in threads)
+        + " | ×float (1 thr) | patch cos min / mean | track cos min | emo Δmax | moods Δmax | MSD tags Δmax |"
+    )
     print()
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for r in rows:
         times = " | ".join(
-            f"{r[f'ms{t}']:.0f}" + (f" (cpu {r[f'cpu{t}']:.0f})" if t == 1 else "") for t in threads
+            f"{r[f'ms{t}']:.0f} ({r[f'cpu{t}'] if t == 1 else r[f'min{t}']:.0f})" for t in threads
         )
         speed = f"{base['ms1'] / r['ms1']:.1f}" if base and 1 in threads else "-"
         print(
             f"| {r['name']} | {times} | {speed} | {r['patch_min']:.6f} / {r['patch_mean']:.6f} | "
             f"{r['track_min']:.6f} | {r['emo']:.2g} | {r['moods']:.2g} | {r['tags']:.2g} |"
         )
+    batched = [r for r in rows if "batches" in r]
+    if batched:
+        print("\nBatch size (1 thread, 4 clips = 76 patches run in chunks of b; ms per clip, median):")
+        print("| variant | b=1 | b=4 | b=19 | b=64 |\n|---|---|---|---|---|")
+        for r in batched:
+            print(f"| {r['name']} | " + " | ".join(f"{r['batches'][b]:.0f}" for b in (1, 4, 19, 64)) + " |")
     print()
     for r in rows:
         print(f"  {r['name']}: {r['desc']}")

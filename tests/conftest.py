@@ -55,3 +55,46 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def models_with_standin_effnet(shared_models: Path, dest: Path) -> Path:
+    """A model folder: links to the real files plus a generated stand-in EffNet backbone."""
+    from models import registry
+    from tests.standin import write_standin_effnet
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in shared_models.iterdir():
+        if f.is_file() and not (dest / f.name).exists():
+            (dest / f.name).symlink_to(f)
+    write_standin_effnet(dest / registry.get("effnet").official_onnx.filename)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def corpus_store(corpus, shared_models, tmp_path_factory) -> Path:
+    """A store built once per session: the 51 library tracks and 10 rendered clips.
+
+    Both spaces are filled: MusiCNN with the real model, EffNet with the stand-in
+    backbone (so its styles and heads are real heads on stand-in embeddings). Treat
+    it as read-only; copy it (shutil.copytree) before changing anything.
+    """
+    import shutil
+
+    from engine.build import BuildOptions, build
+
+    music = tmp_path_factory.mktemp("corpus-music")
+    shutil.copytree(corpus / "library", music / "library",
+                    ignore=shutil.ignore_patterns("*.txt", "COPYRIGHT"))
+    for clip in sorted((corpus / "rendered").glob("*.ogg"))[:10]:
+        (music / "rendered").mkdir(exist_ok=True)
+        shutil.copy(clip, music / "rendered" / clip.name)
+    store = tmp_path_factory.mktemp("corpus-store")
+    models = models_with_standin_effnet(shared_models, tmp_path_factory.mktemp("models"))
+    old = os.environ["ENGINE_MODELS"]
+    os.environ["ENGINE_MODELS"] = str(models)
+    try:
+        build(music, store, BuildOptions(max_seconds=30, progress=False, fetch=False),
+              echo=lambda s: None)
+    finally:
+        os.environ["ENGINE_MODELS"] = old
+    return store
