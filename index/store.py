@@ -19,7 +19,7 @@ import numpy as np
 import platformdirs
 
 from engine.errors import EngineError
-from index.schema import SCHEMA_VERSION, TABLES_DDL, TRACK_COLUMN_NAMES
+from index.schema import SCHEMA_VERSION, TABLES_DDL, TRACK_COLUMN_NAMES, TRACK_COLUMNS
 
 DB_NAME = "engine.duckdb"
 LOCK_NAME = ".lock"
@@ -146,6 +146,13 @@ class Store:
         for ddl in TABLES_DDL.values():
             self._exec(ddl)
         self._exec("CREATE SEQUENCE IF NOT EXISTS track_ids START 1")
+        # Columns added to the schema since the store was made are added empty, so
+        # an older store keeps working (its tracks show NULL there).
+        have = {r[0] for r in self._exec(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'tracks'")}
+        for col in TRACK_COLUMNS:
+            if col.name not in have:
+                self._exec(f"ALTER TABLE tracks ADD COLUMN {col.name} {col.sql_type}")
         version = self.meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
