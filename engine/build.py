@@ -238,20 +238,31 @@ def _run(plan: Plan, store: Store, stage, workers: int, options: BuildOptions, s
         file=sys.stderr,
         dynamic_ncols=True,
     )
+    def hand_over(item) -> bool:
+        # Never block on a full queue whose consumer has died.
+        while writer.is_alive():
+            try:
+                results.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    failed = 0
     try:
         with WorkerPool(analyse_file, workers, timeout_s=options.timeout_s) as pool:
             for task, outcome in pool.map_unordered(plan.tasks):
-                if errors:
+                if not hand_over((task, outcome)):
                     break
-                results.put((task, outcome))
                 bar.update(1)
                 if isinstance(outcome, TaskFailed):
-                    bar.set_postfix(failed=summary.failed + 1, refresh=False)
+                    failed += 1
+                    bar.set_postfix(failed=failed, refresh=False)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
         bar.close()
-        results.put(_DONE)
+        hand_over(_DONE)
         writer.join()
     if errors:
         raise errors[0]
