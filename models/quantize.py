@@ -9,12 +9,12 @@ three "temporal" ones (51 filters each of 128×1, 64×1 and 32×1). onnxruntime'
 static int8 quantisation (QDQ, per-channel S8 weights, U8 activations, MinMax
 calibration on 361 patches of 19 tracks disjoint from the evaluation tracks):
 
-* every Conv quantised: 1.8× faster, but the track-mean embedding falls to
-  cosine 0.983 and arousal/valence move by up to 0.16 (on 1-9): unusable;
-* only the two timbral convs (the ones worth it; the temporal ones get *slower*
-  as QLinearConv because their input has one channel): 2.1× faster, track
-  cosine ≥ 0.99975, arousal/valence within 0.040, MSD tags within 0.007;
-* dynamic quantisation is slower than float here (ConvInteger has no fast kernel).
+* every Conv quantised: no faster (615 vs 635 ms per clip: the single-input-
+  channel temporal convs get *slower* as QLinearConv) and the track-mean
+  embedding falls to cosine 0.982, arousal/valence move by up to 0.16 (on 1-9);
+* only the two timbral convs: 1.6× faster, track cosine ≥ 0.99975,
+  arousal/valence within 0.040, MSD tags within 0.007;
+* dynamic quantisation (ConvInteger): 1.06× faster, cosine 0.986: useless.
 
 Int8 also changes the numbers from one CPU to the next: on AVX2 machines without
 VNNI, MLAS's U8S8 kernel sums pairs of u8·s8 products in int16 (``vpmaddubsw``) and
@@ -26,14 +26,14 @@ The recipe: prune what the network does not use
 The trained MusiCNN has mostly dead filters: their weights are 1e-10 to 1e-30 of
 the live ones (L2 decay drove them to zero). Live filters per front-end conv:
 23/204 (7×38), 14/204 (7×67), 3/51 (128×1), 7/51 (64×1), 17/51 (32×1); also 44 of
-the 64 mid-end filters. A dead filter's output is a constant, BN(ReLU(bias)), so
+the 64 mid-end filters (left in: the mid-end is cheap). A dead filter's output is a constant, BN(ReLU(bias)), so
 :func:`prune_musicnn` rebuilds the graph exactly:
 
 1. Front-end convs keep only live filters. The rule is a worst-case bound, not a
    statistic: a filter is dropped when ``sum|w| * input_bound * |BN scale|``, the
    most its pooled, batch-normalised output can move for an input within
    ±``input_bound`` (10; the batch-normalised log-mel stays within about ±3), is
-   ≤ ``tol`` (1e-6). Dropped filters have bounds ≤ 1.6e-8; the weakest kept one
+   ≤ ``tol`` (1e-6). Dropped filters have bounds ≤ 1.8e-8; the weakest kept one
    has 0.09, so the split is not a judgement call.
 2. Each branch's ``Conv → ReLU → BatchNorm → MaxPool(over frequency)`` becomes
    ``Conv → MaxPool → ×sign → ReLU → BatchNorm``: max-pooling commutes with ReLU
@@ -54,24 +54,34 @@ the 64 mid-end filters. A dead filter's output is a constant, BN(ReLU(bias)), so
 Nothing is calibrated or approximated beyond the bound above; outputs stay within
 float32 rounding of the original.
 
-Measured (``python -m bench.quantize_musicnn``): 2-core AMD EPYC (Zen 4, AVX-512
-VNNI), onnxruntime 1.31.1, ORT_ENABLE_ALL, 30 s clip = 19 patches, one session,
-median of 7 runs, 1 intra-op thread; 20 evaluation tracks (14 from
-corpus/library, 6 from corpus/rendered, central 30 s) against essentia-tensorflow
-``TensorflowPredictMusiCNN`` + ``TensorflowPredict2D`` heads:
+Measured (``python -m bench.quantize_musicnn``) on a 2-core AMD EPYC (Zen 4,
+AVX-512 VNNI), onnxruntime 1.31.1, ORT_ENABLE_ALL, one session, a 30 s clip = 19
+patches per ``run``, median of 9 runs, on an otherwise idle machine; parity on 20
+evaluation tracks (14 from corpus/library, 6 from corpus/rendered, central 30 s;
+380 patches) against essentia-tensorflow's ``TensorflowPredictMusiCNN`` and
+``TensorflowPredict2D`` heads, which take 734 ms per clip on both cores:
 
-================================  ========  ===============  =============  ==========
-variant                           ms/clip   min track cos    emoMusic Δmax  MSD tag Δ
-================================  ========  ===============  =============  ==========
-float ONNX as converted              ≈640   0.9999999        4.5e-6         6e-7
-pruned (this recipe, block 16)        ≈66   0.9999999        2.4e-6         3e-7
-int8 QDQ, timbral convs only         ≈305   0.99975          0.040          0.007
-pruned + int8 timbral convs           ≈58   0.99975          0.040          0.007
-================================  ========  ===============  =============  ==========
+========================  ======  ======  ==========  ==========  =======  =======
+variant                   1 thr   2 thr   patch cos   track cos   emo Δ    tags Δ
+                          ms      ms      min         min         max      max
+========================  ======  ======  ==========  ==========  =======  =======
+float, as converted        635     344    0.9999998   0.9999999   4.5e-6   6e-7
+float, ENABLE_EXTENDED     670     364    (same)
+dynamic int8               600     387    0.981       0.986       0.15     0.056
+static int8, all convs     615    ≈350    0.978       0.982       0.16     0.049
+static int8, timbral       400    ≈230    0.99898     0.99975     0.040    0.0071
+**pruned (block 16)**       68      35    0.9999998   0.9999999   2.9e-6   3e-7
+pruned (block 8)            81      42    (same)
+pruned + int8 timbral       50      27    0.99898     0.99975     0.040    0.0071
+same, reduce_range          51      26    0.99700     0.99846     0.071    0.027
+========================  ======  ======  ==========  ==========  =======  =======
 
-(see the bench for the full table, 2-thread figures and per-patch cosines).
-So the recipe is ≈9.7× faster than the converted float model at the same
-outputs, and about 15× less CPU than essentia-tensorflow's ≈1 s on ≈1.9 cores.
+(2-thread figures of the int8 rows were taken with the other core partly busy.)
+Batch size does not matter (pruned: 68 ms per clip at 1, 4, 19 or 64 patches per
+run). So the recipe is 9.3× faster than the converted float model on one thread
+(68 vs 635 ms), ≈21× less wall time than essentia-tensorflow (35 vs 734 ms on
+two cores), and its outputs differ from the float model's only by float32
+rounding. TempoCNN has no dead filters; this applies to MusiCNN only.
 """
 
 from __future__ import annotations
@@ -80,9 +90,9 @@ import itertools
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -116,7 +126,6 @@ class PruneInfo:
     max_dropped_bound: float  # largest bound among dropped filters
     min_kept_bound: float  # smallest bound among kept filters
     macs_per_patch: int  # multiply-accumulates of the pruned graph's convs, padding included
-    notes: list[str] = field(default_factory=list)
 
 
 def nchwc_block_size() -> int:
@@ -150,7 +159,7 @@ def quantize_musicnn(
     them every per-patch embedding must keep cosine ≥ ``min_cosine`` (default
     0.99999; the rebuild gives ≈1 - 2e-7) against ``float_onnx``, else
     ``ValueError``. With ``int8=True`` the pruned model's two timbral convs are also
-    statically quantised on all of them (:func:`int8_convs`): ≈30 % faster on an
+    statically quantised on all of them (:func:`int8_convs`): ≈25 % less time on an
     AVX-512 VNNI CPU, but track-mean cosine ≈0.9997, arousal/valence within ≈0.04,
     and CPU-dependent numbers (default ``min_cosine`` then 0.995).
 
@@ -186,17 +195,6 @@ def quantize_musicnn(
 
 
 # --------------------------------------------------------------------------- pruning
-
-
-def _partitions(items: list) -> Iterable[list[list]]:
-    if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
-    for p in _partitions(rest):
-        for i in range(len(p)):
-            yield p[:i] + [[first] + p[i]] + p[i + 1 :]
-        yield [[first]] + p
 
 
 def _pack(channels: list[tuple[int, int, int]], block: int) -> list[list[tuple[int, int, int]]]:

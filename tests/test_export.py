@@ -116,3 +116,24 @@ def test_official_onnx_is_used_directly(tmp_path, monkeypatch):
     monkeypatch.setenv("ENGINE_MODELS", str(tmp_path))
     official = write_standin_effnet(tmp_path / spec.official_onnx.filename)
     assert export.ensure_onnx(spec) == official
+
+
+def test_musicnn_runs_as_its_fast_rebuild_with_the_same_outputs(corpus):
+    """MusiCNN without its dead filters: same embeddings, far fewer operations."""
+    import essentia.standard as es
+
+    from models import frontend
+
+    spec = registry.get("musicnn")
+    fast = export.ensure_onnx(spec)
+    assert fast.name == "msd-musicnn-1.fast.onnx" and export.onnx_path(spec) == fast
+    plain = paths.onnx_dir() / "msd-musicnn-1.onnx"
+    audio = es.MonoLoader(filename=str(corpus / "rendered" / "folk_00.ogg"), sampleRate=16000,
+                          resampleQuality=4)()
+    patches = frontend.model_patches(spec, frontend.mel_bands(audio))
+    a = OnnxModel(spec, plain, RuntimeOptions(threads=1)).run(patches)
+    b = OnnxModel(spec, fast, RuntimeOptions(threads=1)).run(patches)
+    cos = np.sum(a["embeddings"] * b["embeddings"], 1) / (
+        np.linalg.norm(a["embeddings"], axis=1) * np.linalg.norm(b["embeddings"], axis=1))
+    assert cos.min() >= 0.99999
+    np.testing.assert_allclose(a["predictions"], b["predictions"], atol=1e-5)
