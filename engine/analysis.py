@@ -1,10 +1,11 @@
 """Per-file analysis: a pure function of one file, run in worker processes.
 
 ``analyse_file`` decodes the file once and computes everything that needs the
-audio itself: file facts and tags, the DSP descriptors, and the model inputs (the
-mel spectrogram shared by MusiCNN and EffNet, and TempoCNN's patches). The
-batched model stage (engine.modelstage) runs later on many files at once, so this
-function has no model state and can run unchanged on a distributed engine.
+audio itself: file facts and tags, the DSP descriptors and quality measures
+(engine.quality), and the model inputs (the mel spectrogram shared by MusiCNN and
+EffNet, and TempoCNN's patches). The batched model stage (engine.modelstage) runs
+later on many files at once, so this function has no model state and can run
+unchanged on a distributed engine.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class FileAnalysis:
     analysed_seconds: float = 0.0
     truncated: bool = False
     dsp: object | None = None  # engine.descriptors.DspDescriptors
+    quality: object | None = None  # engine.quality.Quality
     mel: np.ndarray | None = None  # [frames, 96] float32, 16 kHz front-end
     tempocnn_input: np.ndarray | None = None  # [n, 40, 256, 1] float32
     timings: dict[str, float] = field(default_factory=dict)
@@ -87,11 +89,15 @@ def analyse_file(task: AnalysisTask) -> FileAnalysis:
 
     if task.dsp:
         from engine.descriptors import dsp_descriptors
+        from engine.quality import quality
 
         try:
             # A mono file is measured as one channel, as loudness meters do.
             stereo = None if audio.facts.channels == 1 else audio.stereo
             out.dsp = dsp_descriptors(audio.mono, stereo)
+            t0 = time.perf_counter()
+            out.quality = quality(audio.mono, stereo, audio.facts)
+            out.timings["quality"] = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 - reported per file
             raise StageError("dsp", f"{type(exc).__name__}: {exc}") from None
         out.timings.update(out.dsp.timings)

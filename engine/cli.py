@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from engine.errors import EngineError
+from engine.options import store_option
 
 
 class _Group(click.Group):
@@ -101,18 +102,6 @@ def models_export(names: tuple[str, ...]) -> None:
         click.echo(f"{name:<22} {outcome}")
 
 
-def store_option(f):
-    """--store DIR, shared by every command that reads or writes the store."""
-    return click.option(
-        "--store",
-        "store_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar="ENGINE_STORE",
-        default=None,
-        help="Store folder (default: $ENGINE_STORE, else the user data folder).",
-    )(f)
-
-
 @cli.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @store_option
@@ -146,6 +135,17 @@ def build(folder: Path, store_dir: Path | None, workers: int, threads: int, batc
         click.echo(line, err=True)
     if summary.interrupted:
         sys.exit(130)
+
+
+from engine.cli_report import report as _report  # noqa: E402  (needs store_option)
+cli.add_command(_report)
+from engine.cli_sql import sql as _sql; cli.add_command(_sql)  # noqa: E402,E702
+
+
+from engine.cli_query import knn as _knn, playlist as _playlist  # noqa: E402  (needs store_option)
+cli.add_command(_knn); cli.add_command(_playlist)  # noqa: E702
+
+from engine.cli_tui import tui as _tui; cli.add_command(_tui)  # noqa: E402,E702
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ STYLE_SEPARATOR = "---"  # Discogs labels are 'Genre---Style'
 
 
 def file_columns(a: FileAnalysis) -> dict[str, Any]:
-    """Columns known without models: file facts, tags and DSP descriptors."""
+    """Columns known without models: file facts, tags, DSP descriptors and quality."""
     t = a.task
     cols: dict[str, Any] = {
         "file_size": t.file_size,
@@ -66,6 +66,8 @@ def file_columns(a: FileAnalysis) -> dict[str, Any]:
             loudness_range_lu=d.loudness.range_lu,
             true_peak_dbtp=d.loudness.true_peak_dbtp,
         )
+    if a.quality is not None:
+        cols.update(a.quality.columns())
     return cols
 
 

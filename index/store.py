@@ -127,7 +127,16 @@ class Store:
                 f"no store at {directory}: run `engine build <music folder>` first "
                 "(or pass --store / set ENGINE_STORE)"
             )
-        return cls(directory, duckdb.connect(str(db), read_only=True), None)
+        try:
+            con = duckdb.connect(str(db), read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise StoreError(f"cannot open store {directory}: {str(exc).splitlines()[0]}") from None
+            # DuckDB lets one process write or many read, not both at once.
+            raise StoreBusyError(
+                f"store {directory} is being written by a build; query it when the build ends"
+            ) from None
+        return cls(directory, con, None)
 
     def close(self) -> None:
         self.con.close()
@@ -332,7 +341,7 @@ class Store:
 
 def _sql_value(v: Any) -> Any:
     if isinstance(v, np.generic):
-        return v.item()
+        v = v.item()
     if isinstance(v, float) and v != v:  # NaN -> NULL: "not measurable" reads better in SQL
         return None
     return v

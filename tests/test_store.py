@@ -77,3 +77,24 @@ def test_one_writer_at_a_time_and_missing_store_message(tmp_path):
             Store.open(tmp_path / "s")
     with pytest.raises(NoStoreError, match="engine build"):
         Store.open_read_only(tmp_path / "none")
+
+
+def test_reading_while_a_build_writes_says_so(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    with Store.open(tmp_path):
+        pass
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from index.store import Store
+        s = Store.open({str(tmp_path)!r}); print("open", flush=True); time.sleep(30)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreBusyError, match="being written by a build"):
+            Store.open_read_only(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()

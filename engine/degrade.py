@@ -1,0 +1,225 @@
+"""Degradation simulator: graded, reproducible versions of real audio.
+
+Used to evaluate :mod:`engine.quality` (does the score fall as a defect gets worse?) and
+available to anyone who wants to test a quality measure on their own music. Every
+function is a pure function of a signal: it never modifies its input, returns float32 of
+the input's shape (``[n]`` mono or ``[n, channels]``), and, where randomness is involved,
+is deterministic for a given ``seed``.
+
+Degradations and their severity parameter (see :data:`SEVERITIES` for the graded levels
+used in the evaluation, mildest first):
+
+=============  =====================================================================
+``hiss``       white Gaussian noise at ``snr_db`` below the signal's mean power
+``clicks``     impulsive clicks (vinyl-like pops) at ``rate_per_min`` events per minute
+``clipping``   gain of ``gain_db`` followed by hard clipping at full scale (±1)
+``lowpass``    zero-phase low-pass with cut-off ``cutoff_hz`` (-6 dB point)
+``mp3``        MP3 encode/decode round trip (LAME via PyAV) at ``bitrate_kbps``
+=============  =====================================================================
+
+Example
+-------
+>>> y = degrade(x, "hiss", 20.0, seed=1)      # x: float32 [n, 2] at 44.1 kHz
+>>> levels = [degrade(x, "mp3", b) for b in SEVERITIES["mp3"]]
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+
+__all__ = [
+    "SAMPLE_RATE",
+    "SEVERITIES",
+    "add_hiss",
+    "add_clicks",
+    "clip",
+    "lowpass",
+    "mp3_roundtrip",
+    "degrade",
+]
+
+SAMPLE_RATE = 44100  #: Hz, the default rate of every function here
+
+#: Graded severities per degradation, from mild to severe (the evaluation's levels):
+#: hiss SNR [dB], click rate [per minute], clipping gain [dB], low-pass cut-off [Hz],
+#: MP3 bit rate [kbit/s].
+SEVERITIES: dict[str, tuple[float, ...]] = {
+    "hiss": (30.0, 20.0, 15.0, 10.0, 5.0),
+    "clicks": (20.0, 60.0, 200.0, 600.0, 2000.0),
+    "clipping": (3.0, 6.0, 10.0, 15.0, 20.0),
+    "lowpass": (16000.0, 11000.0, 8000.0, 5500.0, 3500.0),
+    "mp3": (192.0, 128.0, 96.0, 64.0, 32.0),
+}
+
+# Click shape: a decaying impulse a few samples long (a needle hitting a scratch).
+_CLICK_DECAY_SAMPLES = 1.5
+_CLICK_LENGTH = 8
+
+
+def _as_signal(x) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim not in (1, 2) or arr.shape[0] == 0:
+        raise ValueError(f"expected a non-empty signal of shape [n] or [n, channels], "
+                         f"got shape {np.shape(x)}")
+    if not np.isfinite(arr).all():
+        raise ValueError("signal contains NaN or infinite samples")
+    return arr
+
+
+def _power(x: np.ndarray) -> float:
+    return float(np.mean(np.square(x, dtype=np.float64)))
+
+
+def add_hiss(x, snr_db: float, *, seed: int = 0) -> np.ndarray:
+    """Add white Gaussian noise ``snr_db`` dB below the signal's mean power.
+
+    Each channel gets independent noise; the SNR is relative to the mean power over all
+    samples and channels. Digital silence stays silent (there is no power to relate to).
+    """
+    arr = _as_signal(x)
+    p = _power(arr)
+    if p == 0.0:
+        return arr.copy()
+    rng = np.random.default_rng(seed)
+    sigma = math.sqrt(p / 10.0 ** (snr_db / 10.0))
+    return (arr + rng.standard_normal(arr.shape).astype(np.float32) * np.float32(sigma))
+
+
+def add_clicks(
+    x,
+    rate_per_min: float,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    seed: int = 0,
+    level_db: tuple[float, float] = (-20.0, -6.0),
+) -> np.ndarray:
+    """Add clicks at ``rate_per_min`` per minute, at uniformly random times.
+
+    Exactly ``round(rate_per_min * duration_minutes)`` clicks are placed (so the rate is
+    exact, not a Poisson draw), each at least 20 ms from the next. A click is a one-sided
+    exponentially decaying impulse (time constant 1.5 samples, 8 samples long) of random
+    sign whose peak is drawn uniformly in dB within ``level_db`` relative to full scale;
+    it is identical in all channels, as a scratch on a record is.
+    """
+    arr = _as_signal(x).copy()
+    n = arr.shape[0]
+    count = int(round(rate_per_min * n / sample_rate / 60.0))
+    if count == 0:
+        return arr
+    rng = np.random.default_rng(seed)
+    min_gap = int(0.02 * sample_rate)
+    slots = max(1, (n - _CLICK_LENGTH) // min_gap)
+    count = min(count, slots)
+    positions = np.sort(rng.choice(slots, size=count, replace=False)) * min_gap
+    positions += rng.integers(0, max(1, min_gap - _CLICK_LENGTH), size=count)
+    positions = np.minimum(positions, n - _CLICK_LENGTH)
+    peaks = 10.0 ** (rng.uniform(*level_db, size=count) / 20.0)
+    signs = rng.choice([-1.0, 1.0], size=count)
+    shape = np.exp(-np.arange(_CLICK_LENGTH) / _CLICK_DECAY_SAMPLES)
+    idx = positions[:, None] + np.arange(_CLICK_LENGTH)[None, :]
+    burst = ((peaks * signs)[:, None] * shape[None, :]).astype(np.float32)
+    if arr.ndim == 1:
+        arr[idx] += burst
+    else:
+        arr[idx] += burst[..., None]
+    return arr
+
+
+def clip(x, gain_db: float) -> np.ndarray:
+    """Amplify by ``gain_db`` and clip hard at ±1 (what an overdriven converter does)."""
+    arr = _as_signal(x)
+    return np.clip(arr * np.float32(10.0 ** (gain_db / 20.0)), -1.0, 1.0).astype(np.float32)
+
+
+def lowpass(x, cutoff_hz: float, *, sample_rate: int = SAMPLE_RATE,
+            transition_hz: float | None = None) -> np.ndarray:
+    """Zero-phase low-pass: the spectrum is multiplied by a raised-cosine edge.
+
+    The gain is 1 below ``cutoff_hz - transition_hz/2``, 0 above
+    ``cutoff_hz + transition_hz/2``, 0.5 (-6 dB) at ``cutoff_hz``; the default transition
+    is 10 % of the cut-off, about as steep as an encoder's or a cheap resampler's filter.
+    Whole-signal FFT, so the result has no delay.
+    """
+    arr = _as_signal(x)
+    n = arr.shape[0]
+    width = 0.1 * cutoff_hz if transition_hz is None else transition_hz
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    lo, hi = cutoff_hz - width / 2.0, cutoff_hz + width / 2.0
+    gain = np.clip((hi - freqs) / max(hi - lo, 1e-9), 0.0, 1.0)
+    gain = 0.5 - 0.5 * np.cos(np.pi * gain)
+    spec = np.fft.rfft(arr, axis=0)
+    spec *= gain if arr.ndim == 1 else gain[:, None]
+    return np.fft.irfft(spec, n=n, axis=0).astype(np.float32)
+
+
+def mp3_roundtrip(x, bitrate_kbps: float, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Encode to MP3 with LAME (PyAV's ``libmp3lame``) in memory and decode it again.
+
+    LAME picks its own low-pass for the bit rate (e.g. ≈17 kHz at 128 kbit/s). The
+    decoded signal is aligned to the input (the encoder delay recorded in the LAME
+    header is removed by FFmpeg's decoder; what remains is trimmed or zero-padded) and
+    has the input's length and channels. Deterministic: LAME has no random state.
+    """
+    import av
+
+    arr = _as_signal(x)
+    mono = arr.ndim == 1
+    chans = arr[:, None] if mono else arr
+    n, channels = chans.shape
+    if channels > 2:
+        raise ValueError(f"mp3_roundtrip: at most 2 channels, got {channels}")
+    layout = "mono" if channels == 1 else "stereo"
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=sample_rate, layout=layout)
+        stream.bit_rate = int(bitrate_kbps * 1000)
+        planar = np.ascontiguousarray(np.clip(chans, -1.0, 1.0).T)
+        step = 1152 * 8
+        for start in range(0, n, step):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(planar[:, start : start + step]), format="fltp", layout=layout
+            )
+            frame.sample_rate = sample_rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    buf.seek(0)
+    pieces = []
+    with av.open(buf, "r", format="mp3") as src:
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+        for frame in src.decode(audio=0):
+            for res in resampler.resample(frame):
+                pieces.append(res.to_ndarray())
+        for res in resampler.resample(None):
+            pieces.append(res.to_ndarray())
+    decoded = np.concatenate(pieces, axis=1).T if pieces else np.zeros((0, channels), np.float32)
+    result = np.zeros((n, channels), dtype=np.float32)
+    m = min(n, decoded.shape[0])
+    result[:m] = decoded[:m]
+    return result[:, 0] if mono else result
+
+
+def degrade(x, kind: str, severity: float, *, seed: int = 0,
+            sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Apply one degradation by name with its severity parameter (see the module table).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``kind`` (the message lists the known ones) or a malformed signal.
+    """
+    if kind == "hiss":
+        return add_hiss(x, severity, seed=seed)
+    if kind == "clicks":
+        return add_clicks(x, severity, sample_rate=sample_rate, seed=seed)
+    if kind == "clipping":
+        return clip(x, severity)
+    if kind == "lowpass":
+        return lowpass(x, severity, sample_rate=sample_rate)
+    if kind == "mp3":
+        return mp3_roundtrip(x, severity, sample_rate=sample_rate)
+    raise ValueError(f"unknown degradation {kind!r}; known: {', '.join(SEVERITIES)}")

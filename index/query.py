@@ -1,0 +1,645 @@
+"""Queries over the store: find a track, its nearest neighbours, and user SQL filters.
+
+No click here: the CLI (engine/cli_query.py) and the TUI call these functions.
+
+k-NN is cosine similarity in one embedding space (FAISS inner product on L2-normalised
+vectors, see index.vectors). A ``where`` filter is an SQL boolean expression over the
+``tracks`` table; it is applied *before* ranking, so a filtered search returns k tracks
+whenever at least k tracks match it (and have an embedding in that space). The query
+track and exact duplicates of it (same ``content_hash``, or similarity >= 0.99999) are
+never returned.
+
+Search strategy, by index kind (index.vectors.build_index chooses the kind):
+
+- flat (small collections): exact; a filter becomes an ID selector on the scan.
+- IVF-Flat (large ones): unfiltered queries probe the tuned ``nprobe`` lists. A filter
+  keeping a fraction s of the tracks probes ``nprobe / s`` lists, so as many matching
+  candidates are ranked as in an unfiltered search; once that is half of all lists, or
+  the search found fewer than k, every list is scanned, which with IVF-*Flat* is an
+  exact search over the filtered subset.
+
+User SQL (``where``, ``order_by``) is parsed by DuckDB and must leave the statement one
+plain SELECT over ``tracks`` (a fragment cannot close its parenthesis, add a UNION, a
+statement or a comment); the whole statement must pass ``engine sql``'s read-only check
+(index.sql.check_read_only: allowed functions only); and it runs on a read-only
+connection with external access (files, network) disabled. So it can neither write nor
+reach outside the store. The views and macros of ``engine sql`` are available, e.g.
+``style(track_id, 'Techno')``, here also as ``style('Techno')``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from engine.errors import EngineError
+from index.store import Store
+
+# Embedding spaces and their dimensions (index.schema: embeddings.space).
+SPACES = {"musicnn": 200, "effnet": 1280}
+# Similarity at or above which a track counts as the same recording as the query.
+DUPLICATE_SIMILARITY = 0.99999
+# Candidates listed by an ambiguous-track error.
+MAX_CANDIDATES = 10
+# A filter matching at most this many tracks is searched exactly by fetching their
+# vectors (reconstruct_batch) and ranking them in numpy: 0.15 ms for 1,000 of 1M tracks,
+# where an ID selector still visits every id (7 ms); beyond ~2k the fetch costs more.
+SUBSET_EXACT_MAX = 2048
+# FAISS threads for one query. One query gains little from OpenMP, and on a busy machine
+# its spinning threads cost 30x (30k x 200 flat: 1.8 ms with 1 thread, 52 ms with 2
+# while other processes held the cores; reconstructing 1,000 vectors: 0.1 ms with 1
+# thread, 6 ms with 2 right after a DuckDB query), so searches run single-threaded.
+SEARCH_THREADS = 1
+
+
+class QueryError(EngineError):
+    """A query cannot run; the message says why and what to do."""
+
+
+class UnknownTrackError(QueryError):
+    pass
+
+
+class AmbiguousTrackError(QueryError):
+    """The text matches several tracks; ``candidates`` holds (up to 10 of) them."""
+
+    def __init__(self, text: str, candidates: Sequence["TrackRef"], total: int):
+        self.text = text
+        self.candidates = tuple(candidates)
+        self.total = total
+        lines = [f"{text!r} matches {total} tracks; give more of the path or a track id:"]
+        lines += [f"  {c.track_id:>6}  {c.path}" for c in self.candidates]
+        if total > len(self.candidates):
+            lines.append(f"  … and {total - len(self.candidates)} more")
+        super().__init__("\n".join(lines))
+
+
+class UnknownSpaceError(QueryError):
+    pass
+
+
+class MissingEmbeddingsError(QueryError):
+    pass
+
+
+class BadSQLError(QueryError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrackRef:
+    """A track found by :func:`resolve_track`."""
+
+    track_id: int
+    path: str
+    artist: str | None
+    title: str | None
+    duration: float | None
+    content_hash: str | None
+
+    @property
+    def label(self) -> str:
+        return track_label(self.artist, self.title, self.path)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One k-NN result: rank 1 is the most similar track; similarity is cosine, -1..1."""
+
+    rank: int
+    track_id: int
+    path: str
+    similarity: float
+    artist: str | None
+    title: str | None
+    duration: float | None
+    bpm: float | None
+    key: str | None  # tonic, Temperley profile (the most accurate on the test corpus)
+    scale: str | None
+    loudness_lufs: float | None
+    danceability: float | None
+    danceable: float | None
+    voice: float | None
+    arousal: float | None
+    valence: float | None
+    top_style: str | None
+    genre: str | None
+
+    @property
+    def label(self) -> str:
+        return track_label(self.artist, self.title, self.path)
+
+
+# tracks columns behind Neighbour's descriptor fields, in field order.
+_DESCRIPTOR_SQL = (
+    "artist, title, duration, bpm, key_temperley, scale_temperley, loudness_lufs, "
+    "danceability, danceable, voice, arousal, valence, top_style, genre"
+)
+_REF_SQL = "track_id, path, artist, title, duration, content_hash"
+
+
+def track_label(artist: str | None, title: str | None, path: str) -> str:
+    """'artist – title', or whichever of them is known, else the file name's stem."""
+    parts = [p.strip() for p in (artist, title) if p and p.strip()]
+    return " – ".join(parts) if parts else Path(path).stem
+
+
+# -- finding a track --------------------------------------------------------------------
+
+def resolve_track(store: Store, text: str | int) -> TrackRef:
+    """The track that ``text`` names: a track id, a file path, or a unique part of a path.
+
+    A number is tried as a track id first. Path parts match case-insensitively, with
+    Unicode normalised (NFC). Raises :class:`AmbiguousTrackError` (listing candidates)
+    when a part matches several tracks, :class:`UnknownTrackError` when nothing does.
+    """
+    text = str(text).strip()
+    if not text:
+        raise UnknownTrackError("no track given: pass a track id, a file path or part of one")
+    con = store.con
+    if text.isdigit():
+        row = con.execute(f"SELECT {_REF_SQL} FROM tracks WHERE track_id = ?", [int(text)]).fetchall()
+        if row:
+            return TrackRef(*row[0])
+    expanded = os.path.expanduser(text)
+    exact = {text, unicodedata.normalize("NFC", text), os.path.abspath(expanded)}
+    try:
+        exact.add(str(Path(expanded).resolve()))
+    except (OSError, RuntimeError):
+        pass
+    rows = con.execute(
+        f"SELECT {_REF_SQL} FROM tracks WHERE path IN (SELECT unnest(?)) "
+        "OR nfc_normalize(path) IN (SELECT unnest(?)) ORDER BY track_id",
+        [sorted(exact), sorted(unicodedata.normalize("NFC", p) for p in exact)],
+    ).fetchall()
+    if len(rows) == 1:
+        return TrackRef(*rows[0])
+    part = unicodedata.normalize("NFC", text).lower()
+    total = con.execute(
+        "SELECT count(*) FROM tracks WHERE contains(lower(nfc_normalize(path)), ?)", [part]
+    ).fetchone()[0]
+    if total == 0:
+        raise UnknownTrackError(
+            f"no track in the store matches {text!r}: give a track id, a file path or a "
+            "unique part of one"
+        )
+    rows = con.execute(
+        f"SELECT {_REF_SQL} FROM tracks WHERE contains(lower(nfc_normalize(path)), ?) "
+        f"ORDER BY path LIMIT {MAX_CANDIDATES}",
+        [part],
+    ).fetchall()
+    if total == 1:
+        return TrackRef(*rows[0])
+    raise AmbiguousTrackError(text, [TrackRef(*r) for r in rows], total)
+
+
+# -- user SQL -----------------------------------------------------------------------------
+
+def prepare_connection(store: Store) -> None:
+    """Make ``store``'s (read-only) connection safe and ready for user SQL fragments.
+
+    Disables external access (no files, no network; it cannot be turned back on) and
+    creates the views and macros of ``engine sql`` (index.sql: ``style(track_id, name)``,
+    ``tag(track_id, name)``, ``library``, ...) as TEMP objects. Idempotent.
+    """
+    from index.sql import create_views
+
+    if getattr(store, "_user_sql_ready", False):
+        return
+    store.con.execute("SET enable_external_access = false")
+    create_views(store.con)
+    store._user_sql_ready = True
+
+
+@functools.lru_cache(maxsize=256)
+def _read_only_refusal(sql: str) -> str | None:
+    """index.sql's check (one read-only SELECT, allowed functions only), cached: it
+    opens a DuckDB of its own (≈ 100 ms on a busy machine)."""
+    from index.sql import SqlError, check_read_only
+
+    try:
+        check_read_only(sql)
+    except SqlError as exc:
+        return str(exc)
+    return None
+
+
+def select_sql(store: Store, columns: str, where: str | None, order_by: str | None = None,
+               limit: int | None = None, *, then_by: str | None = None) -> str:
+    """``SELECT columns FROM tracks WHERE (where) ORDER BY order_by, then_by LIMIT limit``, checked.
+
+    ``where`` and ``order_by`` are user SQL fragments. Each is parsed by DuckDB and must
+    leave the statement one plain SELECT from ``tracks`` with exactly the clauses given
+    (a fragment that closes a parenthesis, adds a statement, a UNION or a comment is
+    refused). Raises :class:`BadSQLError` with one line naming the fragment.
+    ``then_by`` (trusted SQL) breaks ties, or is the whole order when ``order_by`` is None.
+    """
+    prepare_connection(store)
+    key = (columns, where, order_by, limit, then_by)
+    cache = store.__dict__.setdefault("_checked_sql", {})
+    if key not in cache:
+        if len(cache) > 256:
+            cache.clear()
+        cache[key] = _select_sql(store, columns, where, order_by, limit, then_by)
+    return cache[key]
+
+
+def _select_sql(store: Store, columns: str, where: str | None, order_by: str | None,
+                limit: int | None, then_by: str | None) -> str:
+    where_sql = "TRUE" if where is None or not where.strip() else where
+    # Fragments on lines of their own: a trailing -- comment cannot swallow what follows.
+    base = f"SELECT {columns} FROM tracks WHERE (\n{where_sql}\n)"
+    checked = _checked(store, base, "WHERE filter", where_sql, order=False, limit=False)
+    has_order = order_by is not None and bool(order_by.strip())
+    if not has_order and then_by is None and limit is None:
+        return checked
+    sql = base
+    if has_order:
+        sql = f"{base} ORDER BY\n{order_by}\n"
+        _checked(store, sql, "ORDER BY", order_by, order=True, limit=False)
+        if then_by:
+            sql += f", {then_by}"
+    elif then_by:
+        sql = f"{base} ORDER BY {then_by}"
+    if limit is not None:
+        if int(limit) < 0:
+            raise BadSQLError(f"limit must be 0 or more, not {limit}")
+        sql = f"{sql} LIMIT {int(limit)}"
+    return _checked(store, sql, "query", sql, order=has_order or bool(then_by), limit=limit is not None)
+
+
+def _one_line(exc: BaseException) -> str:
+    """DuckDB's message on one line, without its 'LINE 1: ...' and caret display."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"}]
+    return " ".join(lines) or type(exc).__name__
+
+
+def _checked(store: Store, sql: str, what: str, fragment: str, *, order: bool, limit: bool) -> str:
+    """Parse ``sql``; check its shape; return the SQL to run (with style() rewritten)."""
+    import duckdb
+
+    con = store.con
+    bad = f"bad {what} {fragment.strip()!r}"
+    if "\x00" in sql:
+        raise BadSQLError(f"{bad}: contains a NUL character")
+    try:
+        statements = con.extract_statements(sql)
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    except duckdb.Error as exc:
+        raise BadSQLError(f"{bad}: {_one_line(exc)}") from None
+    if tree.get("error"):
+        raise BadSQLError(f"{bad}: {tree.get('error_message', 'not a SELECT')}")
+    nodes = tree.get("statements", [])
+    if len(statements) != 1 or len(nodes) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise BadSQLError(f"{bad}: it must be part of one SELECT statement")
+    node = nodes[0]["node"]
+    kinds = sorted(m.get("type") for m in node.get("modifiers", []))
+    expected = sorted((["ORDER_MODIFIER"] if order else []) + (["LIMIT_MODIFIER"] if limit else []))
+    table = node.get("from_table") or {}
+    if (node.get("type") != "SELECT_NODE" or kinds != expected
+            or table.get("type") != "BASE_TABLE" or table.get("table_name") != "tracks"
+            or node.get("cte_map", {}).get("map") or node.get("group_expressions")
+            or node.get("having") or node.get("qualify")):
+        raise BadSQLError(f"{bad}: it must be a plain expression (no closing parenthesis, "
+                          "ORDER BY, LIMIT, UNION or comment that changes the query)")
+    refusal = _read_only_refusal(sql)
+    if refusal:
+        raise BadSQLError(f"{bad}: {refusal}")
+    if not _add_track_id_to_style(node):
+        return sql
+    try:
+        return con.execute("SELECT json_deserialize_sql(?::JSON)", [json.dumps(tree)]).fetchone()[0]
+    except duckdb.Error as exc:  # pragma: no cover - DuckDB prints what it parsed
+        raise BadSQLError(f"{bad}: {_one_line(exc)}") from None
+
+
+def _add_track_id_to_style(node: Any) -> bool:
+    """Rewrite every one-argument style(x) to style(tracks.track_id, x), in place.
+
+    DuckDB macros cannot see the calling row, so index.sql's ``style`` takes the track
+    id; in a filter or sort order over ``tracks`` the row is implied, so
+    ``style('Techno')`` is accepted as well.
+    """
+    changed = False
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            if (n.get("class") == "FUNCTION" and str(n.get("function_name", "")).lower() == "style"
+                    and not n.get("schema") and len(n.get("arguments", [])) == 1):
+                n["arguments"].insert(0, {"name": "", "expression": {
+                    "class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "",
+                    "query_location": 18446744073709551615, "query_location_length": 0,
+                    "column_names": ["tracks", "track_id"]}})
+                changed = True
+            stack.extend(n.values())
+        elif isinstance(n, list):
+            stack.extend(n)
+    return changed
+
+
+def run_select(store: Store, sql: str, where: str | None, order_by: str | None = None) -> list[tuple]:
+    """Run SQL from :func:`select_sql`; DuckDB's errors (unknown column...) become one line
+    naming the fragment at fault."""
+    import duckdb
+
+    try:
+        return store.con.execute(sql).fetchall()
+    except duckdb.Error as exc:
+        what, fragment = "ORDER BY", order_by
+        if where is not None and where.strip():
+            try:  # bind the filter alone: is it the culprit?
+                store.con.execute("EXPLAIN " + select_sql(store, "track_id", where)).fetchall()
+            except duckdb.Error:
+                what, fragment = "WHERE filter", where
+        if not fragment:
+            what, fragment = "query", sql
+        raise BadSQLError(f"bad {what} {fragment.strip()!r}: {_one_line(exc)}") from None
+
+
+def filter_ids(store: Store, where: str) -> np.ndarray:
+    """Track ids (int64) of the tracks matching the SQL boolean ``where``."""
+    import duckdb
+
+    sql = select_sql(store, "track_id", where)
+    try:
+        ids = store.con.execute(sql).fetchnumpy()["track_id"]
+    except duckdb.Error as exc:
+        raise BadSQLError(f"bad WHERE filter {where.strip()!r}: {_one_line(exc)}") from None
+    return np.asarray(ids, dtype=np.int64)
+
+
+# -- k-NN -----------------------------------------------------------------------------------
+
+def check_space(space: str) -> None:
+    if space not in SPACES:
+        raise UnknownSpaceError(f"unknown embedding space {space!r}: use one of {', '.join(SPACES)}")
+
+
+class Searcher:
+    """k-NN over one store, keeping its FAISS indexes loaded between queries (TUI, bench).
+
+    ``with Searcher(store_dir) as s: s.knn("Sectoid", "effnet", k=10)``
+    """
+
+    def __init__(self, store_dir: Path | str | None = None):
+        import duckdb
+
+        try:
+            self.store = Store.open_read_only(Path(store_dir) if store_dir else None)
+        except duckdb.IOException as exc:
+            raise QueryError(f"cannot open the store: {_one_line(exc)} (is a build running?)") from None
+        self._indexes: dict[str, Any] = {}
+        self._ids: dict[str, np.ndarray] = {}
+        self._present: dict[str, np.ndarray] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Searcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def index(self, space: str):
+        """The space's FAISS index, rebuilt first when stale (in memory if the folder is read-only)."""
+        from index import vectors
+
+        check_space(space)
+        if space not in self._indexes:
+            index = None
+            try:
+                if not vectors.is_fresh(self.store, space):
+                    vectors.rebuild(self.store, space)
+                index = vectors.load(self.store.directory, space)
+            except (OSError, RuntimeError):  # read-only folder or unreadable file
+                ids, vecs = self.store.embedding_matrix(space)
+                if len(ids):
+                    index = vectors.build_index(ids, vectors.normalise(vecs))
+            if index is None or index.ntotal == 0:
+                raise MissingEmbeddingsError(_missing_message(space))
+            self._indexes[space] = index
+        return self._indexes[space]
+
+    def indexed_ids(self, space: str) -> np.ndarray:
+        """Sorted track ids (int64) that have a vector in ``space``'s index."""
+        import faiss
+
+        if space not in self._ids:
+            index = self.index(space)
+            ivf = faiss.try_extract_index_ivf(index)
+            if ivf is None:
+                ids = faiss.vector_to_array(index.id_map)
+            else:
+                lists = ivf.invlists
+                ids = np.concatenate([np.zeros(0, np.int64)] + [
+                    faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                    for i in range(ivf.nlist) if lists.list_size(i)])
+            self._ids[space] = np.sort(ids.astype(np.int64))
+        return self._ids[space]
+
+    def in_index(self, space: str, ids: np.ndarray) -> np.ndarray:
+        """The ``ids`` that have a vector in ``space``'s index (order kept)."""
+        indexed = self.indexed_ids(space)
+        if not len(indexed) or not len(ids):
+            return ids[:0]
+        top = int(indexed[-1])
+        if top <= 64 * len(indexed) + (1 << 20):  # dense ids (a sequence): a lookup table
+            if space not in self._present:
+                present = np.zeros(top + 1, dtype=bool)
+                present[indexed] = True
+                self._present[space] = present
+            present = self._present[space]
+            inside = ids[(ids >= 0) & (ids <= top)]
+            return inside[present[inside]]
+        pos = np.minimum(np.searchsorted(indexed, ids), len(indexed) - 1)
+        return ids[indexed[pos] == ids]
+
+    def query_vector(self, track: TrackRef, space: str) -> np.ndarray:
+        """The track's normalised vector [1, d]: from the index, else from DuckDB."""
+        try:
+            return self.index(space).reconstruct(int(track.track_id))[None, :]
+        except RuntimeError:  # not in the index (or an index without an id map)
+            pass
+        row = self.store.con.execute(
+            "SELECT vector FROM embeddings WHERE track_id = ? AND space = ?", [track.track_id, space]
+        ).fetchall()
+        if not row:
+            raise MissingEmbeddingsError(
+                f"track {track.track_id} ({track.path}) has no {space} embedding: run "
+                f"`engine build` on its folder again" + (
+                    " after `engine models fetch effnet`" if space == "effnet" else "")
+            )
+        from index.vectors import normalise
+
+        return normalise(np.asarray(row[0][0], dtype=np.float32)[None, :])
+
+    def knn(self, track: str | int | TrackRef, space: str, k: int = 10,
+            where: str | None = None) -> list[Neighbour]:
+        """The ``k`` tracks most similar to ``track`` in ``space``, best first.
+
+        ``where`` (SQL over ``tracks``) restricts the candidates before ranking.
+        """
+        check_space(space)
+        if k < 1:
+            raise QueryError(f"k must be at least 1, not {k}")
+        ref = track if isinstance(track, TrackRef) else resolve_track(self.store, track)
+        index = self.index(space)
+        q = self.query_vector(ref, space)
+        allowed = None
+        if where is not None and where.strip():
+            allowed = self.in_index(space, filter_ids(self.store, where))
+        exclude = {ref.track_id}
+        while True:
+            ids, sims = _search(index, q, k, exclude, allowed)
+            rows = self._rows(ids)
+            # Copies of the query's file (same content hash) are found among the results
+            # rather than by scanning every hash first: they are rare, and then searched past.
+            copies = {t for t, r in rows.items() if ref.content_hash is not None and r[1] == ref.content_hash}
+            if not copies:
+                break
+            exclude |= copies
+        out = []
+        pairs = ((int(i), round(float(s), 6)) for i, s in zip(ids, sims) if int(i) in rows)
+        for rank, (tid, sim) in enumerate(pairs, 1):
+            r = rows[tid]
+            out.append(Neighbour(rank, tid, r[0], sim, *r[2:]))
+        return out
+
+    def _rows(self, ids: np.ndarray) -> dict[int, tuple]:
+        """track_id -> (path, content_hash, descriptors...) for ``ids``."""
+        if not len(ids):
+            return {}
+        # A literal IN list lets DuckDB skip row groups by their min/max track_id.
+        id_list = ", ".join(str(int(i)) for i in ids)
+        rows = self.store.con.execute(
+            f"SELECT track_id, path, content_hash, {_DESCRIPTOR_SQL} FROM tracks "
+            f"WHERE track_id IN ({id_list})"
+        ).fetchall()
+        return {r[0]: r[1:] for r in rows}
+
+
+def _missing_message(space: str) -> str:
+    if space == "effnet":
+        return ("the store has no effnet embeddings: the Discogs-EffNet backbone is missing; "
+                "`engine models fetch effnet` fixes it, then run `engine build` on your music again")
+    return (f"the store has no {space} embeddings: run `engine models fetch {space}`, then "
+            "`engine build` on your music again")
+
+
+@contextmanager
+def _faiss_threads(n: int = SEARCH_THREADS):
+    """Run FAISS calls inside with ``n`` OpenMP threads (see SEARCH_THREADS)."""
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
+
+
+def _selector(allowed: np.ndarray, exclude: set[int]):
+    """A FAISS ID selector for ``allowed`` minus ``exclude``: a bitmap when ids are dense."""
+    import faiss
+
+    allowed = allowed[~np.isin(allowed, np.fromiter(exclude, np.int64))] if exclude else allowed
+    top = int(allowed.max()) if len(allowed) else 0
+    if top < 64 * len(allowed) + (1 << 20):  # bitmap of at most max(8*n, 128 KiB) bytes
+        mask = np.zeros(top + 1, dtype=bool)
+        mask[allowed] = True
+        bitmap = np.packbits(mask, bitorder="little")
+        sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+        sel._keep = bitmap  # the selector points into this array
+        return sel, len(allowed)
+    sel = faiss.IDSelectorBatch(allowed)
+    return sel, len(allowed)
+
+
+def _search(index, q: np.ndarray, k: int, exclude: set[int],
+            allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (ids, similarities) for query ``q`` [1, d], skipping ``exclude`` and duplicates.
+
+    ``allowed`` (track ids, all in the index) restricts the search; None means every track.
+    """
+    import faiss
+
+    if allowed is not None and len(allowed) <= SUBSET_EXACT_MAX:
+        subset = allowed[~np.isin(allowed, np.fromiter(exclude, np.int64))] if exclude else allowed
+        try:
+            with _faiss_threads():
+                vecs = index.reconstruct_batch(subset) if len(subset) else np.zeros((0, index.d), np.float32)
+        except RuntimeError:  # an index without an id -> vector map: use a selector below
+            pass
+        else:
+            sims = vecs @ q[0]
+            order = np.argsort(-sims, kind="stable")
+            order = order[sims[order] < DUPLICATE_SIMILARITY][:k]
+            return subset[order], sims[order]
+    ivf = faiss.try_extract_index_ivf(index)
+    nlist = ivf.nlist if ivf is not None else 0
+    base_nprobe = ivf.nprobe if ivf is not None else 0
+    sel, matching = None, index.ntotal
+    if allowed is not None:
+        if not len(allowed):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        sel, matching = _selector(allowed, exclude)
+        if matching == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    nprobe = base_nprobe
+    if ivf is not None and sel is not None:
+        fraction = min(1.0, matching / max(index.ntotal, 1))
+        nprobe = min(nlist, math.ceil(base_nprobe / fraction))
+        if nprobe * 2 >= nlist:
+            nprobe = nlist
+    # Ask for extra rows: excluded ids (when not filtered out already) and near-duplicates.
+    want = k + (len(exclude) if sel is None else 0) + 1
+    while True:
+        want = min(want, index.ntotal)
+        if ivf is not None:
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe) if sel is not None \
+                else faiss.SearchParametersIVF(nprobe=nprobe)
+        else:
+            params = faiss.SearchParameters(sel=sel) if sel is not None else None
+        with _faiss_threads():
+            sims, ids = index.search(q, want, params=params)
+        sims, ids = sims[0], ids[0]
+        found = ids >= 0
+        keep = found & (sims < DUPLICATE_SIMILARITY)
+        if exclude:
+            keep &= ~np.isin(ids, np.fromiter(exclude, np.int64))
+        if keep.sum() >= k:
+            break
+        if found.sum() < want:
+            # The probed lists held fewer matches than asked for: scan them all (exact).
+            if ivf is not None and nprobe < nlist:
+                nprobe = nlist
+                continue
+            break  # every match has been seen
+        if want >= index.ntotal:
+            break
+        want *= 2
+    return ids[keep][:k], sims[keep][:k]
+
+
+def knn(store_dir: Path | str | None, track: str | int | TrackRef, space: str, k: int = 10,
+        where: str | None = None) -> list[Neighbour]:
+    """The ``k`` tracks most similar to ``track`` (id, path or unique path part) in ``space``.
+
+    Opens the store read-only for this one query; use :class:`Searcher` for many.
+    """
+    check_space(space)
+    with Searcher(store_dir) as searcher:
+        return searcher.knn(track, space, k, where)

@@ -1,0 +1,479 @@
+"""Read-only SQL over the store: the core of ``engine sql`` (the CLI and the TUI stay thin).
+
+A query can neither change the store nor reach outside it. Three independent layers:
+
+1. :func:`check_read_only` parses the text with DuckDB's own parser: exactly one
+   statement, of type SELECT (or ``EXPLAIN [ANALYZE]`` of one); its syntax tree
+   (``json_serialize_sql``) may call only the table functions in
+   :data:`ALLOWED_TABLE_FUNCTIONS` and our own macros, may not name a file as a table
+   (``FROM 'x.csv'``), and may not call :data:`DENIED_FUNCTIONS`.
+2. The store's file is attached ``READ_ONLY`` to a private in-memory DuckDB, so a
+   write that got through would be refused by DuckDB itself.
+3. That DuckDB runs with external access and the local file system disabled,
+   extension install/autoload off, spilling to disk off (so not even temp files are
+   written) and Python replacement scans off; then its configuration is locked, so
+   no statement can turn any of it back on.
+
+The private database also holds TEMP views and macros (:func:`create_views`) that make
+the common questions short; they live in memory, so the store file is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.errors import EngineError
+from index.store import DB_NAME, NoStoreError, StoreBusyError, default_store_dir
+
+# The name the store has inside queries (`engine.tracks`), as `duckdb engine.duckdb` would.
+CATALOG = "engine"
+
+# Table functions a query may call: generators and DuckDB's own catalog listings.
+# Anything else (read_csv, read_parquet, glob, sqlite_scan, query, ...) is refused.
+ALLOWED_TABLE_FUNCTIONS = frozenset({
+    "range", "generate_series", "unnest", "repeat_row",
+    "duckdb_columns", "duckdb_constraints", "duckdb_databases", "duckdb_dependencies",
+    "duckdb_functions", "duckdb_indexes", "duckdb_keywords", "duckdb_schemas",
+    "duckdb_sequences", "duckdb_settings", "duckdb_tables", "duckdb_types", "duckdb_views",
+    "pragma_table_info", "pragma_show", "pragma_database_size", "pragma_storage_info",
+    "pragma_version", "pragma_database_list", "pragma_collations",
+    "json_each", "json_tree",
+})
+
+# Scalar functions with side effects.
+DENIED_FUNCTIONS = frozenset({"nextval", "setval", "write_log", "getenv", "set_variable"})
+
+# Why a statement is refused, by its first keyword (else by DuckDB's statement type).
+_REFUSED = {
+    "INSERT": "writes rows", "UPDATE": "writes rows", "DELETE": "deletes rows",
+    "TRUNCATE": "deletes rows", "MERGE": "writes rows", "MERGE_INTO": "writes rows",
+    "CREATE": "creates objects", "CREATE_FUNC": "creates objects", "DROP": "drops objects",
+    "DEALLOCATE": "drops a prepared statement", "ALTER": "changes the schema",
+    "COMMENT": "changes the schema", "ATTACH": "attaches a database",
+    "DETACH": "detaches a database", "COPY": "copies to or from files",
+    "COPY_DATABASE": "copies a database", "EXPORT": "writes the database to files",
+    "IMPORT": "reads a database from files", "INSTALL": "installs extensions",
+    "LOAD": "loads extensions", "EXTENSION": "manages extensions",
+    "SET": "changes settings", "RESET": "changes settings", "USE": "changes the current database",
+    "VARIABLE_SET": "sets variables", "BEGIN": "controls transactions",
+    "START": "controls transactions", "COMMIT": "controls transactions",
+    "END": "controls transactions", "ROLLBACK": "controls transactions",
+    "ABORT": "controls transactions", "TRANSACTION": "controls transactions",
+    "CALL": "calls a procedure", "CHECKPOINT": "writes the database file",
+    "PRAGMA": "runs a pragma (for table info use DESCRIBE tracks)",
+    "VACUUM": "rewrites the database", "ANALYZE": "updates statistics",
+    "PREPARE": "prepares statements", "EXECUTE": "executes prepared statements",
+    "PIVOT": "runs several statements (name the values: PIVOT ... ON col IN (...))",
+    "MULTI": "runs several statements", "LOGICAL_PLAN": "runs a plan", "RELATION": "runs a relation",
+}
+
+_HINT = "engine sql runs one SELECT (or EXPLAIN SELECT) on the read-only store"
+
+_SETTINGS = {
+    # Applied before the store is attached; `enable_external_access` and
+    # `disabled_filesystems` come after it (they would forbid the attach itself).
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "allow_persistent_secrets": False,
+    "python_enable_replacements": False,
+    "temp_directory": "",
+}
+
+# Locked settings checked after setup; a mismatch fails closed.
+_EXPECTED = {
+    "enable_external_access": "false",
+    "lock_configuration": "true",
+    "autoload_known_extensions": "false",
+    "autoinstall_known_extensions": "false",
+    "python_enable_replacements": "false",
+    "temp_directory": "",
+}
+
+# Body of the in_key table macro; {profile} is the profile expression. Macro parameters
+# are named unlike any column they meet (key_name, key_profile, style_name, ...):
+# DuckDB refuses the clash.
+_IN_KEY = """
+    WITH wanted AS (SELECT parse_key(key_name) AS w)
+    SELECT l.*, k.strength AS key_strength
+    FROM library l JOIN track_keys k USING (track_id), wanted
+    WHERE k.profile = CASE WHEN lower({profile}) IN ('temperley', 'krumhansl', 'edma')
+                           THEN lower({profile})
+                           ELSE error('unknown key profile ''' || {profile}
+                                      || ''': use one of temperley, krumhansl, edma') END
+      AND k.pitch_class = w.pitch_class AND (w.scale IS NULL OR k.scale = w.scale)"""
+
+# TEMP views and macros created on every session (documented in README.md, "## SQL").
+# Macros cannot see the calling row, so per-track macros take the track_id.
+VIEWS_AND_MACROS: tuple[str, ...] = (
+    # Quick browsing: one row per track, the columns people look at first; an untagged
+    # file's title is its file name.
+    """CREATE OR REPLACE TEMP VIEW library AS
+    SELECT track_id, artist,
+           coalesce(nullif(trim(title), ''), regexp_replace(path, '^.*[/\\\\]', '')) AS title,
+           album, year, duration, bpm,
+           key_temperley || ' ' || scale_temperley AS key,
+           genre, top_style, danceable, voice, mirex_mood AS mood, arousal, valence,
+           loudness_lufs, path
+    FROM tracks""",
+    # One row per track and key profile; pitch_class 0-11 makes enharmonics equal.
+    """CREATE OR REPLACE TEMP MACRO pitch_class(k) AS
+    ([0, 2, 4, 5, 7, 9, 11][list_position(['C', 'D', 'E', 'F', 'G', 'A', 'B'], upper(k[1]))]
+     + CASE WHEN k[2:] IN ('#', '♯') THEN 1 WHEN k[2:] IN ('b', '♭') THEN 11
+            WHEN k[2:] = '' THEN 0 END) % 12""",
+    """CREATE OR REPLACE TEMP VIEW track_keys AS
+    SELECT track_id, profile, key, scale, strength, key || ' ' || scale AS name,
+           pitch_class(key) AS pitch_class
+    FROM (
+        SELECT track_id, 'temperley' AS profile, key_temperley AS key,
+               scale_temperley AS scale, key_strength_temperley AS strength FROM tracks
+        UNION ALL
+        SELECT track_id, 'krumhansl', key_krumhansl, scale_krumhansl, key_strength_krumhansl FROM tracks
+        UNION ALL
+        SELECT track_id, 'edma', key_edma, scale_edma, key_strength_edma FROM tracks
+    ) WHERE key IS NOT NULL""",
+    # 'A minor', 'Am', 'F# major', 'Gb', 'bbm' -> struct(pitch_class, scale); scale NULL = any.
+    """CREATE OR REPLACE TEMP MACRO parse_key(key_name) AS (
+    WITH parts AS (SELECT regexp_extract(key_name, '^\\s*([A-Ga-g])\\s*(#|b|♯|♭)?\\s*([A-Za-z]*)\\s*$',
+                                         ['tonic', 'accidental', 'mode']) AS p)
+    SELECT CASE
+        WHEN p.tonic = ''
+             OR NOT (p.mode IN ('', 'M') OR lower(p.mode) IN ('m', 'min', 'minor', 'maj', 'major'))
+        THEN error('cannot read the key ''' || key_name
+                   || ''': write e.g. ''A minor'', ''F# major'', ''Bbm''')
+        ELSE {'pitch_class': pitch_class(p.tonic || p.accidental),
+              'scale': CASE WHEN p.mode = '' THEN NULL
+                            WHEN p.mode = 'M' OR lower(p.mode) IN ('maj', 'major') THEN 'major'
+                            ELSE 'minor' END}
+    END FROM parts)""",
+    # Library rows in a key under a profile (default temperley): FROM in_key('A minor', 'edma').
+    "CREATE OR REPLACE TEMP MACRO in_key(key_name) AS TABLE " + _IN_KEY.format(profile="'temperley'")
+    + ", (key_name, key_profile) AS TABLE " + _IN_KEY.format(profile="key_profile"),
+    # Styles with their rank within the track (1 = the track's top_style). Ties go by the
+    # model's label order, which is the insertion order (rowid), as the build's argmax does.
+    """CREATE OR REPLACE TEMP VIEW track_styles AS
+    SELECT track_id, genre, style, activation,
+           row_number() OVER (PARTITION BY track_id ORDER BY activation DESC, rowid) AS rank
+    FROM styles""",
+    # Activation of a style for a track: ORDER BY style(track_id, 'Techno') DESC. The name
+    # is a style ('Techno', any case) or 'Genre---Style'; an unknown name is an error,
+    # unless the store has no styles at all (no EffNet outputs yet): NULL then.
+    """CREATE OR REPLACE TEMP MACRO style(id, style_name) AS coalesce(
+        (SELECT max(s.activation) FROM styles s
+         WHERE s.track_id = id
+           AND (lower(s.style) = lower(style_name)
+                OR lower(s.genre || '---' || s.style) = lower(style_name))),
+        CASE WHEN EXISTS (SELECT 1 FROM styles s
+                          WHERE lower(s.style) = lower(style_name)
+                             OR lower(s.genre || '---' || s.style) = lower(style_name))
+                  OR NOT EXISTS (SELECT 1 FROM styles)
+             THEN NULL
+             ELSE error('no style named ''' || style_name || ''' in the store; list them with: '
+                        || 'SELECT DISTINCT genre, style FROM styles ORDER BY ALL') END)""",
+    # Activation of a tag for a track, from one source or (two arguments) the best of any.
+    """CREATE OR REPLACE TEMP MACRO tag(id, tag_name) AS coalesce(
+        (SELECT max(t.activation) FROM tags t
+         WHERE t.track_id = id AND lower(t.tag) = lower(tag_name)),
+        CASE WHEN EXISTS (SELECT 1 FROM tags t WHERE lower(t.tag) = lower(tag_name))
+                  OR NOT EXISTS (SELECT 1 FROM tags) THEN NULL
+             ELSE error('no tag named ''' || tag_name || ''' in the store; list them with: '
+                        || 'SELECT DISTINCT source, tag FROM tags ORDER BY ALL') END),
+    (id, tag_source, tag_name) AS coalesce(
+        (SELECT max(t.activation) FROM tags t
+         WHERE t.track_id = id AND t.source = tag_source AND lower(t.tag) = lower(tag_name)),
+        CASE WHEN EXISTS (SELECT 1 FROM tags t
+                          WHERE t.source = tag_source AND lower(t.tag) = lower(tag_name))
+                  OR NOT EXISTS (SELECT 1 FROM tags) THEN NULL
+             ELSE error('no tag named ''' || tag_name || ''' from source ''' || tag_source
+                        || ''' in the store; list them with: '
+                        || 'SELECT DISTINCT source, tag FROM tags ORDER BY ALL') END)""",
+    # How many tracks have each genre / top style (by their most activated style).
+    """CREATE OR REPLACE TEMP VIEW genres AS
+    SELECT genre, count(*) AS tracks FROM tracks WHERE genre IS NOT NULL GROUP BY genre""",
+    """CREATE OR REPLACE TEMP VIEW top_styles AS
+    SELECT genre, top_style AS style, count(*) AS tracks
+    FROM tracks WHERE top_style IS NOT NULL GROUP BY genre, top_style""",
+)
+
+# Our own table macros, callable in FROM like table functions.
+TABLE_MACROS = frozenset({"in_key"})
+
+_EXPLAIN = re.compile(r"\s*explain(?:\s+analy[sz]e)?\s+(?=\S)", re.IGNORECASE)
+_PATHLIKE = re.compile(r"[/\\:~.]")
+
+
+class SqlError(EngineError):
+    """A query that is refused (it would write or reach outside the store) or that fails.
+
+    The message is always one line (line breaks from the query or DuckDB become spaces).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of a query: ``columns`` and DuckDB ``types`` (names), ``rows`` in column order.
+
+    ``truncated`` is true when ``limit`` rows were returned and more were available.
+    """
+
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    truncated: bool = False
+
+
+def _one_line(exc: BaseException) -> str:
+    """DuckDB's message without its multi-line caret display."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"}]
+    return " ".join(lines) or type(exc).__name__
+
+
+def _connect():
+    """A private in-memory DuckDB with the settings that must precede the attach."""
+    import duckdb
+
+    return duckdb.connect(":memory:", config=dict(_SETTINGS))
+
+
+def _store_dir(store_dir: Path | str | None) -> Path:
+    directory = Path(store_dir or default_store_dir()).expanduser().resolve()
+    if not (directory / DB_NAME).is_file():
+        raise NoStoreError(
+            f"no store at {directory}: run `engine build <music folder>` first "
+            "(or pass --store / set ENGINE_STORE)"
+        )
+    return directory
+
+
+def _attach(con, directory: Path) -> None:
+    """Attach the store read-only as ``engine``, create the views, then lock everything."""
+    import duckdb
+
+    db = directory / DB_NAME
+    try:
+        path = str(db).replace("'", "''")
+        con.execute(f"ATTACH '{path}' AS {CATALOG} (READ_ONLY)").fetchall()
+        con.execute(f"USE {CATALOG}").fetchall()
+        create_views(con)
+        _lock(con)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreBusyError(
+                f"store {directory} is being written by a build; query it when the build ends"
+            ) from None
+        raise SqlError(f"cannot open the store {db}: {_one_line(exc)}") from None
+    except duckdb.Error as exc:
+        raise SqlError(f"cannot open the store {db}: {_one_line(exc)}") from None
+
+
+def _lock(con) -> None:
+    for sql in ("SET enable_external_access = false",
+                "SET disabled_filesystems = 'LocalFileSystem'",
+                "SET lock_configuration = true"):
+        con.execute(sql).fetchall()
+    names = list(_EXPECTED)
+    got = con.execute(
+        "SELECT name, value FROM duckdb_settings() WHERE name IN (SELECT unnest(?))", [names]
+    ).fetchall()
+    actual = {n: str(v).lower() for n, v in got}
+    wrong = [n for n in names if actual.get(n) != _EXPECTED[n]]
+    if wrong:  # fail closed: a DuckDB that ignores one of them does not run user SQL
+        raise SqlError(f"cannot lock down DuckDB for engine sql (settings {', '.join(wrong)} "
+                       "did not take); please report this with your DuckDB version")
+
+
+def check_read_only(sql: str) -> None:
+    """Raise :class:`SqlError` unless ``sql`` is one read-only query (see the module doc)."""
+    con = _connect()  # the check only parses: nothing of the query runs
+    try:
+        _check(con, sql)
+    finally:
+        con.close()
+
+
+def _check(con, sql: str, *, explain_ok: bool = True):
+    """The statement to run (a DuckDB ``Statement``) once ``sql`` passes the checks."""
+    import duckdb
+
+    if not isinstance(sql, str) or not sql.strip():
+        raise SqlError('no query given: pass one, e.g. engine sql "SELECT count(*) FROM tracks"')
+    try:
+        statements = con.extract_statements(sql)
+    except Exception as exc:  # ParserException, or ValueError for a type Python does not know
+        raise SqlError(f"cannot parse the query: {_one_line(exc)}") from None
+    if not statements:
+        raise SqlError("the query holds no statement (only comments or ';')")
+    if len(statements) > 1:
+        raise SqlError(f"the query holds {len(statements)} statements; {_HINT}, so remove the extra ';'")
+    statement = statements[0]
+    try:
+        kind = statement.type.name
+    except ValueError:  # a statement type newer than the Python enum (e.g. UPDATE EXTENSIONS)
+        kind = "UNKNOWN"
+    if kind == "EXPLAIN" and explain_ok:
+        match = _EXPLAIN.match(statement.query)
+        if match is None:
+            raise SqlError(f"refused: only EXPLAIN [ANALYZE] SELECT ... is allowed; {_HINT}")
+        _check(con, statement.query[match.end():], explain_ok=False)
+    elif kind != "SELECT":
+        words = [w.upper() for w in re.findall(r"[A-Za-z_]+", statement.query[:60])]
+        raise SqlError(f"refused: {_refusal(kind, words)}; {_HINT}")
+    else:
+        try:
+            tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [statement.query]).fetchall()[0][0])
+        except (duckdb.Error, ValueError, TypeError) as exc:
+            raise SqlError(f"cannot check the query: {_one_line(exc)}") from None
+        if tree.get("error") or len(tree.get("statements", ())) != 1:
+            raise SqlError(f"cannot check the query: {tree.get('error_message', 'not one SELECT')}")
+        _check_tree(tree)
+    return statement
+
+
+def _refusal(kind: str, words: list[str]) -> str:
+    """'COPY copies to or from files': the statement's keyword(s) and what it would do."""
+    if kind == "UNKNOWN":  # e.g. UPDATE EXTENSIONS
+        return f"{' '.join(words[:2]) or kind} is not a query"
+    first = words[0] if words else kind
+    key = words[1] if first == "FORCE" and len(words) > 1 else first
+    if key not in _REFUSED:  # e.g. WITH ... DELETE: name the statement type
+        return f"{kind.replace('_', ' ')} {_REFUSED.get(kind, 'is not a query')}"
+    return f"{'FORCE ' if first == 'FORCE' else ''}{key} {_REFUSED[key]}"
+
+
+def _check_tree(node: Any) -> None:
+    """Walk a ``json_serialize_sql`` tree; refuse outside reads and side effects."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "TABLE_FUNCTION":
+            name = str((item.get("function") or {}).get("function_name", "")).lower()
+            if name not in ALLOWED_TABLE_FUNCTIONS and name not in TABLE_MACROS:
+                raise SqlError(
+                    f"refused: {name}() reads from outside the store or is not allowed here; "
+                    f"{_HINT} (allowed table functions: range, generate_series, unnest, "
+                    "duckdb_*, pragma_table_info, in_key)"
+                )
+        elif kind == "BASE_TABLE":
+            name = str(item.get("table_name", ""))
+            if _PATHLIKE.search(name):
+                raise SqlError(f"refused: FROM '{name}' would read a file; {_HINT} "
+                               "(its tables and views only)")
+        if item.get("class") == "FUNCTION":
+            name = str(item.get("function_name", "")).lower()
+            if name in DENIED_FUNCTIONS:
+                raise SqlError(f"refused: {name}() has side effects; {_HINT}")
+        stack.extend(item.values())
+
+
+def create_views(con) -> None:
+    """Create the TEMP views and macros of :data:`VIEWS_AND_MACROS` on ``con``.
+
+    ``con`` must see the store's tables unqualified (``USE engine``). Temp objects live
+    in the connection's memory, so this works on a read-only store.
+    """
+    for sql in VIEWS_AND_MACROS:
+        con.execute(sql).fetchall()
+
+
+class SqlSession:
+    """A read-only connection to one store, for many queries (the TUI keeps one open).
+
+    Example::
+
+        with SqlSession.open(store_dir) as session:
+            result = session.query("SELECT title FROM library ORDER BY bpm DESC", limit=10)
+    """
+
+    def __init__(self, directory: Path, con) -> None:
+        self.directory = directory
+        self._con = con
+
+    @classmethod
+    def open(cls, store_dir: Path | str | None = None) -> "SqlSession":
+        """Open the store in ``store_dir`` (default: the user's store) for queries."""
+        directory = _store_dir(store_dir)
+        con = _connect()
+        try:
+            _attach(con, directory)
+        except BaseException:
+            con.close()
+            raise
+        return cls(directory, con)
+
+    def check(self, sql: str) -> None:
+        """Raise :class:`SqlError` unless ``sql`` passes the parser check (nothing runs)."""
+        _check(self._con, sql)
+
+    def query(self, sql: str, *, limit: int | None = None) -> QueryResult:
+        """Run one read-only query; at most ``limit`` rows (all when None)."""
+        import duckdb
+
+        if limit is not None and limit < 0:
+            raise SqlError(f"limit must be 0 or more, not {limit}")
+        statement = _check(self._con, sql)
+        try:
+            rel = self._con.sql(statement.query)
+            if rel is None:  # cannot happen for a SELECT; be explicit rather than crash
+                return QueryResult((), (), ())
+            columns = tuple(rel.columns)
+            types = tuple(str(t) for t in rel.types)
+            rows = (rel if limit is None else rel.limit(limit + 1)).fetchall()
+        except duckdb.PermissionException as exc:
+            self._abort()
+            raise SqlError(f"refused: {_one_line(exc)}; {_HINT}") from None
+        except duckdb.OutOfMemoryException as exc:
+            self._abort()
+            first = str(exc).splitlines()[0] if str(exc) else "Out of Memory Error"
+            raise SqlError(f"{first}; engine sql never spills to disk, so narrow the query "
+                           "(filters, fewer columns, LIMIT)") from None
+        except duckdb.Error as exc:
+            self._abort()
+            raise SqlError(_one_line(exc)) from None
+        truncated = limit is not None and len(rows) > limit
+        if truncated:
+            rows = rows[:limit]
+        return QueryResult(columns, types, tuple(tuple(r) for r in rows), truncated)
+
+    def _abort(self) -> None:
+        """Drop any half-read result: DuckDB refuses new work while one is pending."""
+        try:
+            self._con.abort()
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> "SqlSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_query(store_dir: Path | str | None, sql: str, *, limit: int | None = None) -> QueryResult:
+    """Run one read-only query on the store in ``store_dir`` (default: the user's store).
+
+    Raises :class:`SqlError` for a refused or failing query, ``NoStoreError`` /
+    ``StoreBusyError`` when the store is missing or being written.
+    """
+    directory = _store_dir(store_dir)
+    with SqlSession(directory, _connect()) as session:
+        _check(session._con, sql)  # parse first: a refused query never opens the store
+        _attach(session._con, directory)
+        return session.query(sql, limit=limit)

@@ -1,0 +1,342 @@
+"""The TUI (tui/): its core without textual, the app driven by run_test, and snapshots.
+
+Functional tests run against the session's ``corpus_store`` (61 real tracks); snapshot
+tests use a deterministic synthetic store (tui.synthetic) so paths and values never
+change. Tests wait for workers (``app.settle``) and never sleep.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import functools
+import html
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from index.store import Store
+from tui.data import Catalog, Filters, Range, TuiError, filter_sql, parse_range
+from tui.player import Player
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- core (no textual) -----------------------------------------------------------------
+
+def test_core_modules_do_not_import_textual():
+    for name in ("data.py", "player.py", "synthetic.py", "actions.py"):
+        tree = ast.parse((ROOT / "tui" / name).read_text())
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not imported & {"textual", "rich"}, name
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("120-130", Range(120, 130)), ("120–130", Range(120, 130)), ("130..120", Range(120, 130)),
+    (">120", Range(120, None)), ("<130", Range(None, 130)), ("120-", Range(120, None)),
+    ("-130", Range(None, 130)), ("128", Range(127.5, 128.5)), ("", Range()),
+])
+def test_parse_range(text, expected):
+    assert parse_range(text) == expected
+
+
+def test_parse_range_error_says_what_to_type():
+    with pytest.raises(TuiError, match="120-130"):
+        parse_range("fast")
+
+
+def test_filter_sql_quotes_values_and_spells_enharmonics():
+    sql = filter_sql(Filters(key="A#", scale="minor", profile="edma", voice=False,
+                             style="Drum n' Bass", style_min=0.2))
+    assert "key_edma IN ('A#', 'Bb')" in sql and "scale_edma = 'minor'" in sql
+    assert "voice < 0.5" in sql and "'drum n'' bass'" in sql
+    assert filter_sql(Filters()) == "TRUE"
+
+
+def test_player_reports_a_failing_player(tmp_path):
+    song = tmp_path / "a.ogg"
+    song.write_bytes(b"")
+    outcome = Player({"ENGINE_PLAYER": "false"}).play(song)
+    assert not outcome.ok and "could not play a.ogg" in outcome.message
+    missing = Player({"ENGINE_PLAYER": "false"}).play(tmp_path / "gone.ogg")
+    assert not missing.ok and "missing" in missing.message
+
+
+def test_catalog_pages_count_and_sort(corpus_store):
+    catalog = Catalog(corpus_store)
+    try:
+        page = catalog.page(Filters(tempo=Range(100, 140)), "bpm", True, limit=5)
+        with Store.open_read_only(corpus_store) as s:
+            total = s.con.execute("SELECT count(*) FROM tracks WHERE bpm BETWEEN 100 AND 140").fetchone()[0]
+        assert page.total == total and len(page.rows) == min(5, total)
+        bpms = [r.values[3] for r in page.rows]
+        assert bpms == sorted(bpms, reverse=True)
+    finally:
+        catalog.close()
+
+
+# -- the app ---------------------------------------------------------------------------
+
+def _sync(test):
+    """Run an async test body (no pytest asyncio plugin is required)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        return asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+async def _settle(app, pilot):
+    await pilot.pause()
+    await app.settle()
+    await pilot.pause()
+
+
+def _app(store, **kw):
+    from tui.app import EngineApp
+
+    return EngineApp(store, debounce=0, **kw)
+
+
+@_sync
+async def test_filters_requery_and_sort(corpus_store):
+    app = _app(corpus_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        assert app.table.total == 61 and "61 tracks" in str(app.table.border_title)
+        app.panel.query_one("#tempo").value = "100-140"
+        await _settle(app, pilot)
+        assert 0 < app.table.total < 61
+        assert all(100 <= r.values[3] <= 140 for r in app.table.order)
+        app.panel.query_one("#voice").value = False
+        await _settle(app, pilot)
+        assert all(r.values[7] < 0.5 for r in app.table.order)
+        app.panel.query_one("#voice").clear()
+        app.panel.query_one("#tempo").value = ""
+        style = app.catalog.styles()[0]
+        app.panel.query_one("#style").value = style
+        await _settle(app, pilot)
+        assert any(r.values[10] == style for r in app.table.order)
+        # sort: 's' goes to the next column, a second request on it reverses
+        app.panel.query_one("#style").value = ""
+        await _settle(app, pilot)
+        app.table.focus()
+        await pilot.press("s", "s", "s", "r")  # artist -> title -> album -> bpm, reversed
+        await _settle(app, pilot)
+        assert app.sort == "bpm" and app.descending
+        bpms = [r.values[3] for r in app.table.order if r.values[3] is not None]
+        assert bpms == sorted(bpms, reverse=True)
+
+
+@_sync
+async def test_sql_box_validates_as_you_type(corpus_store):
+    app = _app(corpus_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        await pilot.click("#sql")
+        await pilot.press(*"bogus > 1")
+        await _settle(app, pilot)
+        error = app.panel.query_one("#filter-error")
+        assert error.display and "bogus" in str(error.render())
+        assert app.panel.query_one("#sql").has_class("-invalid")
+        assert app.table.total == 61  # the last good list stays
+        app.panel.query_one("#sql").value = "bpm > 120 AND style('Techno') >= 0"
+        await _settle(app, pilot)
+        assert not error.display and not app.panel.query_one("#sql").has_class("-invalid")
+        assert 0 < app.table.total < 61
+        app.panel.query_one("#sql").value = "1); DROP TABLE tracks; SELECT (1"
+        await _settle(app, pilot)
+        assert error.display and "bad WHERE filter" in str(error.render())
+
+
+@_sync
+async def test_select_track_shows_detail_and_similar(corpus_store):
+    from textual.widgets import DataTable
+
+    app = _app(corpus_store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("down", "down")
+        await _settle(app, pilot)
+        selected = app.table.selected
+        assert selected is not None and app.detail_pane._detail.track_id == selected.track_id
+        await pilot.press("n")
+        await _settle(app, pilot)
+        for space in ("effnet", "musicnn"):
+            table = app.similar_pane.query_one(f"#similar-{space}", DataTable)
+            assert table.row_count == 10, space
+            assert str(selected.track_id) not in {k.value for k in table.rows}
+        # restricted to the current filter
+        app.panel.query_one("#tempo").value = ">120"
+        await _settle(app, pilot)
+        await pilot.press("v")
+        await _settle(app, pilot)
+        if app.table.selected is not None:
+            table = app.similar_pane.query_one("#similar-musicnn", DataTable)
+            ids = {int(k.value) for k in table.rows}
+            with Store.open_read_only(corpus_store) as s:
+                fast = {r[0] for r in s.con.execute("SELECT track_id FROM tracks WHERE bpm >= 120").fetchall()}
+            assert ids and ids <= fast
+
+
+@pytest.mark.slow
+@_sync
+async def test_more_like_this_then_export_and_copy(corpus_store, tmp_path):
+    from tui.components.export_screen import ExportScreen
+
+    app = _app(corpus_store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        seed = app.table.selected
+        await pilot.press("m")
+        await _settle(app, pilot)
+        assert app.seeded_from and "most like" in str(app.table.border_title)
+        assert seed.track_id not in {r.track_id for r in app.table.order}
+        listed = [r.path for r in app.table.order]
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, ExportScreen)
+        target = tmp_path / "like.m3u8"
+        app.screen.query_one("#export-path").value = str(target)
+        await pilot.press("enter")
+        await _settle(app, pilot)
+        lines = target.read_text(encoding="utf-8").splitlines()
+        assert lines[0] == "#EXTM3U" and lines[2::2] == listed
+        await pilot.press("y")
+        assert app.clipboard == app.table.selected.path
+        await pilot.press("b")  # back to the filter results
+        await _settle(app, pilot)
+        assert app.seeded_from is None and app.table.total == 61
+
+
+@_sync
+async def test_export_filter_results(corpus_store, tmp_path):
+    app = _app(corpus_store)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(app, pilot)
+        app.panel.query_one("#tempo").value = "<120"
+        await _settle(app, pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#export-path").value = str(tmp_path / "slow.m3u8")
+        await pilot.click("#export-ok")
+        await _settle(app, pilot)
+        lines = (tmp_path / "slow.m3u8").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 1 + 2 * app.table.total
+        assert any("wrote" in n.message for n in app._notifications)
+
+
+@_sync
+async def test_play_without_a_working_player_says_so(corpus_store):
+    app = _app(corpus_store, player=Player({"ENGINE_PLAYER": "false"}))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("p")
+        await _settle(app, pilot)
+        assert any("could not play" in n.message for n in app._notifications)
+        await pilot.press("x")
+        await pilot.pause()
+        assert any("nothing is playing" in n.message for n in app._notifications)
+
+
+@pytest.fixture(scope="session")
+def synthetic_store(tmp_path_factory):
+    from tui.synthetic import make_store
+
+    return make_store(tmp_path_factory.mktemp("tui-synthetic") / "store", 40)
+
+
+@_sync
+async def test_effnet_side_explains_missing_embeddings(tmp_path):
+    from tui.synthetic import make_store
+
+    store = make_store(tmp_path / "store", 12, embeddings=False)
+    app = _app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("n")
+        await _settle(app, pilot)
+        error = app.similar_pane.query_one("#error-effnet")
+        assert error.display and "backbone is missing" in str(error.render())
+
+
+@_sync
+async def test_help_lists_every_action(synthetic_store):
+    from tui.actions import ACTIONS
+    from tui.components.help_screen import HelpScreen
+
+    app = _app(synthetic_store)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        text = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+        assert all(a.help[:30] in text for a in ACTIONS)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+def test_cli_tui_help_and_missing_store(tmp_path):
+    from engine.cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["tui", "--help"])
+    assert result.exit_code == 0 and "Example: engine tui" in result.output
+    result = runner.invoke(cli, ["tui", "--store", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "no store at" in result.output
+
+
+# -- snapshots (synthetic store: deterministic) ------------------------------------------
+
+def _snap_app(store):
+    return _app(store)
+
+
+async def _ready(pilot):
+    # Twice: a worker's result can start another (results -> detail/similarity), and
+    # the tables lay out their column widths only after their rows arrive.
+    for _ in range(2):
+        await _settle(pilot.app, pilot)
+    pilot.app.sub_title = "synthetic store"
+    await pilot.pause()
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+def test_snapshot_main(snap_compare, synthetic_store, size):
+    assert snap_compare(_snap_app(synthetic_store), terminal_size=size, run_before=_ready)
+
+
+def test_snapshot_similar_wide(snap_compare, synthetic_store):
+    async def before(pilot):
+        await _ready(pilot)
+        await pilot.press("down", "n")
+        await _ready(pilot)
+
+    assert snap_compare(_snap_app(synthetic_store), terminal_size=(200, 60), run_before=before)
+
+
+def test_snapshot_filters_light_theme(snap_compare, synthetic_store):
+    async def before(pilot):
+        pilot.app.theme = "textual-light"
+        await _ready(pilot)
+        pilot.app.panel.query_one("#tempo").value = "100-150"
+        await _ready(pilot)
+        pilot.app.panel.query_one("#sql").value = "bpm >"  # a parse error: a stable message
+        await _ready(pilot)
+
+    assert snap_compare(_snap_app(synthetic_store), terminal_size=(80, 24), run_before=before)
+
+
+def test_snapshot_help(snap_compare, synthetic_store):
+    async def before(pilot):
+        await _ready(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(_snap_app(synthetic_store), terminal_size=(80, 24), run_before=before)

@@ -1,0 +1,7 @@
+"""python -m tui [STORE_DIR]"""
+
+import sys
+
+from tui.app import run
+
+run(sys.argv[1] if len(sys.argv) > 1 else None)

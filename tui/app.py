@@ -1,0 +1,438 @@
+"""`engine tui`: filter, browse, compare and play the collection from the keyboard.
+
+Every store call runs in a thread worker that only posts messages (ResultsReady,
+DetailReady, SimilarReady, ...); the ``on_`` handlers own the state. Stale workers of a
+group are cancelled (``exclusive=True``) and their messages dropped by generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Iterable
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from tui.actions import ACTIONS
+from tui.components.detail_pane import DetailPane
+from tui.components.export_screen import ExportScreen
+from tui.components.filter_panel import FilterPanel
+from tui.components.help_screen import HelpScreen
+from tui.components.results_table import ResultsTable
+from tui.components.similarity_pane import SimilarityPane
+from tui.data import (
+    PAGE_SIZE, SORTABLE, SPACES, BadSQLError, Catalog, Filters, Page, ResultRow, Similar,
+    TrackDetail, TuiError,
+)
+from tui.player import Player
+
+# Changes closer together than this are coalesced into one query (leading + trailing edge).
+DEBOUNCE_S = 0.1
+NEIGHBOURS = 10
+
+
+class EngineApp(App):
+    """The TUI over one store (``store_dir``; None: the default store)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "engine"
+    BINDINGS = [Binding(a.key, a.action, a.title, show=a.show) for a in ACTIONS]
+
+    # -- messages from workers -----------------------------------------------------------
+    class ResultsReady(Message):
+        def __init__(self, page: Page, generation: int, append: bool, seeded_from: str | None) -> None:
+            self.page, self.generation, self.append, self.seeded_from = page, generation, append, seeded_from
+            super().__init__()
+
+    class QueryFailed(Message):
+        def __init__(self, error: str, generation: int, sql: bool) -> None:
+            self.error, self.generation, self.sql = error, generation, sql
+            super().__init__()
+
+    class DetailReady(Message):
+        def __init__(self, detail: TrackDetail | None, error: str = "") -> None:
+            self.detail, self.error = detail, error
+            super().__init__()
+
+    class SimilarReady(Message):
+        def __init__(self, result: Similar, restricted: bool) -> None:
+            self.result, self.restricted = result, restricted
+            super().__init__()
+
+    class StylesReady(Message):
+        def __init__(self, names: list[str]) -> None:
+            self.names = names
+            super().__init__()
+
+    class Notice(Message):
+        def __init__(self, text: str, error: bool = False) -> None:
+            self.text, self.error = text, error
+            super().__init__()
+
+    def __init__(self, store_dir: Path | str | None = None, *, debounce: float = DEBOUNCE_S,
+                 catalog: Catalog | None = None, player: Player | None = None) -> None:
+        super().__init__()
+        self.catalog = catalog or Catalog(store_dir)
+        self.player = player or Player()
+        self.debounce = debounce
+        self.filters = Filters()
+        self.sort, self.descending = "artist", False
+        self.generation = 0
+        self.seeded_from: str | None = None  # label of the 'more like this' seed
+        self.restrict_similar = False
+        self.shown_generation = 0
+        self.results_shown = asyncio.Event()  # set each time the list is redrawn (bench, tests)
+        self._last_fire = 0.0
+        self._shown_track: int | None = None
+        self._timer = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield FilterPanel(id="filters")
+            with Vertical(id="right"):
+                yield ResultsTable(id="results")
+                with TabbedContent(id="bottom", initial="tab-detail"):
+                    with TabPane("Detail", id="tab-detail"):
+                        yield DetailPane(id="detail")
+                    with TabPane("Similar", id="tab-similar"):
+                        yield SimilarityPane(id="similar")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # Kept, not queried: App.query_one searches the active screen, a modal may be on top.
+        self.panel = self.query_one(FilterPanel)
+        self.table = self.query_one(ResultsTable)
+        self.detail_pane = self.query_one(DetailPane)
+        self.similar_pane = self.query_one(SimilarityPane)
+        self.tabs = self.query_one(TabbedContent)
+        self.sub_title = str(self.catalog.directory)
+        self.detail_pane.show(None)
+        self.table.focus()
+        self.load_styles()
+        self.run_query()
+
+    def on_unmount(self) -> None:
+        self.player.stop()
+
+    # -- workers (thread; they only post messages) ------------------------------------
+    def run_query(self, offset: int = 0) -> None:
+        """Fetch the first page for the current filters and sort (or, with ``offset``, the next)."""
+        if offset:
+            self._page_worker(self.generation, self.filters, self.sort, self.descending, offset)
+        else:
+            self.generation += 1
+            self._query_worker(self.generation, self.filters, self.sort, self.descending)
+
+    @work(thread=True, exclusive=True, group="results")
+    def _query_worker(self, generation: int, filters: Filters, sort: str, descending: bool) -> None:
+        self._fetch(generation, filters, sort, descending, 0)
+
+    @work(thread=True, exclusive=True, group="page")
+    def _page_worker(self, generation: int, filters: Filters, sort: str, descending: bool,
+                     offset: int) -> None:
+        self._fetch(generation, filters, sort, descending, offset)
+
+    def _fetch(self, generation: int, filters: Filters, sort: str, descending: bool, offset: int) -> None:
+        worker = get_current_worker()
+        try:
+            page = self.catalog.page(filters, sort, descending, offset, PAGE_SIZE)
+        except (BadSQLError, TuiError) as exc:
+            if not worker.is_cancelled:
+                self.post_message(self.QueryFailed(str(exc), generation, isinstance(exc, BadSQLError)))
+            return
+        if not worker.is_cancelled:
+            self.post_message(self.ResultsReady(page, generation, offset > 0, None))
+
+    def run_more_like(self, row: ResultRow) -> None:
+        self.generation += 1
+        self._more_like_worker(self.generation, row)
+
+    @work(thread=True, exclusive=True, group="results")
+    def _more_like_worker(self, generation: int, row: ResultRow) -> None:
+        worker = get_current_worker()
+        for space in SPACES:
+            found = self.catalog.similar(row.track_id, space, NEIGHBOURS * 5)
+            if not found.error:
+                break
+        if found.error:
+            self.post_message(self.Notice(found.error, error=True))
+            return
+        rows = self.catalog.rows_for([n.track_id for n in found.neighbours])
+        if not worker.is_cancelled:
+            label = f"{row.artist or ''} – {row.title or ''} ({space})"
+            self.post_message(self.ResultsReady(Page(rows, len(rows)), generation, False, label))
+
+    @work(thread=True, exclusive=True, group="detail")
+    def load_detail(self, track_id: int) -> None:
+        try:
+            detail = self.catalog.detail(track_id)
+        except Exception as exc:  # noqa: BLE001 - shown in the pane, never a crash
+            self.post_message(self.DetailReady(None, str(exc)))
+            return
+        if not get_current_worker().is_cancelled:
+            self.post_message(self.DetailReady(detail))
+
+    @work(thread=True, exclusive=True, group="similar")
+    def load_similar(self, track_id: int, restricted: bool) -> None:
+        worker = get_current_worker()
+        for space in SPACES:
+            if worker.is_cancelled:
+                return
+            result = self.catalog.similar(track_id, space, NEIGHBOURS,
+                                          self.filters if restricted else None)
+            if not worker.is_cancelled:
+                self.post_message(self.SimilarReady(result, restricted))
+
+    @work(thread=True, group="styles")
+    def load_styles(self) -> None:
+        try:
+            self.post_message(self.StylesReady(self.catalog.styles()))
+        except Exception:  # noqa: BLE001 - completion is a nicety
+            pass
+
+    @work(thread=True, exclusive=True, group="player")
+    def play(self, path: str) -> None:
+        outcome = self.player.play(path)
+        self.post_message(self.Notice(outcome.message, error=not outcome.ok))
+
+    @work(thread=True, group="export")
+    def export(self, target: str, rows: list[ResultRow] | None) -> None:
+        from index.playlist import write_m3u8
+        from engine.errors import EngineError
+
+        try:
+            if rows is None:
+                rows = self.catalog.playlist(self.filters, self.sort, self.descending)
+            tracks = [_Playable(r) for r in rows]
+            count = write_m3u8(tracks, target)
+        except EngineError as exc:
+            self.post_message(self.Notice(str(exc), error=True))
+            return
+        self.post_message(self.Notice(f"wrote {count} tracks to {Path(target).expanduser()}"))
+
+    async def settle(self) -> None:
+        """Wait until no worker runs and their messages are handled (tests, bench)."""
+        for _ in range(20):
+            workers = [w for w in self.workers if not w.is_finished]
+            if not workers:
+                break
+            await asyncio.gather(*(w.wait() for w in workers), return_exceptions=True)
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    # -- handlers: they own the state -------------------------------------------------
+    @on(FilterPanel.Changed)
+    def _filters_changed(self, event: FilterPanel.Changed) -> None:
+        self.filters = event.filters
+        self.seeded_from = None
+        self._schedule_query()
+
+    def _schedule_query(self) -> None:
+        """Query now if the last one started long enough ago, else once the pause ends."""
+        if self.debounce <= 0:
+            self.run_query()
+            return
+        if self._timer is not None:
+            return  # a trailing query is pending; it will read the latest filters
+        wait = self._last_fire + self.debounce - time.monotonic()
+        if wait <= 0:
+            self._fire()
+        else:
+            self._timer = self.set_timer(wait, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._last_fire = time.monotonic()
+        self.run_query()
+
+    def on_engine_app_results_ready(self, event: ResultsReady) -> None:
+        if event.generation != self.generation:
+            return  # a newer query is on its way
+        self.panel.sql_error = None
+        table = self.table
+        self.seeded_from = event.seeded_from
+        table.show_rows(event.page.rows, event.page.total, append=event.append,
+                        sort=None if event.seeded_from else self.sort, descending=self.descending)
+        self._update_title()
+        self.shown_generation = event.generation
+        self.results_shown.set()
+
+    def on_engine_app_query_failed(self, event: QueryFailed) -> None:
+        if event.generation != self.generation:
+            return
+        if event.sql:
+            self.panel.sql_error = event.error
+        else:
+            self.notify(event.error, severity="error")
+        self.shown_generation = event.generation
+        self.results_shown.set()
+
+    def _update_title(self) -> None:
+        table = self.table
+        if self.seeded_from:
+            table.border_title = f"{table.total} most like {self.seeded_from} · b: back"
+        else:
+            arrow = "▼" if self.descending else "▲"
+            table.border_title = f"{table.total:,} tracks · by {self.sort} {arrow}"
+        table.border_subtitle = f"{len(table.order)} loaded" if len(table.order) < table.total else ""
+
+    @on(ResultsTable.Highlighted)
+    def _highlighted(self, event: ResultsTable.Highlighted) -> None:
+        if event.row is None:
+            self._shown_track = None
+            self.detail_pane.show(None)
+            self.similar_pane.clear()
+            return
+        if event.row.track_id == self._shown_track:
+            # Same track after a re-query: only neighbours restricted to the filter change.
+            if self.restrict_similar and self.tabs.active == "tab-similar":
+                self._refresh_similar()
+            return
+        self._shown_track = event.row.track_id
+        self.load_detail(event.row.track_id)
+        if self.tabs.active == "tab-similar":
+            self._refresh_similar()
+
+    @on(ResultsTable.SortRequested)
+    def _sort_requested(self, event: ResultsTable.SortRequested) -> None:
+        if self.seeded_from:
+            return
+        if event.column == self.sort:
+            self.descending = not self.descending
+        else:
+            self.sort, self.descending = event.column, False
+        self.run_query()
+
+    @on(ResultsTable.NeedMore)
+    def _need_more(self, event: ResultsTable.NeedMore) -> None:
+        if not self.seeded_from:
+            self.run_query(event.offset)
+
+    @on(TabbedContent.TabActivated)
+    def _tab(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "tab-similar":
+            self._refresh_similar()
+
+    def on_engine_app_detail_ready(self, event: DetailReady) -> None:
+        self.detail_pane.show(event.detail, event.error)
+
+    def on_engine_app_similar_ready(self, event: SimilarReady) -> None:
+        self.similar_pane.show(event.result, event.restricted)
+
+    def on_engine_app_styles_ready(self, event: StylesReady) -> None:
+        self.panel.set_styles(event.names)
+
+    def on_engine_app_notice(self, event: Notice) -> None:
+        self.notify(event.text, severity="error" if event.error else "information",
+                    timeout=8 if event.error else 4)
+
+    def _refresh_similar(self) -> None:
+        row = self.table.selected
+        if row is None:
+            return
+        self.similar_pane.loading(self.restrict_similar)
+        self.load_similar(row.track_id, self.restrict_similar)
+
+    # -- actions (registered in tui.actions) ---------------------------------------
+    def _selected(self) -> ResultRow | None:
+        row = self.table.selected
+        if row is None:
+            self.notify("no track selected", severity="warning")
+        return row
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_focus_filters(self) -> None:
+        self.panel.display = True
+        self.panel.query_one("#tempo").focus()
+
+    def action_toggle_filters(self) -> None:
+        self.panel.display = not self.panel.display
+        if not self.panel.display:
+            self.table.focus()
+
+    def action_focus_results(self) -> None:
+        self.table.focus()
+
+    def action_play(self) -> None:
+        if row := self._selected():
+            self.play(row.path)
+
+    def action_stop(self) -> None:
+        self.notify("stopped" if self.player.stop() else "nothing is playing")
+
+    def action_more_like_this(self) -> None:
+        if row := self._selected():
+            self.run_more_like(row)
+
+    def action_back_to_filter(self) -> None:
+        if self.seeded_from:
+            self.seeded_from = None
+            self.run_query()
+
+    def action_show_similar(self) -> None:
+        self.tabs.active = "tab-similar"
+
+    def action_show_detail(self) -> None:
+        self.tabs.active = "tab-detail"
+
+    def action_toggle_restrict(self) -> None:
+        self.restrict_similar = not self.restrict_similar
+        self._shown_track = None
+        self.notify("similar tracks: " + ("within the filter" if self.restrict_similar else "whole store"))
+        if self.tabs.active == "tab-similar":
+            self._refresh_similar()
+
+    def action_sort_next(self) -> None:
+        i = SORTABLE.index(self.sort)
+        self.post_message(ResultsTable.SortRequested(SORTABLE[(i + 1) % len(SORTABLE)]))
+
+    def action_sort_reverse(self) -> None:
+        self.post_message(ResultsTable.SortRequested(self.sort))
+
+    def action_export(self) -> None:
+        table = self.table
+        rows = list(table.order) if self.seeded_from else None
+
+        def done(path: str | None) -> None:
+            if path:
+                self.export(path, rows)
+
+        self.push_screen(ExportScreen(table.total), done)
+
+    def action_copy_path(self) -> None:
+        if row := self._selected():
+            self.copy_to_clipboard(row.path)
+            self.notify(f"copied {row.path}")
+
+    def action_clear_filters(self) -> None:
+        self.panel.clear()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for a in ACTIONS:
+            if a.action not in {"quit", "help", "focus_results"}:
+                yield SystemCommand(a.title, a.help, getattr(self, f"action_{a.action}"))
+
+
+class _Playable:
+    """A ResultRow as index.playlist wants it (path, duration, artist, title)."""
+
+    def __init__(self, row: ResultRow) -> None:
+        self.path, self.duration = row.path, row.duration
+        self.artist, self.title = row.artist, row.title
+
+
+def run(store_dir: Path | str | None = None) -> None:
+    EngineApp(store_dir).run()

@@ -1,0 +1,49 @@
+"""The nearest tracks of the selection in effnet and musicnn, side by side."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Label, Static
+
+from tui.data import SPACES, Similar, format_value
+
+
+class SimilarityPane(Horizontal):
+    """Two lists, one per embedding space; a space without embeddings explains itself."""
+
+    def compose(self) -> ComposeResult:
+        for space in SPACES:
+            with Vertical(classes="space", id=f"space-{space}"):
+                yield Label(space, classes="space-title", id=f"title-{space}")
+                table = DataTable(cursor_type="row", zebra_stripes=True, id=f"similar-{space}")
+                table.add_columns("#", "sim", "artist – title", "bpm", "style")
+                yield table
+                yield Static("", classes="space-error", id=f"error-{space}")
+
+    def loading(self, restricted: bool) -> None:
+        for space in SPACES:
+            self.query_one(f"#title-{space}", Label).update(
+                f"{space} · …" + (" (within filter)" if restricted else ""))
+
+    def show(self, result: Similar, restricted: bool = False) -> None:
+        table = self.query_one(f"#similar-{result.space}", DataTable)
+        error = self.query_one(f"#error-{result.space}", Static)
+        title = self.query_one(f"#title-{result.space}", Label)
+        table.clear()
+        scope = " (within filter)" if restricted else ""
+        if result.error:
+            title.update(f"{result.space}: unavailable")
+            error.update(result.error)
+            error.display, table.display = True, False
+            return
+        error.display, table.display = False, True
+        title.update(f"{result.space} · {len(result.neighbours)} nearest{scope}")
+        for n in result.neighbours:
+            table.add_row(str(n.rank), f"{n.similarity:.3f}", n.label, format_value(n.bpm, 0),
+                          n.top_style or "", key=str(n.track_id))
+
+    def clear(self, message: str = "") -> None:
+        for space in SPACES:
+            self.query_one(f"#similar-{space}", DataTable).clear()
+            self.query_one(f"#title-{space}", Label).update(space)

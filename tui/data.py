@@ -1,0 +1,386 @@
+"""The TUI's core: filters, pages of results, track details and neighbours. No textual here.
+
+A thin adapter over ``index`` (query, sql, playlist): everything is a frozen dataclass,
+and :class:`Catalog` owns the DuckDB connections. Each *role* (results, details,
+similarity) has its own connection and lock, so a slow k-NN search never delays the
+results list; the app calls these methods from thread workers only.
+
+Filters from the panel are turned into SQL by :func:`filter_sql` (values are numbers or
+quoted literals, so that SQL is trusted); the free WHERE text typed by the user goes
+through :func:`index.query.select_sql` (parsed, shape-checked and read-only checked)
+and is applied as ``track_id IN (<checked select>)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from engine.errors import EngineError
+from index.query import (
+    BadSQLError, MissingEmbeddingsError, Neighbour, QueryError, Searcher, _one_line,
+    prepare_connection, select_sql,
+)
+from index.store import Store
+
+KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+# Spellings a store may hold for each pitch class (flats, unicode accidentals).
+_ENHARMONIC = {"C#": ("C#", "Db"), "D#": ("D#", "Eb"), "F#": ("F#", "Gb"),
+               "G#": ("G#", "Ab"), "A#": ("A#", "Bb")}
+PROFILES = ("temperley", "krumhansl", "edma")
+SPACES = ("effnet", "musicnn")
+PAGE_SIZE = 200
+
+# Results columns: (heading, SQL expression). The first is the row key.
+RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("artist", "artist"),
+    ("title", "coalesce(nullif(trim(title), ''), regexp_replace(path, '^.*[/\\\\]', ''))"),
+    ("album", "album"),
+    ("bpm", "bpm"),
+    ("key", "key_temperley || ' ' || scale_temperley"),
+    ("lufs", "loudness_lufs"),
+    ("dance", "danceability"),
+    ("voice", "voice"),
+    ("arousal", "arousal"),
+    ("valence", "valence"),
+    ("top_style", "top_style"),
+)
+SORTABLE = tuple(name for name, _ in RESULT_COLUMNS)
+
+
+class TuiError(EngineError):
+    """A filter value that cannot be read; the message says what to type."""
+
+
+# -- filters ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Range:
+    """A closed range; either end may be open (None)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.low is None and self.high is None
+
+
+_UNSIGNED = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_NUMBER = r"[-+]?" + _UNSIGNED
+_RANGE = re.compile(rf"^\s*({_NUMBER})?\s*(?:-|–|—|\.\.|to)\s*({_NUMBER})?\s*$")
+
+
+def parse_range(text: str) -> Range:
+    """'120-130', '120–130', '120..130', '120-' (at least), '-130' (at most), '>120',
+    '<130', '128' (exactly, ±0.5) or '' (any). Raises :class:`TuiError` otherwise."""
+    text = (text or "").strip()
+    if not text:
+        return Range()
+    m = re.fullmatch(rf"(>=?|<=?)\s*({_NUMBER})", text)
+    if m:
+        v = float(m.group(2))
+        return Range(low=v) if m.group(1).startswith(">") else Range(high=v)
+    m = re.fullmatch(rf"(?:-|–|\.\.)\s*({_UNSIGNED})", text)  # '-130': at most
+    if m:
+        return Range(high=float(m.group(1)))
+    m = re.fullmatch(_NUMBER, text)
+    if m:
+        v = float(text)
+        return Range(v - 0.5, v + 0.5)
+    m = _RANGE.match(text)
+    if m and (m.group(1) or m.group(2)):
+        low = float(m.group(1)) if m.group(1) else None
+        high = float(m.group(2)) if m.group(2) else None
+        if low is not None and high is not None and low > high:
+            low, high = high, low
+        return Range(low, high)
+    raise TuiError(f"cannot read {text!r} as a range: type e.g. 120-130, >120, <130")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the filter panel holds. Empty fields do not filter."""
+
+    tempo: Range = Range()
+    key: str | None = None  # tonic, one of KEYS
+    scale: str | None = None  # 'major' or 'minor'
+    profile: str = "temperley"
+    voice: bool | None = None  # True: with voice, False: instrumental
+    danceability: Range = Range()
+    arousal: Range = Range()
+    valence: Range = Range()
+    style: str | None = None
+    style_min: float = 0.0
+    where: str = ""  # the user's free SQL
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _range_sql(column: str, r: Range) -> list[str]:
+    out = []
+    if r.low is not None:
+        out.append(f"{column} >= {r.low!r}")
+    if r.high is not None:
+        out.append(f"{column} <= {r.high!r}")
+    return out
+
+
+def filter_sql(f: Filters) -> str:
+    """The panel's filters (not the free WHERE) as one trusted SQL boolean; 'TRUE' if none."""
+    if f.profile not in PROFILES:
+        raise TuiError(f"unknown key profile {f.profile!r}: use one of {', '.join(PROFILES)}")
+    parts = _range_sql("bpm", f.tempo)
+    if f.key:
+        names = _ENHARMONIC.get(f.key, (f.key,))
+        parts.append(f"key_{f.profile} IN ({', '.join(_literal(n) for n in names)})")
+    if f.scale:
+        parts.append(f"scale_{f.profile} = {_literal(f.scale)}")
+    if f.voice is not None:
+        parts.append("voice >= 0.5" if f.voice else "voice < 0.5")
+    parts += _range_sql("danceability", f.danceability)
+    parts += _range_sql("arousal", f.arousal)
+    parts += _range_sql("valence", f.valence)
+    if f.style and f.style.strip():
+        name = f.style.strip().lower()
+        parts.append(
+            "track_id IN (SELECT track_id FROM styles WHERE (lower(style) = "
+            f"{_literal(name)} OR lower(genre || '---' || style) = {_literal(name)}) "
+            f"AND activation >= {float(f.style_min)!r})")
+    return " AND ".join(parts) or "TRUE"
+
+
+def combined_where(f: Filters) -> str | None:
+    """Everything as one SQL boolean for index.query (k-NN restriction); None if no filter."""
+    parts = [p for p in (filter_sql(f), f.where.strip()) if p and p != "TRUE"]
+    if not parts:
+        return None
+    return " AND ".join(f"({p})" for p in parts)
+
+
+# -- results --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResultRow:
+    track_id: int
+    path: str
+    duration: float | None
+    values: tuple  # in RESULT_COLUMNS order
+
+    @property
+    def artist(self) -> str | None:
+        return self.values[0]
+
+    @property
+    def title(self) -> str | None:
+        return self.values[1]
+
+
+@dataclass(frozen=True)
+class Page:
+    """Rows ``offset``.. of the ``total`` tracks matching the filters, in ``sort`` order."""
+
+    rows: tuple[ResultRow, ...]
+    total: int
+    offset: int = 0
+    sort: str = "artist"
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class TrackDetail:
+    track_id: int
+    path: str
+    fields: tuple[tuple[str, object], ...]  # (column, value), non-NULL, schema order
+    styles: tuple[tuple[str, float], ...]
+    tags: tuple[tuple[str, str, float], ...]  # (source, tag, activation)
+
+
+@dataclass(frozen=True)
+class Similar:
+    """Neighbours of one track in one space, or why there are none."""
+
+    space: str
+    track_id: int
+    neighbours: tuple[Neighbour, ...] = ()
+    error: str | None = None
+
+
+QUALITY_COLUMNS = ("quality", "clicks_per_min", "clipping_share", "hum_db", "hum_hz",
+                   "dropouts", "snr_db", "noise_floor_dbfs", "bandwidth_hz", "dc_offset",
+                   "silence_start_s", "silence_end_s")
+
+
+class _Conn:
+    """A read-only store with a lock: one per role, used from one worker at a time."""
+
+    def __init__(self, directory: Path):
+        self.store = Store.open_read_only(directory)
+        prepare_connection(self.store)
+        self.lock = threading.Lock()
+
+    def rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        with self.lock:
+            return self.store.con.execute(sql, list(params)).fetchall()
+
+
+class Catalog:
+    """The TUI's view of one store. Thread-safe: each role has a connection and a lock."""
+
+    def __init__(self, store_dir: Path | str | None = None):
+        import duckdb
+
+        try:
+            self._results = _Conn(Path(store_dir) if store_dir else None)
+        except duckdb.IOException as exc:
+            raise QueryError(f"cannot open the store: {_one_line(exc)} (is a build running?)") from None
+        self.directory = self._results.store.directory
+        self._details = _Conn(self.directory)
+        self._searcher: Searcher | None = None
+        self._search_lock = threading.Lock()
+        self._checked: dict[str, str] = {}
+
+    def close(self) -> None:
+        for c in (self._results, self._details):
+            with c.lock:
+                c.store.close()
+        if self._searcher is not None:
+            with self._search_lock:
+                self._searcher.close()
+
+    # -- user SQL ---------------------------------------------------------------------
+    def check_where(self, where: str) -> str | None:
+        """The checked ``SELECT track_id FROM tracks WHERE (where)``; None for an empty filter.
+
+        Raises :class:`BadSQLError` (one line) when the text does not parse, is not a plain
+        read-only expression, or does not bind (unknown column, wrong types).
+        """
+        import duckdb
+
+        where = where.strip()
+        if not where:
+            return None
+        if where in self._checked:
+            return self._checked[where]
+        conn = self._results
+        with conn.lock:
+            sql = select_sql(conn.store, "track_id", where)
+            try:
+                conn.store.con.execute("EXPLAIN " + sql).fetchall()
+            except duckdb.Error as exc:
+                raise BadSQLError(f"bad WHERE filter {where!r}: {_one_line(exc)}") from None
+        if len(self._checked) > 512:
+            self._checked.clear()
+        self._checked[where] = sql
+        return sql
+
+    def _where(self, f: Filters) -> str:
+        parts = [filter_sql(f)]
+        user = self.check_where(f.where)
+        if user:
+            parts.append(f"track_id IN ({user})")
+        return " AND ".join(f"({p})" for p in parts)
+
+    def page(self, f: Filters, sort: str = "artist", descending: bool = False,
+             offset: int = 0, limit: int = PAGE_SIZE) -> Page:
+        """One page of matching tracks and the total count; only ``limit`` rows are fetched."""
+        import duckdb
+
+        if sort not in SORTABLE:
+            raise TuiError(f"cannot sort by {sort!r}: use one of {', '.join(SORTABLE)}")
+        where = self._where(f)
+        expr = dict(RESULT_COLUMNS)[sort]
+        direction = "DESC" if descending else "ASC"
+        cols = ", ".join(e for _, e in RESULT_COLUMNS)
+        sql = (f"SELECT track_id, path, duration, {cols} FROM tracks WHERE {where} "
+               f"ORDER BY {expr} {direction} NULLS LAST, path LIMIT {int(limit)} OFFSET {int(offset)}")
+        try:
+            rows = self._results.rows(sql)
+            total = self._results.rows(f"SELECT count(*) FROM tracks WHERE {where}")[0][0]
+        except duckdb.Error as exc:
+            raise BadSQLError(f"bad filter: {_one_line(exc)}") from None
+        return Page(tuple(ResultRow(r[0], r[1], r[2], tuple(r[3:])) for r in rows), int(total),
+                    offset, sort, descending)
+
+    def rows_for(self, track_ids: Sequence[int]) -> tuple[ResultRow, ...]:
+        """Result rows for these tracks, in the order given (for a k-NN seeded list)."""
+        if not track_ids:
+            return ()
+        cols = ", ".join(e for _, e in RESULT_COLUMNS)
+        ids = ", ".join(str(int(t)) for t in track_ids)
+        rows = self._results.rows(f"SELECT track_id, path, duration, {cols} FROM tracks "
+                                  f"WHERE track_id IN ({ids})")
+        by_id = {r[0]: ResultRow(r[0], r[1], r[2], tuple(r[3:])) for r in rows}
+        return tuple(by_id[int(t)] for t in track_ids if int(t) in by_id)
+
+    def playlist(self, f: Filters, sort: str = "artist", descending: bool = False) -> list[ResultRow]:
+        """Every matching track in the list's order (for an M3U8 export)."""
+        page = self.page(f, sort, descending, 0, limit=2**31 - 1)
+        return list(page.rows)
+
+    def styles(self) -> list[str]:
+        """Style names of the store, most common top style first, for completion."""
+        rows = self._details.rows(
+            "SELECT s.style FROM (SELECT DISTINCT style FROM styles) s "
+            "LEFT JOIN (SELECT top_style, count(*) AS n FROM tracks GROUP BY top_style) t "
+            "ON t.top_style = s.style ORDER BY coalesce(t.n, 0) DESC, s.style")
+        return [r[0] for r in rows]
+
+    def detail(self, track_id: int) -> TrackDetail:
+        con = self._details
+        with con.lock:
+            cur = con.store.con.execute("SELECT * FROM tracks WHERE track_id = ?", [int(track_id)])
+            names = [d[0] for d in cur.description]
+            row = cur.fetchone()
+        if row is None:
+            raise QueryError(f"track {track_id} is no longer in the store")
+        values = dict(zip(names, row))
+        fields = tuple((n, v) for n, v in values.items() if v is not None)
+        styles = con.rows("SELECT style, activation FROM styles WHERE track_id = ? "
+                          "ORDER BY activation DESC LIMIT 8", [int(track_id)])
+        tags = con.rows(
+            "SELECT source, tag, activation FROM (SELECT *, row_number() OVER "
+            "(PARTITION BY source ORDER BY activation DESC) AS r FROM tags WHERE track_id = ?) "
+            "WHERE r <= 3 ORDER BY source, activation DESC", [int(track_id)])
+        return TrackDetail(int(track_id), values["path"], fields,
+                           tuple((s, float(a)) for s, a in styles),
+                           tuple((s, t, float(a)) for s, t, a in tags))
+
+    def similar(self, track_id: int, space: str, k: int = 10, f: Filters | None = None) -> Similar:
+        """The ``k`` nearest tracks in ``space``; restricted to ``f`` when given. Never raises
+        a QueryError: the reason is in ``Similar.error``."""
+        try:
+            where = combined_where(f) if f is not None else None
+            with self._search_lock:
+                if self._searcher is None:
+                    self._searcher = Searcher(self.directory)
+                found = self._searcher.knn(int(track_id), space, k, where)
+        except (QueryError, TuiError) as exc:
+            return Similar(space, int(track_id), (), str(exc))
+        return Similar(space, int(track_id), tuple(found))
+
+
+def format_value(v: object, digits: int = 2) -> str:
+    """A cell: '' for NULL, numbers rounded, booleans yes/no."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return ""
+        return f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+__all__ = [
+    "BadSQLError", "Catalog", "Filters", "KEYS", "MissingEmbeddingsError", "PAGE_SIZE", "Page",
+    "PROFILES", "RESULT_COLUMNS", "Range", "ResultRow", "SORTABLE", "SPACES", "Similar",
+    "TrackDetail", "TuiError", "combined_where", "filter_sql", "format_value", "parse_range",
+]
