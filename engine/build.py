@@ -173,7 +173,7 @@ def build(
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> BuildSummary:
     """Analyse every audio file under ``root`` into the store (see module doc)."""
-    from engine.modelstage import ModelStage
+    from engine.modelstage import ModelStage, available_spaces, missing_models_note
     from index import vectors
     from models.inference import RuntimeOptions
 
@@ -188,12 +188,15 @@ def build(
     summary = BuildSummary()
     if options.fetch and os.environ.get("ENGINE_OFFLINE", "") in ("", "0"):
         _fetch_missing_models(options, echo)
+    note = missing_models_note(options.spaces)
+    if note:
+        echo(note)
+        summary.notes.append(note)
     with Store.open(store_dir) as store:
-        stage = ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces)
-        for note in stage.notes:
-            echo(note)
-        summary.notes += stage.notes
-        plan, summary.found = plan_build(store, root, stage.spaces, options)
+        # Planning needs only which backbones are present; sessions are opened (and
+        # models converted) only when there is something to analyse.
+        spaces = available_spaces(options.spaces)
+        plan, summary.found = plan_build(store, root, spaces, options)
         summary.unchanged = plan.unchanged
         summary.skipped_failures = plan.skipped_failures
         for k, size, mtime in plan.touched:
@@ -204,10 +207,15 @@ def build(
         summary.moved = len(plan.moved)
         summary.deleted = store.delete(plan.deleted)
         if plan.tasks:
+            stage = ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces)
+            for extra in stage.notes:  # models present but not loadable
+                echo(extra)
+                summary.notes.append(extra)
+            spaces = stage.spaces
             _run(plan, store, stage, workers, options, summary)
             # Kept for the benchmark's per-stage breakdown.
             store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
-        vectors.sync(store, spaces=stage.spaces or options.spaces)
+        vectors.sync(store, spaces=spaces or options.spaces)
     summary.seconds = time.perf_counter() - t_start
     return summary
 

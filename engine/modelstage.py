@@ -51,12 +51,10 @@ class ModelStage:
         self.labels: dict[str, tuple[str, ...]] = {}
         self.notes: list[str] = []
         self.tempocnn: OnnxModel | None = None
-        self._missing: list[ModelSpec] = []
 
         def try_load(spec: ModelSpec) -> OnnxModel | None:
             if not present(spec):
-                self._missing.append(spec)
-                return None
+                return None  # reported by missing_models_note, once per build
             try:
                 model = load(spec, self.options)
             except ModelError as exc:
@@ -75,8 +73,6 @@ class ModelStage:
             heads = [m for m in map(try_load, registry.heads_of(space)) if m is not None]
             self.pipelines[space] = EmbeddingPipeline(backbone, heads)
         self.tempocnn = try_load(registry.get("tempocnn"))
-        if self._missing:
-            self.notes.append(_missing_note(self._missing))
 
     @property
     def spaces(self) -> tuple[str, ...]:
@@ -109,6 +105,26 @@ class ModelStage:
                     probs = self.tempocnn.run(a.tempocnn_input)["predictions"]
                     res.tempocnn = frontend.tempo_from_activations(probs)
         return results
+
+
+def available_spaces(spaces: Sequence[str] = SPACES) -> tuple[str, ...]:
+    """Spaces whose backbone files are present: cheap (no session is opened)."""
+    from models.fetch import present
+
+    return tuple(s for s in spaces if present(registry.get(s)))
+
+
+def missing_models_note(spaces: Sequence[str] = SPACES) -> str | None:
+    """The plain-words note about missing models a build prints once, or None."""
+    from models.fetch import present
+
+    wanted = [registry.get(s) for s in spaces]
+    for space in spaces:
+        if present(registry.get(space)):
+            wanted += list(registry.heads_of(space))
+    wanted.append(registry.get("tempocnn"))
+    missing = [s for s in wanted if not present(s)]
+    return _missing_note(missing) if missing else None
 
 
 def _missing_note(missing: list[ModelSpec]) -> str:

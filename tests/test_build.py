@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -218,3 +219,31 @@ def test_kill_9_at_any_moment_then_resume_gives_the_same_store(corpus, tmp_path)
     assert _rows(store, "SELECT count(*), count(DISTINCT track_id) FROM embeddings")[0] == (10, 10)
     assert _rows(store, "SELECT count(*) FROM tags")[0] == _rows(reference, "SELECT count(*) FROM tags")[0]
     assert vectors.load(store, "musicnn").ntotal == 10
+
+
+@pytest.mark.slow
+def test_first_build_fetches_missing_models_then_goes_on(corpus, shared_models, tmp_path, monkeypatch):
+    """A new user's first build downloads the models itself (here from a local mirror
+    of the official files, which lacks the EffNet backbone, as this machine does)."""
+    from tests.test_fetch import _ModelServer
+
+    server = _ModelServer(shared_models)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        models = tmp_path / "models"
+        monkeypatch.setenv("ENGINE_MODELS", str(models))
+        monkeypatch.setenv("ENGINE_MODELS_URL", server.url)
+        monkeypatch.setenv("ENGINE_OFFLINE", "0")
+        monkeypatch.setenv("no_proxy", "*")
+        music = _library(corpus, tmp_path / "music", LIBRARY_SAMPLE[:1])
+        notes = []
+        options = BuildOptions(**{**FAST.__dict__, "fetch": True})
+        summary = build(music, tmp_path / "store", options, echo=notes.append)
+    finally:
+        server.shutdown()
+    assert (models / "msd-musicnn-1.pb").is_file() and (models / "emomusic-msd-musicnn-2.json").is_file()
+    assert not (models / "discogs-effnet-bsdynamic-1.onnx").exists()
+    assert any("could not download" in n for n in notes)  # the backbone: 404 on the mirror
+    assert summary.analysed == 1
+    assert _rows(tmp_path / "store", "SELECT has_musicnn, arousal IS NOT NULL FROM tracks") == [(True, True)]
