@@ -118,7 +118,10 @@ def plan_build(
         k = known.get(path)
         if k is not None and (k.file_size, k.mtime_ns) == (f.size, f.mtime_ns):
             missing = [s for s in available_spaces if not getattr(k, f"has_{s}")]
-            if missing:
+            if not k.has_quality:
+                # Analysed by an engine without the quality measures: redo the file.
+                plan.tasks.append(_task(f, k.content_hash, options, dsp=True))
+            elif missing:
                 plan.tasks.append(_task(f, k.content_hash, options, dsp=False))
             else:
                 plan.unchanged += 1
