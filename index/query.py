@@ -51,8 +51,8 @@ DUPLICATE_SIMILARITY = 0.99999
 # Candidates listed by an ambiguous-track error.
 MAX_CANDIDATES = 10
 # A filter matching at most this many tracks is searched exactly by fetching their
-# vectors (reconstruct_batch) and ranking them in numpy: 0.15 ms for 1,000 of 1M tracks,
-# where an ID selector still visits every id (7 ms); beyond ~2k the fetch costs more.
+# vectors (reconstruct_batch) and ranking them in numpy: 0.1 ms for 1,000 of 1M tracks,
+# where an ID selector still visits all 1M ids (3-7 ms); from ~5k on the fetch costs more.
 SUBSET_EXACT_MAX = 2048
 # FAISS threads for one query. One query gains little from OpenMP, and on a busy machine
 # its spinning threads cost 30x (30k x 200 flat: 1.8 ms with 1 thread, 52 ms with 2
@@ -389,7 +389,7 @@ def check_space(space: str) -> None:
 class Searcher:
     """k-NN over one store, keeping its FAISS indexes loaded between queries (TUI, bench).
 
-    ``with Searcher(store_dir) as s: s.knn("Sectoid", "effnet", k=10)``
+    ``with Searcher(store_dir) as s: s.knn("Metal_madness", "effnet", k=10)``
     """
 
     def __init__(self, store_dir: Path | str | None = None):

@@ -247,3 +247,16 @@ def test_first_build_fetches_missing_models_then_goes_on(corpus, shared_models, 
     assert any("could not download" in n for n in notes)  # the backbone: 404 on the mirror
     assert summary.analysed == 1
     assert _rows(tmp_path / "store", "SELECT has_musicnn, arousal IS NOT NULL FROM tracks") == [(True, True)]
+
+
+@pytest.mark.slow
+def test_tracks_from_before_the_quality_measures_are_redone(corpus, tmp_path):
+    music = _library(corpus, tmp_path / "music", LIBRARY_SAMPLE[:2])
+    store = tmp_path / "store"
+    build(music, store, FAST, echo=lambda s: None)
+    con = duckdb.connect(str(store / "engine.duckdb"))
+    con.execute("UPDATE tracks SET quality = NULL WHERE path LIKE '%Feelings%'").fetchall()
+    con.close()
+    s = build(music, store, FAST, echo=lambda s: None)
+    assert (s.analysed, s.unchanged) == (1, 1)
+    assert _rows(store, "SELECT count(*) FROM tracks WHERE quality IS NULL")[0][0] == 0
