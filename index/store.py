@@ -332,14 +332,23 @@ class Store:
     # -- reading vectors ---------------------------------------------------------------
     def embedding_matrix(self, space: str) -> tuple[np.ndarray, np.ndarray]:
         """(track_ids int64 [n], vectors float32 [n, d]) of one space, ordered by track_id."""
-        rows = self._exec(
-            "SELECT track_id, vector FROM embeddings WHERE space = ? ORDER BY track_id", [space]
-        )
-        if not rows:
+        dims = self._exec("SELECT DISTINCT len(vector) FROM embeddings WHERE space = ?", [space])
+        if not dims:
             return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        return ids, np.asarray([r[1] for r in rows], dtype=np.float32)
-
+        if len(dims) > 1:
+            raise StoreError(f"embeddings of space {space!r} have mixed sizes {sorted(d[0] for d in dims)}")
+        dim = int(dims[0][0])
+        # A fixed-size array column comes back from DuckDB as one numpy block; a
+        # Python list per row would cost seconds per 100k tracks and many GB at 1M.
+        cols = self.con.execute(
+            f"SELECT track_id, vector::FLOAT[{dim}] AS v FROM embeddings WHERE space = ? "
+            "ORDER BY track_id",
+            [space],
+        ).fetchnumpy()
+        ids = np.asarray(cols["track_id"], dtype=np.int64)
+        v = cols["v"]
+        vectors = np.stack(v) if v.dtype == object else np.asarray(v)
+        return ids, np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), dim)
 
 def _sql_value(v: Any) -> Any:
     if isinstance(v, np.generic):
