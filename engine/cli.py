@@ -137,15 +137,14 @@ def build(folder: Path, store_dir: Path | None, workers: int, threads: int, batc
         sys.exit(130)
 
 
-from engine.cli_report import report as _report  # noqa: E402  (needs store_option)
-cli.add_command(_report)
-from engine.cli_sql import sql as _sql; cli.add_command(_sql)  # noqa: E402,E702
+# Commands over the store live in their own modules; they are registered here.
+from engine.cli_query import knn as _knn, playlist as _playlist  # noqa: E402
+from engine.cli_report import report as _report  # noqa: E402
+from engine.cli_sql import sql as _sql  # noqa: E402
+from engine.cli_tui import tui as _tui  # noqa: E402
 
-
-from engine.cli_query import knn as _knn, playlist as _playlist  # noqa: E402  (needs store_option)
-cli.add_command(_knn); cli.add_command(_playlist)  # noqa: E702
-
-from engine.cli_tui import tui as _tui; cli.add_command(_tui)  # noqa: E402,E702
+for _command in (_knn, _playlist, _sql, _report, _tui):
+    cli.add_command(_command)
 
 
 def main() -> None:
