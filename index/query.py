@@ -43,6 +43,7 @@ import numpy as np
 
 from engine.errors import EngineError
 from index.store import Store
+from index.sql import _one_line  # DuckDB's message on one line (shared)
 
 # Embedding spaces and their dimensions (index.schema: embeddings.space).
 SPACES = {"musicnn": 200, "effnet": 1280}
@@ -275,13 +276,6 @@ def _select_sql(store: Store, columns: str, where: str | None, order_by: str | N
             raise BadSQLError(f"limit must be 0 or more, not {limit}")
         sql = f"{sql} LIMIT {int(limit)}"
     return _checked(store, sql, "query", sql, order=has_order or bool(then_by), limit=limit is not None)
-
-
-def _one_line(exc: BaseException) -> str:
-    """DuckDB's message on one line, without its 'LINE 1: ...' and caret display."""
-    lines = [ln.strip() for ln in str(exc).splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"}]
-    return " ".join(lines) or type(exc).__name__
 
 
 def _checked(store: Store, sql: str, what: str, fragment: str, *, order: bool, limit: bool) -> str:
