@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,13 +292,19 @@ def _lock(con) -> None:
                        "did not take); please report this with your DuckDB version")
 
 
+_parser = None  # check_read_only's DuckDB: it only parses, so one serves every check
+_parser_lock = threading.Lock()
+
+
 def check_read_only(sql: str) -> None:
     """Raise :class:`SqlError` unless ``sql`` is one read-only query (see the module doc)."""
-    con = _connect()  # the check only parses: nothing of the query runs
-    try:
-        _check(con, sql)
-    finally:
-        con.close()
+    global _parser
+    # One shared connection: opening one per check cost ≈13 ms, a third of the TUI's
+    # keystroke budget while typing a WHERE filter. Nothing of the query runs on it.
+    with _parser_lock:
+        if _parser is None:
+            _parser = _connect()
+        _check(_parser, sql)
 
 
 def _check(con, sql: str, *, explain_ok: bool = True):

@@ -290,6 +290,82 @@ def test_cli_tui_help_and_missing_store(tmp_path):
     assert result.exit_code == 1 and "no store at" in result.output
 
 
+# -- the results list (synthetic store) --------------------------------------------------
+
+def test_fit_and_format_row_keep_fixed_widths_and_text_as_written():
+    from tui.components.results_table import COLUMN_WIDTHS, fit, format_row
+    from tui.data import RESULT_COLUMNS
+
+    assert fit("abc", 5) == "abc  " and fit("1.5", 5, right=True) == "  1.5"
+    assert fit("a" * 9, 5) == "aaaa…"
+    # wide characters are cut by terminal cells, not code points: 2 + 2 + pad + '…' = 6 cells
+    assert fit("日本語のタイトル", 6) == "日本 …"
+    values = ("Artist [feat. x]", "Song [b]old[/b]", None, 128.04, "C# minor", -7.25,
+              1.5, 0.5, 5.0, 5.0, "Techno")
+    line = format_row(values)
+    assert len(line) == sum(COLUMN_WIDTHS[n] + 2 for n, _ in RESULT_COLUMNS)
+    assert "Artist [feat. x]" in line and "Song [b]old[/b]" in line and " 128.0 " in line
+
+
+@_sync
+async def test_results_list_pages_scrolls_and_sorts_by_header_click(tmp_path):
+    from tui.data import PAGE_SIZE
+    from tui.synthetic import make_store
+
+    store = make_store(tmp_path / "store", PAGE_SIZE * 2 + 50, embeddings=False)
+    app = _app(store)
+    async with app.run_test(size=(200, 50)) as pilot:
+        await _settle(app, pilot)
+        table = app.table
+        assert table.total == PAGE_SIZE * 2 + 50 and table.row_count == PAGE_SIZE
+        assert table.render_line(1).text.strip().startswith(table.order[0].artist)
+        await pilot.press("down", "down")
+        assert table.selected == table.order[2]
+        for _ in range(3):  # the end of what is loaded asks for the next page
+            await pilot.press("end")
+            await _settle(app, pilot)
+        assert table.row_count == table.total
+        assert len({r.track_id for r in table.order}) == table.total
+        assert table.selected == table.order[-1]
+        last = table.scroll_offset.y + table.scrollable_content_region.height - 1
+        assert last == table.row_count  # the last row is the last line on screen
+        await pilot.press("home")
+        assert table.cursor_row == 0 and table.scroll_offset.y == 0
+        # a click on the 'bpm' heading sorts by bpm; a second click reverses
+        x = 1 + sum(w + 2 for name, w in _widths() if name in {"artist", "title", "album"}) + 2
+        await pilot.click("#results", offset=(x, 1))
+        await _settle(app, pilot)
+        assert app.sort == "bpm" and not app.descending and "bpm ▲" in table.render_line(0).text
+        await pilot.click("#results", offset=(x, 1))
+        await _settle(app, pilot)
+        bpms = [r.values[3] for r in table.order]
+        assert app.descending and bpms == sorted(bpms, reverse=True)
+        # a click on a row selects it
+        await pilot.click("#results", offset=(5, 4))
+        assert table.cursor_row == 2
+
+
+def _widths():
+    from tui.components.results_table import COLUMN_WIDTHS
+    from tui.data import RESULT_COLUMNS
+
+    return [(name, COLUMN_WIDTHS[name]) for name, _ in RESULT_COLUMNS]
+
+
+@_sync
+async def test_results_list_shows_brackets_in_titles_as_written(tmp_path):
+    from tui.synthetic import make_store
+
+    store = make_store(tmp_path / "store", 5, embeddings=False)
+    with Store.open(store) as s:
+        s.con.execute("UPDATE tracks SET title = 'Song [feat. x] [b]' WHERE track_id = 1")
+    app = _app(store)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await _settle(app, pilot)
+        row = next(i for i, r in enumerate(app.table.order) if r.track_id == 1)
+        assert "Song [feat. x] [b]" in app.table.render_line(row + 1 - app.table.scroll_offset.y).text
+
+
 # -- snapshots (synthetic store: deterministic) ------------------------------------------
 
 def _snap_app(store):

@@ -40,6 +40,7 @@ class FilterPanel(VerticalScroll):
         super().__init__(**kwargs)
         self._filters = Filters()
         self._range_errors: dict[str, str] = {}
+        self._error_text = ""
 
     @property
     def filters(self) -> Filters:
@@ -96,8 +97,12 @@ class FilterPanel(VerticalScroll):
         lines = list(self._range_errors.values())
         if self.sql_error:
             lines.append(self.sql_error)
+        text = "\n".join(lines)
+        if text == self._error_text:
+            return  # an update re-lays out the screen: not on every keystroke
+        self._error_text = text
         box = self.query_one("#filter-error", Static)
-        box.update("\n".join(lines))
+        box.update(text)
         box.display = bool(lines)
 
     @on(Input.Changed)
