@@ -155,15 +155,18 @@ def compare(files: list[Path], refs: dict, store: Path) -> None:
         row = con.execute(
             "SELECT t.bpm, t.key_temperley, t.scale_temperley, t.key_krumhansl, t.scale_krumhansl, "
             "t.key_edma, t.scale_edma, t.loudness_lufs, t.arousal, t.valence, e.vector "
-            "FROM tracks t JOIN embeddings e USING (track_id) WHERE e.space = 'musicnn' AND t.path = ?",
+            "FROM tracks t LEFT JOIN embeddings e ON e.track_id = t.track_id AND e.space = 'musicnn' "
+            "WHERE t.path = ?",
             [path],
         ).fetchone()
         if row is None:
             print(f"  missing from store: {f}")
             continue
         ref = refs[str(f)]
-        if not np.any(ref["embedding"]):
-            continue  # too short for MusiCNN in both pipelines
+        if not np.any(ref["embedding"]) or row[10] is None:
+            both = row[10] is None and not np.any(ref["embedding"])
+            print(f"  {'(no MusiCNN embedding in either: shorter than one patch)' if both else 'MusiCNN embedding in one pipeline only:'} {f}")
+            continue
         v = np.asarray(row[10])
         cos.append(float(v @ ref["embedding"] / np.linalg.norm(v) / np.linalg.norm(ref["embedding"])))
         for j, p in enumerate(("temperley", "krumhansl", "edma")):

@@ -47,6 +47,18 @@ Channels
   unspecified (e.g. 4-channel WAV/AIFF without a channel mask) are assumed to be in
   FFmpeg's default order for their count (4: FL FR BL BR; 6: 5.1).
 
+Priming (MP4/M4A)
+-----------------
+AAC encoders put 1024 or 2112 "priming" samples before the music and MP4 files say so
+in an edit list, which FFmpeg 8 applies (trimming them) and Essentia's bundled FFmpeg
+does not. The decoder opens MP4/M4A with ``ignore_editlist`` so the samples are kept,
+as in Essentia: the signal then starts 21 ms (at 48 kHz) earlier, which is nothing for
+any descriptor, but the models' 3 s patches fall at different places, and that shift
+alone moved MusiCNN's track-mean embedding to cosine 0.990-0.9996 against
+essentia-tensorflow on the corpus's 48 kHz AAC files (1.0 with the samples kept; the
+resampling path made no difference, measured). Durations of such files read 21-44 ms
+longer than the gapless length.
+
 Long files: what is analysed, and memory
 ----------------------------------------
 Decoding stops after ``max_seconds`` of audio (default :data:`DEFAULT_MAX_SECONDS`,
@@ -99,6 +111,7 @@ SAMPLE_RATE_11K = 11025  #: Hz, of ``mono_11k`` (TempoCNN)
 DEFAULT_MAX_SECONDS = 450.0  #: s of audio decoded at most per file; see the module docstring
 
 _SOXR_QUALITY = "HQ"
+_DEMUX_OPTIONS = {"ignore_editlist": "1"}
 # Give up on a file after this many packets in a row fail to decode: a few bad packets
 # are skipped, but a stream of garbage must not be ground through to the end.
 _MAX_CONSECUTIVE_ERRORS = 32
@@ -211,7 +224,9 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
     max_samples = None if max_seconds is None else int(round(max_seconds * SAMPLE_RATE))
     try:
         # metadata_errors="replace": undecodable tag bytes must not stop the decode.
-        container = av.open(str(path), metadata_errors="replace")
+        # ignore_editlist: keep MP4/M4A encoder priming, as Essentia's loaders do (see
+        # "Priming" in the module docstring); other demuxers ignore the option.
+        container = av.open(str(path), metadata_errors="replace", options=_DEMUX_OPTIONS)
     except (av.error.FFmpegError, OSError, ValueError) as e:
         return _fallback(path, max_samples, f"not a readable audio file ({_reason(e)})")
     with container:
