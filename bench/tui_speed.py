@@ -5,7 +5,8 @@ registered numpy arrays; no embeddings, they do not take part in filtering), the
 the app headless with ``run_test``: each sample types one key into a filter box and
 waits for the app's results-updated signal (``EngineApp.results_shown``: the query ran
 in its worker and the table holds the new page and count). The time until the app is
-idle again (the selected track's detail reloaded too) is printed as well. The app's debounce is on (as in real use); keys are spaced out so each one
+idle again (the selected track's detail reloaded too) is printed as well. "end" jumps to
+the last track of a freshly sorted list (the virtual list fetches that one page). The app's debounce is on (as in real use); keys are spaced out so each one
 triggers its own query, which is what a user typing at a normal pace sees.
 
     python bench/tui_speed.py [--tracks 100000] [--samples 60] [--store DIR]
@@ -32,7 +33,7 @@ async def measure(store: Path, samples: int) -> dict[str, list[float]]:
     from tui.app import DEBOUNCE_S, EngineApp
 
     app = EngineApp(store)
-    out: dict[str, list[float]] = {"tempo": [], "sql": [], "sort": []}
+    out: dict[str, list[float]] = {"tempo": [], "sql": [], "sort": [], "end": []}
     settled: list[float] = []
     async with app.run_test(size=(200, 60)) as pilot:
         await app.settle()
@@ -71,6 +72,9 @@ async def measure(store: Path, samples: int) -> dict[str, list[float]]:
         app.table.focus()
         for _ in range(max(4, samples // 4)):
             await one("sort", lambda: pilot.press("s"))
+            # End on a fresh list: the last page (offset ≈ 100k) is fetched and shown
+            await one("end", lambda: pilot.press("end"))
+            await pilot.press("home")
     app.catalog.close()
     out["settled"] = settled
     return out

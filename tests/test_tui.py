@@ -308,27 +308,40 @@ def test_fit_and_format_row_keep_fixed_widths_and_text_as_written():
 
 
 @_sync
-async def test_results_list_pages_scrolls_and_sorts_by_header_click(tmp_path):
+async def test_results_list_is_virtual_pages_on_demand_and_sorts_by_header_click(tmp_path):
     from tui.data import PAGE_SIZE
     from tui.synthetic import make_store
 
-    store = make_store(tmp_path / "store", PAGE_SIZE * 2 + 50, embeddings=False)
+    total = PAGE_SIZE * 3 + 50
+    store = make_store(tmp_path / "store", total, embeddings=False)
     app = _app(store)
     async with app.run_test(size=(200, 50)) as pilot:
         await _settle(app, pilot)
         table = app.table
-        assert table.total == PAGE_SIZE * 2 + 50 and table.row_count == PAGE_SIZE
-        assert table.render_line(1).text.strip().startswith(table.order[0].artist)
+        expected = app.catalog.page(Filters(), "artist", False, 0, total).rows  # the whole list
+        assert table.total == total and table.row_count == PAGE_SIZE
+        assert table.virtual_size.height == total + 1  # as tall as the list, header included
+        assert table.render_line(1).text.strip().startswith(expected[0].artist)
         await pilot.press("down", "down")
-        assert table.selected == table.order[2]
-        for _ in range(3):  # the end of what is loaded asks for the next page
-            await pilot.press("end")
-            await _settle(app, pilot)
-        assert table.row_count == table.total
-        assert len({r.track_id for r in table.order}) == table.total
-        assert table.selected == table.order[-1]
-        last = table.scroll_offset.y + table.scrollable_content_region.height - 1
-        assert last == table.row_count  # the last row is the last line on screen
+        assert table.selected == expected[2]
+        # End: the last track, fetched with one page query; the pages between stay unfetched
+        await pilot.press("end")
+        await _settle(app, pilot)
+        assert table.cursor_row == total - 1 and table.selected == expected[-1]
+        assert PAGE_SIZE not in table._rows  # rows 200..399 were never on screen
+        bottom = table.scrollable_content_region.height - 1
+        assert expected[-1].title in table.render_line(bottom).text
+        # a page up from the end reaches a page that is not here yet: it arrives
+        for _ in range(50):
+            if table.cursor_row < 2 * PAGE_SIZE:
+                break
+            await pilot.press("pageup")
+        await _settle(app, pilot)
+        assert PAGE_SIZE < table.cursor_row < 2 * PAGE_SIZE
+        assert table.selected == expected[table.cursor_row]
+        loaded = table.order
+        assert len({r.track_id for r in loaded}) == len(loaded)
+        assert all(expected[i] == table._rows[i] for i in table._rows)  # each row in its place
         await pilot.press("home")
         assert table.cursor_row == 0 and table.scroll_offset.y == 0
         # a click on the 'bpm' heading sorts by bpm; a second click reverses

@@ -260,8 +260,11 @@ class EngineApp(App):
         self.panel.sql_error = None
         table = self.table
         self.seeded_from = event.seeded_from
-        table.show_rows(event.page.rows, event.page.total, append=event.append,
-                        sort=None if event.seeded_from else self.sort, descending=self.descending)
+        if event.append:
+            table.put_rows(event.page.offset, event.page.rows)
+        else:
+            table.show_rows(event.page.rows, event.page.total,
+                            sort=None if event.seeded_from else self.sort, descending=self.descending)
         self._update_title()
         self.shown_generation = event.generation
         self.results_shown.set()
@@ -269,6 +272,7 @@ class EngineApp(App):
     def on_engine_app_query_failed(self, event: QueryFailed) -> None:
         if event.generation != self.generation:
             return
+        self.table.page_failed()
         if event.sql:
             self.panel.sql_error = event.error
         else:
@@ -283,7 +287,6 @@ class EngineApp(App):
         else:
             arrow = "▼" if self.descending else "▲"
             table.border_title = f"{table.total:,} tracks · by {self.sort} {arrow}"
-        table.border_subtitle = f"{len(table.order)} loaded" if len(table.order) < table.total else ""
 
     @on(ResultsTable.Highlighted)
     def _highlighted(self, event: ResultsTable.Highlighted) -> None:

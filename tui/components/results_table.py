@@ -7,6 +7,11 @@ fixed-width columns, rendered as a single segment and cached, so a new page cost
 milliseconds and only the visible lines are ever drawn. Cells are plain text: a title such
 as "Song [feat. x]" is shown as written, never read as console markup.
 
+The list is virtual: it is as tall as the number of matching tracks, and holds only the
+pages (:data:`tui.data.PAGE_SIZE` rows) that have been on screen. A line whose page is
+not here yet shows '…' and the table asks for that page (``NeedMore``, one at a time),
+so End jumps to the last of 100k tracks with one query, and the scrollbar is true.
+
 The header stays on the first line; rows scroll under it. Keys: up/down, page up/down,
 home/end; a click selects a row, a click on a heading sorts by that column.
 """
@@ -23,9 +28,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.data import RESULT_COLUMNS, ResultRow, format_value
+from tui.data import PAGE_SIZE, RESULT_COLUMNS, ResultRow, format_value
 
-# Rows left below the last visible one when the next page is asked for.
+# Rows above and below the visible ones whose page is fetched ahead of need.
 PREFETCH_ROWS = 20
 _DIGITS = {"bpm": 1, "lufs": 1}
 # Content width of each column (longer cells end in an ellipsis); room for the sort arrow.
@@ -111,7 +116,7 @@ class ResultsTable(ScrollView, can_focus=True):
             super().__init__()
 
     class NeedMore(Message):
-        """The view is near the last loaded row and more rows match."""
+        """Rows ``offset`` .. ``offset + PAGE_SIZE`` are (nearly) on screen but not here."""
 
         def __init__(self, offset: int) -> None:
             self.offset = offset
@@ -119,12 +124,12 @@ class ResultsTable(ScrollView, can_focus=True):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.order: list[ResultRow] = []  # line i of the list shows order[i]
-        self.total = 0
+        self.total = 0  # rows in the list (matching tracks); the table is this tall
         self.cursor_row = 0
-        self._lines: list[str] = []  # order[i] formatted
+        self._rows: dict[int, ResultRow] = {}  # row index → row, for the pages fetched
+        self._lines: dict[int, str] = {}  # row index → the row formatted
+        self._pending: int | None = None  # offset of the page asked for, not yet here
         self._header = ""
-        self._asked_for = -1
         # (row, under the cursor) → (full-width line, its style for the blank past the end)
         self._strips: dict[tuple[int, bool], tuple[Strip, Style]] = {}
         self._width = sum(w + 2 * _PAD for w in COLUMN_WIDTHS.values())
@@ -132,37 +137,55 @@ class ResultsTable(ScrollView, can_focus=True):
 
     # -- data -------------------------------------------------------------------------
     @property
+    def order(self) -> list[ResultRow]:
+        """The rows fetched so far, in list order (all of them for a short list)."""
+        return [self._rows[i] for i in sorted(self._rows)]
+
+    @property
     def row_count(self) -> int:
-        return len(self.order)
+        """How many rows are here (fetched); ``total`` is how many the list has."""
+        return len(self._rows)
 
     @property
     def selected(self) -> ResultRow | None:
-        if not self.order or not (0 <= self.cursor_row < len(self.order)):
-            return None
-        return self.order[self.cursor_row]
+        return self._rows.get(self.cursor_row)
 
-    def show_rows(self, rows: tuple[ResultRow, ...], total: int, *, append: bool = False,
+    def show_rows(self, rows: tuple[ResultRow, ...], total: int, *,
                   sort: str | None = None, descending: bool = False) -> None:
-        """Replace (or extend) the rows; keeps the cursor on the same track when it can."""
-        keep = self.selected.track_id if (self.selected and not append) else None
-        if append:
-            known = {r.track_id for r in self.order}
-            new = [r for r in rows if r.track_id not in known]
-        else:
-            new = list({r.track_id: r for r in rows}.values())  # each track once
-            self.order, self._lines, self._asked_for = [], [], -1
-        self.order.extend(new)
-        self._lines.extend(format_row(r.values) for r in new)
-        self.total = total
+        """A new list: its first rows and its length. Keeps the cursor on the same track
+        when that track is among ``rows``."""
+        keep = self.selected.track_id if self.selected else None
+        self._rows = dict(enumerate(rows))
+        self._lines = {i: format_row(r.values) for i, r in self._rows.items()}
+        self._pending = None
+        self.total = max(total, len(rows))
         self._set_header(sort, descending)
         self._strips.clear()
-        self.virtual_size = Size(self._width, len(self.order) + 1)
-        if not append:
-            index = next((i for i, r in enumerate(self.order) if r.track_id == keep), 0)
-            self.cursor_row = index
-            self._scroll_to_cursor()
+        self.virtual_size = Size(self._width, self.total + 1)
+        self.cursor_row = next((i for i, r in self._rows.items() if r.track_id == keep), 0)
+        self._scroll_to_cursor()
+        self.post_message(self.Highlighted(self.selected))
+        self.refresh()
+        self._fetch_visible()
+
+    def put_rows(self, offset: int, rows: tuple[ResultRow, ...]) -> None:
+        """Rows ``offset``.. of the current list (a page asked for with NeedMore)."""
+        if self._pending == offset:
+            self._pending = None
+        cursor_was_missing = self.cursor_row not in self._rows
+        for i, row in enumerate(rows, offset):
+            if i < self.total:
+                self._rows[i] = row
+                self._lines[i] = format_row(row.values)
+        self._strips.clear()
+        if cursor_was_missing and self.cursor_row in self._rows:
             self.post_message(self.Highlighted(self.selected))
         self.refresh()
+        self._fetch_visible()
+
+    def page_failed(self) -> None:
+        """The page asked for will not come (its query failed); ask again on next scroll."""
+        self._pending = None
 
     def _set_header(self, sort: str | None, descending: bool) -> None:
         gap = " " * _PAD
@@ -171,19 +194,35 @@ class ResultsTable(ScrollView, can_focus=True):
                       COLUMN_WIDTHS[name], name in _NUMERIC) + gap
             for name, _ in RESULT_COLUMNS)
 
+    def _fetch_visible(self) -> None:
+        """Ask for the first missing page around the visible rows (one request at a time)."""
+        if self._pending is not None or len(self._rows) >= self.total:
+            return
+        top = round(self.scroll_offset.y)
+        visible = range(top, min(self.total, top + self._visible_rows))
+        around = range(max(0, top - PREFETCH_ROWS),
+                       min(self.total, top + self._visible_rows + PREFETCH_ROWS))
+        # the cursor's row first, then what is on screen, then the margin around it
+        wanted = [self.cursor_row] if self.cursor_row < self.total else []
+        missing = next((i for rows in (wanted, visible, around) for i in rows
+                        if i not in self._rows), None)
+        if missing is not None:
+            self._pending = missing // PAGE_SIZE * PAGE_SIZE
+            self.post_message(self.NeedMore(self._pending))
+
     # -- cursor -------------------------------------------------------------------------
     def move_cursor(self, row: int) -> None:
         """Put the cursor on ``row`` (clamped) and keep it in view."""
-        if not self.order:
+        if not self.total:
             return
-        row = max(0, min(len(self.order) - 1, row))
+        row = max(0, min(self.total - 1, row))
         if row == self.cursor_row:
             return
         self.cursor_row = row
         self._scroll_to_cursor()
         self.refresh()
         self.post_message(self.Highlighted(self.selected))
-        self._maybe_need_more(row)
+        self._fetch_visible()
 
     @property
     def _visible_rows(self) -> int:
@@ -196,12 +235,6 @@ class ResultsTable(ScrollView, can_focus=True):
         elif self.cursor_row >= top + visible:
             self.scroll_to(y=self.cursor_row - visible + 1, animate=False, immediate=True)
 
-    def _maybe_need_more(self, last_seen: int) -> None:
-        loaded = len(self.order)
-        if loaded < self.total and last_seen >= loaded - PREFETCH_ROWS and self._asked_for != loaded:
-            self._asked_for = loaded
-            self.post_message(self.NeedMore(loaded))
-
     def action_cursor(self, delta: int) -> None:
         self.move_cursor(self.cursor_row + delta)
 
@@ -209,11 +242,14 @@ class ResultsTable(ScrollView, can_focus=True):
         self.move_cursor(self.cursor_row + direction * self._visible_rows)
 
     def action_cursor_to(self, row: int) -> None:
-        self.move_cursor(len(self.order) - 1 if row < 0 else row)
+        self.move_cursor(self.total - 1 if row < 0 else row)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        self._maybe_need_more(round(new_value) + self._visible_rows)  # wheel scrolling too
+        self._fetch_visible()  # wheel and scrollbar too
+
+    def on_resize(self) -> None:
+        self._fetch_visible()
 
     # -- mouse --------------------------------------------------------------------------
     def on_click(self, event: events.Click) -> None:
@@ -225,7 +261,9 @@ class ResultsTable(ScrollView, can_focus=True):
             if column:
                 self.post_message(self.SortRequested(column))
             return
-        self.move_cursor(round(self.scroll_offset.y) + offset.y - 1)
+        row = round(self.scroll_offset.y) + offset.y - 1
+        if row < self.total:
+            self.move_cursor(row)
 
     @staticmethod
     def _column_at(x: int) -> str | None:
@@ -248,7 +286,7 @@ class ResultsTable(ScrollView, can_focus=True):
             style = base + self.get_component_rich_style("results--header")
             return Strip([Segment(self._header, style)]).crop_extend(scroll_x, scroll_x + width, style)
         row = scroll_y + y - 1
-        if row >= len(self._lines):
+        if row >= self.total:
             return Strip.blank(width, base)
         cursor = row == self.cursor_row
         cached = self._strips.get((row, cursor))
@@ -258,7 +296,10 @@ class ResultsTable(ScrollView, can_focus=True):
                 style += self.get_component_rich_style("results--even-row")
             if cursor:
                 style += self.get_component_rich_style("results--cursor")
+            line = self._lines.get(row)
+            if line is None:  # its page is on its way
+                line = fit(" …", self._width)
             cached = self._strips[(row, cursor)] = (
-                Strip([Segment(self._lines[row], style)], self._width), style)
+                Strip([Segment(line, style)], self._width), style)
         strip, style = cached
         return strip.crop_extend(scroll_x, scroll_x + width, style)
