@@ -293,8 +293,8 @@ def test_cli_tui_help_and_missing_store(tmp_path):
 # -- the results list (synthetic store) --------------------------------------------------
 
 def test_fit_and_format_row_keep_fixed_widths_and_text_as_written():
-    from tui.components.results_table import COLUMN_WIDTHS, fit, format_row
-    from tui.data import RESULT_COLUMNS
+    from tui.components.results_table import COLUMN_WIDTHS, fit, fitted_widths, format_row
+    from tui.data import RESULT_COLUMNS, ResultRow
 
     assert fit("abc", 5) == "abc  " and fit("1.5", 5, right=True) == "  1.5"
     assert fit("a" * 9, 5) == "aaaa…"
@@ -305,6 +305,11 @@ def test_fit_and_format_row_keep_fixed_widths_and_text_as_written():
     line = format_row(values)
     assert len(line) == sum(COLUMN_WIDTHS[n] + 2 for n, _ in RESULT_COLUMNS)
     assert "Artist [feat. x]" in line and "Song [b]old[/b]" in line and " 128.0 " in line
+    # text columns narrow to their longest cell (at least the heading), never widen
+    rows = [ResultRow(1, "/a", 1.0, values), ResultRow(2, "/b", 1.0, ("A" * 99,) + values[1:])]
+    widths = fitted_widths(rows[:1])
+    assert widths["artist"] == len("Artist [feat. x]") and widths["album"] == len("album") + 2
+    assert widths["bpm"] == COLUMN_WIDTHS["bpm"] and fitted_widths(rows)["artist"] == COLUMN_WIDTHS["artist"]
 
 
 @_sync
@@ -345,7 +350,7 @@ async def test_results_list_is_virtual_pages_on_demand_and_sorts_by_header_click
         await pilot.press("home")
         assert table.cursor_row == 0 and table.scroll_offset.y == 0
         # a click on the 'bpm' heading sorts by bpm; a second click reverses
-        x = 1 + sum(w + 2 for name, w in _widths() if name in {"artist", "title", "album"}) + 2
+        x = 1 + sum(w + 2 for name, w in _widths(table) if name in {"artist", "title", "album"}) + 2
         await pilot.click("#results", offset=(x, 1))
         await _settle(app, pilot)
         assert app.sort == "bpm" and not app.descending and "bpm ▲" in table.render_line(0).text
@@ -358,11 +363,10 @@ async def test_results_list_is_virtual_pages_on_demand_and_sorts_by_header_click
         assert table.cursor_row == 2
 
 
-def _widths():
-    from tui.components.results_table import COLUMN_WIDTHS
+def _widths(table):
     from tui.data import RESULT_COLUMNS
 
-    return [(name, COLUMN_WIDTHS[name]) for name, _ in RESULT_COLUMNS]
+    return [(name, table._widths[name]) for name, _ in RESULT_COLUMNS]
 
 
 @_sync

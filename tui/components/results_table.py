@@ -18,6 +18,8 @@ home/end; a click selects a row, a click on a heading sorts by that column.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
@@ -33,9 +35,12 @@ from tui.data import PAGE_SIZE, RESULT_COLUMNS, ResultRow, format_value
 # Rows above and below the visible ones whose page is fetched ahead of need.
 PREFETCH_ROWS = 20
 _DIGITS = {"bpm": 1, "lufs": 1}
-# Content width of each column (longer cells end in an ellipsis); room for the sort arrow.
+# The widest each column gets (longer cells end in an ellipsis); room for the sort arrow.
 COLUMN_WIDTHS = {"artist": 22, "title": 30, "album": 22, "bpm": 6, "key": 8, "lufs": 6,
                  "dance": 7, "voice": 7, "arousal": 9, "valence": 9, "top_style": 20}
+# Text columns narrow to their longest cell in a list's first page, so that an 80-column
+# terminal shows more than artist and title; the numbers have fixed formats.
+_FITTED = ("artist", "title", "album", "top_style")
 _NUMERIC = frozenset({"bpm", "lufs", "dance", "voice", "arousal", "valence"})
 _PAD = 1  # blank cells either side of a column
 
@@ -49,12 +54,28 @@ def fit(text: str, width: int, right: bool = False) -> str:
     return pad + text if right else text + pad
 
 
-def format_row(values: tuple) -> str:
+def _cell(name: str, value) -> str:
+    return format_value(value, _DIGITS.get(name, 2))
+
+
+def fitted_widths(rows: Iterable[ResultRow]) -> dict[str, int]:
+    """Column widths for a list starting with ``rows`` (see :data:`_FITTED`)."""
+    widths = dict(COLUMN_WIDTHS)
+    longest = {name: len(name) + 2 for name in _FITTED}  # the heading and its sort arrow
+    index = {name: i for i, (name, _) in enumerate(RESULT_COLUMNS)}
+    for row in rows:
+        for name in _FITTED:
+            longest[name] = max(longest[name], cell_len(_cell(name, row.values[index[name]])))
+    for name in _FITTED:
+        widths[name] = min(COLUMN_WIDTHS[name], longest[name])
+    return widths
+
+
+def format_row(values: tuple, widths: dict[str, int] = COLUMN_WIDTHS) -> str:
     """One table line for a row's values (in RESULT_COLUMNS order)."""
     gap = " " * _PAD
-    return "".join(
-        gap + fit(format_value(v, _DIGITS.get(name, 2)), COLUMN_WIDTHS[name], name in _NUMERIC) + gap
-        for (name, _), v in zip(RESULT_COLUMNS, values))
+    return "".join(gap + fit(_cell(name, v), widths[name], name in _NUMERIC) + gap
+                   for (name, _), v in zip(RESULT_COLUMNS, values))
 
 
 class ResultsTable(ScrollView, can_focus=True):
@@ -132,6 +153,7 @@ class ResultsTable(ScrollView, can_focus=True):
         self._header = ""
         # (row, under the cursor) → (full-width line, its style for the blank past the end)
         self._strips: dict[tuple[int, bool], tuple[Strip, Style]] = {}
+        self._widths = dict(COLUMN_WIDTHS)
         self._width = sum(w + 2 * _PAD for w in COLUMN_WIDTHS.values())
         self._set_header(None, False)
 
@@ -156,7 +178,9 @@ class ResultsTable(ScrollView, can_focus=True):
         when that track is among ``rows``."""
         keep = self.selected.track_id if self.selected else None
         self._rows = dict(enumerate(rows))
-        self._lines = {i: format_row(r.values) for i, r in self._rows.items()}
+        self._widths = fitted_widths(rows)
+        self._width = sum(w + 2 * _PAD for w in self._widths.values())
+        self._lines = {i: format_row(r.values, self._widths) for i, r in self._rows.items()}
         self._pending = None
         self.total = max(total, len(rows))
         self._set_header(sort, descending)
@@ -176,7 +200,7 @@ class ResultsTable(ScrollView, can_focus=True):
         for i, row in enumerate(rows, offset):
             if i < self.total:
                 self._rows[i] = row
-                self._lines[i] = format_row(row.values)
+                self._lines[i] = format_row(row.values, self._widths)
         self._strips.clear()
         if cursor_was_missing and self.cursor_row in self._rows:
             self.post_message(self.Highlighted(self.selected))
@@ -191,7 +215,7 @@ class ResultsTable(ScrollView, can_focus=True):
         gap = " " * _PAD
         self._header = "".join(
             gap + fit(name + ((" ▼" if descending else " ▲") if name == sort else ""),
-                      COLUMN_WIDTHS[name], name in _NUMERIC) + gap
+                      self._widths[name], name in _NUMERIC) + gap
             for name, _ in RESULT_COLUMNS)
 
     def _fetch_visible(self) -> None:
@@ -265,10 +289,9 @@ class ResultsTable(ScrollView, can_focus=True):
         if row < self.total:
             self.move_cursor(row)
 
-    @staticmethod
-    def _column_at(x: int) -> str | None:
+    def _column_at(self, x: int) -> str | None:
         for name, _ in RESULT_COLUMNS:
-            x -= COLUMN_WIDTHS[name] + 2 * _PAD
+            x -= self._widths[name] + 2 * _PAD
             if x < 0:
                 return name
         return None
