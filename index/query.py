@@ -416,7 +416,7 @@ class Searcher:
             try:
                 if not vectors.is_fresh(self.store, space):
                     vectors.rebuild(self.store, space)
-                index = vectors.load(self.store.directory, space)
+                index = vectors.load(self.store.directory, space, mmap=True)
             except (OSError, RuntimeError):  # read-only folder or unreadable file
                 ids, vecs = self.store.embedding_matrix(space)
                 if len(ids):

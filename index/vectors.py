@@ -258,7 +258,16 @@ def sync(store: Store, spaces=("musicnn", "effnet")) -> list[IndexInfo]:
     return [rebuild(store, s) for s in spaces if not is_fresh(store, s)]
 
 
-def load(store_dir: Path, space: str):
+def load(store_dir: Path, space: str, *, mmap: bool = False):
+    """Read ``space``'s index. ``mmap`` maps the file instead of reading it (for searching
+    only: it cannot be changed): a 1M x 1280 index opens in milliseconds instead of ≈3 s,
+    and a search pages in only the lists it probes."""
     import faiss
 
-    return faiss.read_index(str(index_path(store_dir, space)))
+    path = str(index_path(store_dir, space))
+    if mmap:
+        try:
+            return faiss.read_index(path, faiss.IO_FLAG_MMAP)
+        except RuntimeError:  # a FAISS that cannot map this index type: read it whole
+            pass
+    return faiss.read_index(path)

@@ -77,6 +77,13 @@ def test_ivf_index_is_updated_in_place_then_retrained_past_the_factor(tmp_path, 
         assert index.reconstruct(1100).tolist() == pytest.approx(
             vectors.normalise(_vectors(200, 2))[100].tolist())  # the direct map follows too
 
+        # a memory-mapped read (what searches use) finds the same neighbours
+        mapped = vectors.load(tmp_path, "musicnn", mmap=True)
+        mapped.nprobe = index.nprobe
+        q = vectors.normalise(_vectors(10, 7))
+        np.testing.assert_array_equal(mapped.search(q, 10)[1], index.search(q, 10)[1])
+        del mapped
+
         # grown past RETRAIN_FACTOR x the training set: trained anew on everything
         _put(store, range(n + 2001, int(n * vectors.RETRAIN_FACTOR) + 2001), _vectors(n, 4))
         info = vectors.sync(store, spaces=("musicnn",))[0]
