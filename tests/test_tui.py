@@ -363,6 +363,28 @@ async def test_results_list_is_virtual_pages_on_demand_and_sorts_by_header_click
         assert table.cursor_row == 2
 
 
+@_sync
+async def test_detail_waits_for_the_cursor_to_rest(tmp_path):
+    from tui.synthetic import make_store
+
+    store = make_store(tmp_path / "store", 30, embeddings=False)
+    app = _app(store)
+    app.debounce = 0.5  # longer than the pilot takes per key press
+    loaded: list[int] = []
+    detail = app.catalog.detail
+    app.catalog.detail = lambda track_id: loaded.append(track_id) or detail(track_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        await pilot.pause(0.7)
+        await _settle(app, pilot)
+        assert loaded == [app.table.order[0].track_id]
+        await pilot.press(*["down"] * 6)  # a held arrow key: no detail per step
+        await pilot.pause(0.7)
+        await _settle(app, pilot)
+        assert loaded[1:] == [app.table.order[6].track_id]
+        assert app.detail_pane._detail.track_id == app.table.order[6].track_id
+
+
 def _widths(table):
     from tui.data import RESULT_COLUMNS
 

@@ -93,6 +93,7 @@ class EngineApp(App):
         self._last_fire = 0.0
         self._shown_track: int | None = None
         self._timer = None
+        self._panes_timer = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -301,7 +302,25 @@ class EngineApp(App):
                 self._refresh_similar()
             return
         self._shown_track = event.row.track_id
-        self.load_detail(event.row.track_id)
+        self._schedule_selection_panes()
+
+    def _schedule_selection_panes(self) -> None:
+        """Load the detail (and similar) panes once the cursor has rested for the debounce
+        time: rendering the detail costs ≈100 ms of the event loop, so doing it on every
+        step of a held arrow key would make scrolling lag behind the keys."""
+        if self.debounce <= 0:
+            self._load_selection_panes()
+            return
+        if self._panes_timer is not None:
+            self._panes_timer.stop()
+        self._panes_timer = self.set_timer(self.debounce, self._load_selection_panes)
+
+    def _load_selection_panes(self) -> None:
+        self._panes_timer = None
+        row = self.table.selected
+        if row is None:
+            return
+        self.load_detail(row.track_id)
         if self.tabs.active == "tab-similar":
             self._refresh_similar()
 
