@@ -392,17 +392,36 @@ def _widths(table):
 
 
 @_sync
-async def test_results_list_shows_brackets_in_titles_as_written(tmp_path):
+async def test_tags_are_shown_as_written_never_as_markup_or_control_codes(tmp_path):
+    from rich.console import Console
+
     from tui.synthetic import make_store
 
-    store = make_store(tmp_path / "store", 5, embeddings=False)
+    store = make_store(tmp_path / "store", 5)
     with Store.open(store) as s:
-        s.con.execute("UPDATE tracks SET title = 'Song [feat. x] [b]' WHERE track_id = 1")
+        s.con.execute("UPDATE tracks SET title = 'Song [feat. x] [b]\x1b[2J' WHERE track_id = 1")
     app = _app(store)
-    async with app.run_test(size=(200, 30)) as pilot:
+    async with app.run_test(size=(200, 40)) as pilot:
         await _settle(app, pilot)
         row = next(i for i, r in enumerate(app.table.order) if r.track_id == 1)
-        assert "Song [feat. x] [b]" in app.table.render_line(row + 1 - app.table.scroll_offset.y).text
+        app.table.move_cursor(row)
+        await _settle(app, pilot)
+        line = app.table.render_line(row + 1 - app.table.scroll_offset.y).text
+        assert "Song [feat. x] [b] [2J" in line and "\x1b" not in line
+        console = Console(width=200, record=True, file=open("/dev/null", "w"))
+        console.print(app.detail_pane.render())
+        detail = console.export_text()
+        assert "Song [feat. x] [b] [2J" in detail and "\x1b" not in detail
+        # the similarity lists of a neighbour show it as written too
+        neighbour = next(r for r in app.table.order if r.track_id != 1)
+        app.table.move_cursor(app.table.order.index(neighbour))
+        await pilot.press("n")
+        await _settle(app, pilot)
+        cells = [str(c) for space in ("effnet", "musicnn")
+                 for k in app.similar_pane.query_one(f"#similar-{space}").rows
+                 for c in app.similar_pane.query_one(f"#similar-{space}").get_row(k)]
+        assert any("Song [feat. x] [b] [2J" in c for c in cells)
+        assert not any("\x1b" in c for c in cells)
 
 
 # -- snapshots (synthetic store: deterministic) ------------------------------------------

@@ -365,8 +365,14 @@ class Catalog:
         return Similar(space, int(track_id), tuple(found))
 
 
+# C0 and C1 control characters and DEL, shown as spaces: tags are untrusted text, and an
+# ESC reaching the terminal could drive it (Rich and Textual drop only BEL, BS, VT, FF, CR).
+_CONTROLS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0)]}
+
+
 def format_value(v: object, digits: int = 2) -> str:
-    """A cell: '' for NULL, numbers rounded, booleans yes/no."""
+    """A cell: '' for NULL, numbers rounded, booleans yes/no, text without control
+    characters. Show it as plain text (``rich.text.Text``), never as markup."""
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -375,7 +381,7 @@ def format_value(v: object, digits: int = 2) -> str:
         if math.isnan(v):
             return ""
         return f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v)
+    return str(v).translate(_CONTROLS)
 
 
 __all__ = [

@@ -49,20 +49,21 @@ class DetailPane(Widget):
         for name, value in detail.fields:
             if name in _HIDDEN:
                 continue
-            (quality if name in QUALITY_COLUMNS else descriptors).add_row(name, format_value(value, 2))
+            # Text, not str: Rich reads str cells as markup ("[feat. x]" would vanish).
+            (quality if name in QUALITY_COLUMNS else descriptors).add_row(name, Text(format_value(value, 2)))
         styles = _grid("Top styles")
         for style, act in detail.styles:
-            styles.add_row(style, f"{act:.3f}")
+            styles.add_row(Text(format_value(style)), f"{act:.3f}")
         tags = _grid("Tags")
         for source, tag, act in detail.tags:
-            tags.add_row(tag, f"{act:.2f} {source}")
+            tags.add_row(Text(format_value(tag)), f"{act:.2f} {source}")
         parts = [descriptors, styles]
         if detail.tags:
             parts.append(tags)
         if quality.row_count:
             parts.append(quality)
         out = Table.grid()
-        out.add_row(Text(str(fields.get("path", detail.path)), style="bold"))
+        out.add_row(Text(format_value(fields.get("path", detail.path)), style="bold"))
         if self.size.width >= WIDE:
             layout = Table.grid(padding=(0, 3))
             for _ in parts:

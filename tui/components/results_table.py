@@ -3,9 +3,10 @@
 Why not Textual's DataTable: on each new page it re-measures every cell of every added row
 and re-renders every cell through Rich (≈100 ms for a 200-row page on two cores), which
 broke the 100 ms keystroke budget on its own. Here a row is one pre-formatted string of
-fixed-width columns, rendered as a single segment and cached, so a new page costs a few
-milliseconds and only the visible lines are ever drawn. Cells are plain text: a title such
-as "Song [feat. x]" is shown as written, never read as console markup.
+columns (of one width per list), rendered as a single segment and cached, so a new page
+costs a few milliseconds and only the visible lines are ever drawn. Cells are plain text:
+a title such as "Song [feat. x]" is shown as written, never read as console markup, and
+control characters from tags become spaces (:func:`tui.data.format_value`).
 
 The list is virtual: it is as tall as the number of matching tracks, and holds only the
 pages (:data:`tui.data.PAGE_SIZE` rows) that have been on screen. A line whose page is
@@ -46,8 +47,8 @@ _PAD = 1  # blank cells either side of a column
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
-    """``text`` in exactly ``width`` terminal cells: cut with '…' or padded."""
-    text = text.replace("\n", " ").replace("\t", " ")
+    """``text`` (without control characters: see tui.data.format_value) in exactly
+    ``width`` terminal cells: cut with '…' or padded."""
     if cell_len(text) > width:
         return set_cell_size(text, width - 1) + "…"
     pad = " " * (width - cell_len(text))

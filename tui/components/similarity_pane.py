@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
@@ -40,8 +41,10 @@ class SimilarityPane(Horizontal):
         error.display, table.display = False, True
         title.update(f"{result.space} · {len(result.neighbours)} nearest{scope}")
         for n in result.neighbours:
-            table.add_row(str(n.rank), f"{n.similarity:.3f}", n.label, format_value(n.bpm, 0),
-                          n.top_style or "", key=str(n.track_id))
+            # Text, not str: a DataTable reads str cells as markup ("[feat. x]" would vanish).
+            table.add_row(str(n.rank), f"{n.similarity:.3f}", Text(format_value(n.label)),
+                          format_value(n.bpm, 0), Text(format_value(n.top_style)),
+                          key=str(n.track_id))
 
     def clear(self, message: str = "") -> None:
         for space in SPACES:
