@@ -40,7 +40,19 @@ def _plain(v: Any) -> Any:
     return v
 
 
+# C0 and C1 control characters and DEL, shown as spaces: tags are untrusted text, and an
+# ESC printed to a terminal could drive it (Rich and Textual drop only BEL, BS, VT, FF, CR).
+_CONTROLS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0)]}
+
+
+def printable(text: str) -> str:
+    """``text`` safe to show in a terminal: control characters become spaces."""
+    return text.translate(_CONTROLS)
+
+
 def _cell(v: Any, width: int = 60) -> str:
+    from rich.cells import cell_len, set_cell_size
+
     if v is None:
         return ""
     if isinstance(v, float):
@@ -48,9 +60,9 @@ def _cell(v: Any, width: int = 60) -> str:
     elif isinstance(v, (list, tuple)):
         text = "[" + ", ".join(_cell(x, 12) for x in v[:4]) + (", …]" if len(v) > 4 else "]")
     else:
-        text = str(v)
-    text = text.replace("\n", " ")
-    return text if len(text) <= width else text[: width - 1] + "…"
+        text = printable(str(v))
+    # Widths in terminal cells, so wide (CJK) characters keep the columns aligned.
+    return text if cell_len(text) <= width else set_cell_size(text, width - 1) + "…"
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table") -> str:
@@ -67,12 +79,17 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
         return buf.getvalue().rstrip("\n")
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    from rich.cells import cell_len
+
     cells = [[_cell(v) for v in r] for r in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    widths = [max([cell_len(c)] + [cell_len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     right = [all(isinstance(r[i], (int, float)) or r[i] is None for r in rows) and rows
              for i in range(len(columns))]
+
     def line(values):
-        return "  ".join(v.rjust(w) if rj else v.ljust(w) for v, w, rj in zip(values, widths, right)).rstrip()
+        pads = [" " * (w - cell_len(v)) for v, w in zip(values, widths)]
+        return "  ".join(p + v if rj else v + p
+                         for v, p, rj in zip(values, pads, right)).rstrip()
     out = [line(list(columns)), line(["─" * w for w in widths])]
     out += [line(r) for r in cells]
     out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")

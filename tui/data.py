@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.errors import EngineError
+from engine.output import printable
 from index.query import (
     BadSQLError, MissingEmbeddingsError, Neighbour, QueryError, Searcher, _one_line,
     prepare_connection, select_sql,
@@ -365,11 +366,6 @@ class Catalog:
         return Similar(space, int(track_id), tuple(found))
 
 
-# C0 and C1 control characters and DEL, shown as spaces: tags are untrusted text, and an
-# ESC reaching the terminal could drive it (Rich and Textual drop only BEL, BS, VT, FF, CR).
-_CONTROLS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0)]}
-
-
 def format_value(v: object, digits: int = 2) -> str:
     """A cell: '' for NULL, numbers rounded, booleans yes/no, text without control
     characters. Show it as plain text (``rich.text.Text``), never as markup."""
@@ -381,7 +377,7 @@ def format_value(v: object, digits: int = 2) -> str:
         if math.isnan(v):
             return ""
         return f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v).translate(_CONTROLS)
+    return printable(str(v))
 
 
 __all__ = [
