@@ -27,6 +27,7 @@ class HelpScreen(ModalScreen[None]):
         for a in ACTIONS:
             table.add_row(key_label(a.key), a.help)
         table.add_row("", "")
+        table.add_row("↑ ↓ PgUp PgDn", "move in the list; Home / End: its first / last track")
         table.add_row("mouse", "click a row to select it, a header to sort; Ctrl+P: command palette")
         table.add_row("ranges", "120-130, >120, <130, 128; SQL: any WHERE over tracks, "
                       "e.g. style('Techno') > 0.3")
