@@ -10,6 +10,9 @@ from textual.widgets import DataTable, Label, Static
 from tui.data import SPACES, Similar, format_value
 
 
+_COLUMNS = (("#", 2), ("sim", 5), ("artist – title", 36), ("bpm", 3), ("style", 16))
+
+
 class SimilarityPane(Horizontal):
     """Two lists, one per embedding space; a space without embeddings explains itself."""
 
@@ -18,7 +21,10 @@ class SimilarityPane(Horizontal):
             with Vertical(classes="space", id=f"space-{space}"):
                 yield Label(space, classes="space-title", id=f"title-{space}")
                 table = DataTable(cursor_type="row", zebra_stripes=True, id=f"similar-{space}")
-                table.add_columns("#", "sim", "artist – title", "bpm", "style")
+                # Fixed widths: measured ones change from one neighbour list to the next
+                # and are only known once the table has been idle.
+                for label, width in _COLUMNS:
+                    table.add_column(label, width=width)
                 yield table
                 yield Static("", classes="space-error", id=f"error-{space}")
 
