@@ -373,14 +373,20 @@ async def test_detail_waits_for_the_cursor_to_rest(tmp_path):
     loaded: list[int] = []
     detail = app.catalog.detail
     app.catalog.detail = lambda track_id: loaded.append(track_id) or detail(track_id)
+
+    async def rested(pilot, count: int):
+        # until the pane timer has fired and ``count`` details loaded, however busy the machine
+        for _ in range(200):
+            await _settle(app, pilot)
+            if app._panes_timer is None and len(loaded) >= count:
+                break
+            await pilot.pause(0.05)
+
     async with app.run_test(size=(120, 40)) as pilot:
-        await _settle(app, pilot)
-        await pilot.pause(0.7)
-        await _settle(app, pilot)
+        await rested(pilot, 1)
         assert loaded == [app.table.order[0].track_id]
         await pilot.press(*["down"] * 6)  # a held arrow key: no detail per step
-        await pilot.pause(0.7)
-        await _settle(app, pilot)
+        await rested(pilot, 2)
         assert loaded[1:] == [app.table.order[6].track_id]
         assert app.detail_pane._detail.track_id == app.table.order[6].track_id
 
