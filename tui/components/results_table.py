@@ -26,7 +26,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -243,9 +243,14 @@ class ResultsTable(ScrollView, can_focus=True):
         row = max(0, min(self.total - 1, row))
         if row == self.cursor_row:
             return
+        old, top = self.cursor_row, round(self.scroll_offset.y)
         self.cursor_row = row
         self._scroll_to_cursor()
-        self.refresh()
+        if round(self.scroll_offset.y) == top:  # no scroll: only the two lines change
+            width = self.size.width
+            self.refresh(*(Region(0, r - top + 1, width, 1) for r in (old, row)))
+        else:
+            self.refresh()
         self.post_message(self.Highlighted(self.selected))
         self._fetch_visible()
 
