@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any, Sequence
 
 import click
+from rich.cells import cell_len, set_cell_size
 
 FORMATS = ("table", "json", "csv")
 
@@ -50,9 +51,13 @@ def printable(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
-def _cell(v: Any, width: int = 60) -> str:
-    from rich.cells import cell_len, set_cell_size
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` terminal cells, ending in '…' when cut. Counted
+    in cells, so wide (CJK) characters keep columns aligned."""
+    return text if cell_len(text) <= width else set_cell_size(text, width - 1) + "…"
 
+
+def _cell(v: Any, width: int = 60) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
@@ -61,8 +66,7 @@ def _cell(v: Any, width: int = 60) -> str:
         text = "[" + ", ".join(_cell(x, 12) for x in v[:4]) + (", …]" if len(v) > 4 else "]")
     else:
         text = printable(str(v))
-    # Widths in terminal cells, so wide (CJK) characters keep the columns aligned.
-    return text if cell_len(text) <= width else set_cell_size(text, width - 1) + "…"
+    return shorten(text, width)
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table") -> str:
@@ -79,8 +83,6 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
         return buf.getvalue().rstrip("\n")
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    from rich.cells import cell_len
-
     cells = [[_cell(v) for v in r] for r in rows]
     widths = [max([cell_len(c)] + [cell_len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     right = [all(isinstance(r[i], (int, float)) or r[i] is None for r in rows) and rows

@@ -430,16 +430,15 @@ class Searcher:
         """Sorted track ids (int64) that have a vector in ``space``'s index."""
         import faiss
 
+        from index import vectors
+
         if space not in self._ids:
             index = self.index(space)
             ivf = faiss.try_extract_index_ivf(index)
             if ivf is None:
                 ids = faiss.vector_to_array(index.id_map)
             else:
-                lists = ivf.invlists
-                ids = np.concatenate([np.zeros(0, np.int64)] + [
-                    faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-                    for i in range(ivf.nlist) if lists.list_size(i)])
+                ids = vectors.ivf_ids(ivf)
             self._ids[space] = np.sort(ids.astype(np.int64))
         return self._ids[space]
 

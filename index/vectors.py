@@ -226,8 +226,9 @@ def _updated_ivf(directory: Path, space: str, ids: np.ndarray, vecs: np.ndarray)
     return index, info.trained_on
 
 
-def _ivf_lists(index):
-    """Each non-empty inverted list of an ``IndexIVFFlat`` as (ids, vectors), copied out."""
+def _ivf_lists(index, *, with_vectors: bool = True):
+    """Each non-empty inverted list of an IVF index as (ids, vectors), copied out; vectors
+    (``IndexIVFFlat`` only) are None unless ``with_vectors``."""
     import faiss
 
     invlists, d = index.invlists, index.d
@@ -235,14 +236,26 @@ def _ivf_lists(index):
         size = invlists.list_size(lst)
         if not size:
             continue
-        id_ptr, code_ptr = invlists.get_ids(lst), invlists.get_codes(lst)
+        id_ptr = invlists.get_ids(lst)
         try:
             list_ids = faiss.rev_swig_ptr(id_ptr, size).astype(np.int64)
-            codes = faiss.rev_swig_ptr(code_ptr, size * invlists.code_size).copy()
         finally:
             invlists.release_ids(lst, id_ptr)
-            invlists.release_codes(lst, code_ptr)
-        yield list_ids, codes.view(np.float32).reshape(size, d)
+        vecs = None
+        if with_vectors:
+            code_ptr = invlists.get_codes(lst)
+            try:
+                codes = faiss.rev_swig_ptr(code_ptr, size * invlists.code_size).copy()
+            finally:
+                invlists.release_codes(lst, code_ptr)
+            vecs = codes.view(np.float32).reshape(size, d)
+        yield list_ids, vecs
+
+
+def ivf_ids(index) -> np.ndarray:
+    """The ids (int64, list order) stored in an IVF index."""
+    return np.concatenate([np.zeros(0, np.int64)]
+                          + [i for i, _ in _ivf_lists(index, with_vectors=False)])
 
 
 def ivf_contents(index) -> tuple[np.ndarray, np.ndarray]:

@@ -128,7 +128,8 @@ class EngineApp(App):
     def run_query(self, offset: int = 0) -> None:
         """Fetch the first page for the current filters and sort (or, with ``offset``, the next)."""
         if offset:
-            self._page_worker(self.generation, self.filters, self.sort, self.descending, offset)
+            self._page_worker(self.generation, self.filters, self.sort, self.descending, offset,
+                              self.table.total)
         else:
             self.generation += 1
             self._query_worker(self.generation, self.filters, self.sort, self.descending)
@@ -139,13 +140,14 @@ class EngineApp(App):
 
     @work(thread=True, exclusive=True, group="page")
     def _page_worker(self, generation: int, filters: Filters, sort: str, descending: bool,
-                     offset: int) -> None:
-        self._fetch(generation, filters, sort, descending, offset)
+                     offset: int, total: int) -> None:
+        self._fetch(generation, filters, sort, descending, offset, total)
 
-    def _fetch(self, generation: int, filters: Filters, sort: str, descending: bool, offset: int) -> None:
+    def _fetch(self, generation: int, filters: Filters, sort: str, descending: bool, offset: int,
+               total: int | None = None) -> None:
         worker = get_current_worker()
         try:
-            page = self.catalog.page(filters, sort, descending, offset, PAGE_SIZE)
+            page = self.catalog.page(filters, sort, descending, offset, PAGE_SIZE, total=total)
         except (BadSQLError, TuiError) as exc:
             if not worker.is_cancelled:
                 self.post_message(self.QueryFailed(str(exc), generation, isinstance(exc, BadSQLError)))

@@ -288,8 +288,10 @@ class Catalog:
         return f"({user}) AS tracks" if user else "tracks"
 
     def page(self, f: Filters, sort: str = "artist", descending: bool = False,
-             offset: int = 0, limit: int = PAGE_SIZE) -> Page:
-        """One page of matching tracks and the total count; only ``limit`` rows are fetched."""
+             offset: int = 0, limit: int = PAGE_SIZE, *, total: int | None = None) -> Page:
+        """One page of matching tracks and the total count; only ``limit`` rows are fetched.
+        A ``total`` the caller already knows (a later page of the same list) is not counted
+        again."""
         import duckdb
 
         if sort not in SORTABLE:
@@ -302,7 +304,8 @@ class Catalog:
                f"ORDER BY {expr} {direction} NULLS LAST, path LIMIT {int(limit)} OFFSET {int(offset)}")
         try:
             rows = self._results.rows(sql)
-            total = self._results.rows(f"SELECT count(*) FROM {source} WHERE {where}")[0][0]
+            if total is None:
+                total = self._results.rows(f"SELECT count(*) FROM {source} WHERE {where}")[0][0]
         except duckdb.Error as exc:
             raise BadSQLError(f"bad filter: {_one_line(exc)}") from None
         return Page(tuple(ResultRow(r[0], r[1], r[2], tuple(r[3:])) for r in rows), int(total),

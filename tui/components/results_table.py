@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from rich.cells import cell_len, set_cell_size
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -31,6 +31,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from engine.output import shorten
 from tui.data import PAGE_SIZE, RESULT_COLUMNS, ResultRow, format_value
 
 # Rows above and below the visible ones whose page is fetched ahead of need.
@@ -49,8 +50,7 @@ _PAD = 1  # blank cells either side of a column
 def fit(text: str, width: int, right: bool = False) -> str:
     """``text`` (without control characters: see tui.data.format_value) in exactly
     ``width`` terminal cells: cut with '…' or padded."""
-    if cell_len(text) > width:
-        return set_cell_size(text, width - 1) + "…"
+    text = shorten(text, width)
     pad = " " * (width - cell_len(text))
     return pad + text if right else text + pad
 
