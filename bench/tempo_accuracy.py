@@ -33,13 +33,15 @@ Methods
     mf+cnn-oct / -half    the earlier heuristic: tracker tempo x1/2, x1, x2 (or x1/2, x1),
                           whichever has the most TempoCNN mass
     octave (held out)     engine.tempo.decide: tracker + TempoCNN + prior + level biases
-    octave, no TempoCNN   the same decision without TempoCNN (models not installed)
+    octave, no TempoCNN   the same decision on the prior and level biases alone (evaluated,
+                          not used: the engine keeps the tracker's level without TempoCNN)
 
 Confidence: for each method with one, the AUC for telling right (accuracy1) from wrong
 estimates by it, held out.
 
 Key (exact tonic and mode, key_confident=1 clips) and the cost of each descriptor per
-30 s of audio (CPU of this process, construction included) are printed for the originals.
+30 s of audio (CPU of this process, construction included, one BLAS thread as in the
+build's workers) are printed for the originals.
 """
 
 from __future__ import annotations
@@ -189,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
 
     essentia.log.infoActive = False
     essentia.log.warningActive = False
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")  # as in the build's workers (engine/analysis.py)
     cnn = load(registry.get("tempocnn"), RuntimeOptions(threads=1, device="cpu"))
     rhythm = es.RhythmExtractor2013(method="multifeature", minTempo=40, maxTempo=208)
 
@@ -346,17 +351,11 @@ def report_keys(key_rows, d) -> None:
 
 
 def print_fit(examples: list[dict], octave) -> None:
-    """The weights for engine.tempo.OCTAVE_MODEL, fitted on every example."""
-    out = []
-    for with_cnn in (True, False):
-        cols = [i for i, f in enumerate(octave.FEATURES) if with_cnn or f != "tempocnn"]
-        design = [_design(e, octave, with_cnn) for e in examples]
-        w = fit_octave([(x[:, cols], y) for t, x, y in design if len(t)])
-        full = np.zeros(len(octave.FEATURES))
-        full[cols] = w
-        out.append("(" + ", ".join(f"{v:.2f}" for v in full) + ")")
+    """engine.tempo.OCTAVE_WEIGHTS, fitted on every example."""
+    design = [_design(e, octave, True) for e in examples]
+    w = fit_octave([(x, y) for t, x, y in design if len(t)])
     print(f"\nfitted on all {len(examples)} examples (features {octave.FEATURES}):")
-    print(f"    with_tempocnn={out[0]},\n    without_tempocnn={out[1]},")
+    print("OCTAVE_WEIGHTS = (" + ", ".join(f"{v:.2f}" for v in w) + ")")
 
 
 if __name__ == "__main__":

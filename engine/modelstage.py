@@ -13,6 +13,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from engine.analysis import FileAnalysis
 from models import registry
 from models.errors import ModelError
@@ -29,7 +31,8 @@ class ModelOutputs:
     """One file's model outputs; a space is absent when its backbone is unavailable."""
 
     spaces: dict[str, TrackOutputs] = field(default_factory=dict)
-    tempocnn: tuple[float, float] | None = None  # (bpm, confidence)
+    tempocnn: tuple[float, float] | None = None  # (bpm, confidence) of its majority vote
+    tempocnn_probs: np.ndarray | None = None  # [n_patches, 256] softmax, for the octave decision
 
 
 class ModelStage:
@@ -104,6 +107,7 @@ class ModelStage:
                 if a.tempocnn_input is not None and len(a.tempocnn_input):
                     probs = self.tempocnn.run(a.tempocnn_input)["predictions"]
                     res.tempocnn = frontend.tempo_from_activations(probs)
+                    res.tempocnn_probs = probs
         return results
 
 

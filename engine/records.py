@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from engine import tempo
 from engine.analysis import FileAnalysis
 from engine.modelstage import ModelOutputs
 from index.store import TrackRecord
@@ -87,6 +88,11 @@ def build_record(
     rec = TrackRecord(path=a.task.path, columns=cols)
     if m.tempocnn is not None:
         cols["bpm_tempocnn"] = m.tempocnn[0]
+    if with_file_columns and a.dsp is not None:
+        # The tempo octave needs TempoCNN, which runs here in the model stage, after the
+        # per-file analysis: the decision is made where both are known.
+        decided = tempo.decide(a.dsp.tempo, m.tempocnn_probs)
+        cols.update(bpm=decided.bpm, bpm_confidence=decided.confidence)
 
     musicnn = m.spaces.get("musicnn")
     if musicnn is not None:

@@ -361,16 +361,3 @@ def test_empty_stereo_and_bundle_raise():
         d.dsp_descriptors(np.zeros(0, dtype=np.float32), None)
     with pytest.raises(ValueError, match="empty"):
         d.true_peak_dbtp(np.zeros(0, dtype=np.float32))
-
-
-def test_reused_rhythm_extractor_gives_the_same_tempo(corpus):
-    """tempo() keeps one RhythmExtractor2013 per thread; reuse must not change results."""
-    import essentia.standard as es
-
-    from engine import descriptors
-
-    clips = sorted((corpus / "rendered").glob("*.ogg"))[:2]
-    for clip in clips:
-        audio = es.MonoLoader(filename=str(clip))()[: 20 * 44100]
-        fresh = es.RhythmExtractor2013(method="multifeature", minTempo=40, maxTempo=208)(audio)[0]
-        assert descriptors.tempo(audio).bpm == pytest.approx(float(fresh), abs=1e-6)
