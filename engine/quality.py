@@ -179,6 +179,7 @@ _ACTIVE_DBFS = -60.0  # frames quieter than this are ignored by the noise estima
 
 # Clicks.
 _LPC_ORDER = 16
+_CLICK_BLOCK = 32  # frames per block of the residual filter (see _click_events)
 _CLICK_THRESHOLD = 10.0  # x robust residual scale
 _CLICK_ISOLATION = 3.0  # x largest other residual within the window
 _CLICK_WINDOW = 882  # samples either side (20 ms)
@@ -470,10 +471,16 @@ def _click_events(x: np.ndarray, fr: _Frames) -> np.ndarray:
     a = _lpc(r).astype(np.float32)
     # Residual e[t] = sum_k a_k x[t-k], frame by frame with each frame's own predictor.
     xp = np.concatenate([np.zeros(_LPC_ORDER, dtype=np.float32), x[:n] - np.float32(x.mean())])
-    resid = a[:, :1] * xp[_LPC_ORDER:].reshape(frames, _FRAME)
-    for k in range(1, _LPC_ORDER + 1):
-        resid += a[:, k : k + 1] * xp[_LPC_ORDER - k : _LPC_ORDER - k + n].reshape(frames, _FRAME)
-    mag = np.abs(resid)
+    mag = np.empty((frames, _FRAME), dtype=np.float32)
+    # In blocks of _CLICK_BLOCK frames (256 KB) so the 17 passes run in cache: over the
+    # whole signal at once they are memory-bound (measured 2x slower on 45 s).
+    for f0 in range(0, frames, _CLICK_BLOCK):
+        f1 = min(f0 + _CLICK_BLOCK, frames)
+        s0, s1 = f0 * _FRAME, f1 * _FRAME
+        resid = a[f0:f1, :1] * xp[_LPC_ORDER + s0 : _LPC_ORDER + s1].reshape(f1 - f0, _FRAME)
+        for k in range(1, _LPC_ORDER + 1):
+            resid += a[f0:f1, k : k + 1] * xp[_LPC_ORDER - k + s0 : _LPC_ORDER - k + s1].reshape(f1 - f0, _FRAME)
+        np.abs(resid, out=mag[f0:f1])
     # Robust scale per frame: median of every 4th sample (4x cheaper, same value to
     # within a few per cent on 2048 samples).
     scale = np.maximum(1.4826 * np.median(mag[:, ::4], axis=1), _CLICK_MIN_SCALE)
