@@ -13,9 +13,8 @@ Conventions
   a result; a value that is undefined for that signal is ``NaN`` (floats) or ``None``
   (key names), as each function documents.
 * Essentia algorithm objects are not thread-safe, so each call creates its own instances
-  and nothing is shared between calls or threads. (Reusing one ``RhythmExtractor2013``
-  would save ≈120 ms of construction per call, but a reused instance prints a warning
-  per frame to stderr -- its inner network has been torn down -- so we do not rely on it.)
+  and nothing is shared between calls or threads (only constant filterbank matrices are
+  cached, read-only).
 
 Choices, with the measurements behind them (``bench/tempo_accuracy.py``)
 -----------------------------------------------------------------------
