@@ -50,7 +50,7 @@ class BuildOptions:
     timeout_s: float = 600.0
     retry_failed: bool = False
     progress: bool = True
-    spaces: tuple[str, ...] = ("musicnn", "effnet")
+    spaces: tuple[str, ...] = ("musicnn", "effnet", "mtt")
     fetch: bool = True  # download missing models first (ENGINE_OFFLINE=1 turns it off)
 
 
