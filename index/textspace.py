@@ -1,0 +1,180 @@
+"""A learned text–audio space: audio embeddings projected into the sentence model's space.
+
+The idea of Schindler et al. (music representations tied to words through tags),
+trained on the user's own collection with no labels: each track's tag and style
+activations, standardised per concept (``z``, so a tag active everywhere says nothing),
+weight the sentence embeddings of the concepts' names (``E``: "piano", "female
+vocalists", "Drum n Bass", ...), giving the track a target point ``y = z E`` in the
+384-d text space. A ridge regression from the track's audio embeddings (each space
+L2-normalised, concatenated, standardised) to ``y`` is the projection ``W``. A query
+is embedded by the same sentence model, and tracks rank by cosine between ``x W`` and
+the query: a track with no strong tag still gets a point (from its sound), and a word
+no tag names ("lullaby") still finds the tracks whose sound predicts the words near it.
+
+Cost: the fit uses at most :data:`FIT_TRACKS` tracks (the ridge's normal equations on
+400-1,680 dimensions); the projection of all tracks is one matrix product. The
+projected points are kept in their first :data:`RANK` principal directions (the
+targets ``z E`` span few directions: see docs/search.md for the fidelity measured), so a
+query reads ``n x 64`` floats, 25 MB at 100k tracks.
+
+Saved beside the store as ``textspace.npz`` with the store state and the sentence
+model's SHA-256; retrained when either changes (``engine build``, or the first search).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from index.concepts import ConceptTable
+from index.vocabulary import STYLE, TAG, Concept
+
+FILE_NAME = "textspace.npz"
+VERSION = 1
+FIT_TRACKS = 20_000  # rows of the ridge fit (a seeded sample beyond that)
+RANK = 64  # principal directions of the projected tracks kept for search
+RIDGE = 1.0  # ridge penalty per fitted track, on standardised inputs
+
+
+@dataclass
+class TextSpace:
+    """The projection and every track's point in it.
+
+    Attributes
+    ----------
+    ids : numpy.ndarray
+        int64 ``[n]`` track ids (ascending) with a point.
+    points : numpy.ndarray
+        float32 ``[n, r]``: projected tracks in the principal basis, each divided by
+        its full-dimensional norm (so ``points @ basis.T @ q`` is the cosine with ``q``).
+    basis : numpy.ndarray
+        float32 ``[384, r]`` orthonormal principal directions.
+    spaces : tuple of str
+        Audio embedding spaces the projection reads, in order.
+    labels : list of Concept
+        Concepts whose names the space was trained on; ``label_vectors`` are their
+        sentence embeddings ``[len(labels), 384]``.
+    state, model_sha256 : str
+        Store state and sentence model it was made from.
+    """
+
+    ids: np.ndarray
+    points: np.ndarray
+    basis: np.ndarray
+    spaces: tuple[str, ...]
+    labels: list[Concept]
+    label_vectors: np.ndarray
+    state: str
+    model_sha256: str
+
+    def cosine(self, q: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Cosine between query ``q`` ([384], unit) and the tracks (``rows`` of ``ids``, default all)."""
+        qr = (self.basis.T @ q).astype(np.float32)
+        pts = self.points if rows is None else self.points[rows]
+        return pts @ qr
+
+
+def label_text(concept: Concept) -> str:
+    """What the sentence model reads for a concept: its name ("Drum n Bass", "female vocalists")."""
+    return concept.name
+
+
+def trainable_labels(table: ConceptTable) -> list[Concept]:
+    """Tag and style concepts with values in the store (their names become text targets)."""
+    return [c for c in table.concepts if c.kind in (TAG, STYLE) and table.mean[table.index[c]] == table.mean[table.index[c]]]
+
+
+def train(table: ConceptTable, embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]],
+          encode: Callable[[Sequence[str]], np.ndarray], model_sha256: str, *,
+          fit_tracks: int = FIT_TRACKS, rank: int = RANK, seed: int = 0) -> TextSpace | None:
+    """Fit the projection on the collection (see the module doc).
+
+    Parameters
+    ----------
+    table : ConceptTable
+        The store's concept values (index.concepts).
+    embeddings : mapping of space -> (ids int64 [m], vectors float32 [m, d])
+        Track-mean embeddings per space (``Store.embedding_matrix``).
+    encode : callable
+        Texts -> unit sentence embeddings ``[len, 384]``.
+
+    Returns
+    -------
+    TextSpace or None
+        None when the store has no embedding or no tag to learn from.
+    """
+    labels = trainable_labels(table)
+    spaces = tuple(s for s, (ids, v) in embeddings.items() if len(ids))
+    if not labels or not spaces or not len(table.ids):
+        return None
+    X = _inputs(table, embeddings, spaces)
+    E = np.asarray(encode([label_text(c) for c in labels]), dtype=np.float32)
+    Z = np.stack([table.z(c) for c in labels], axis=1)  # [n, C]
+    has = np.abs(X).sum(1) > 0
+    rng = np.random.default_rng(seed)
+    fit = np.nonzero(has)[0]
+    if len(fit) > fit_tracks:
+        fit = np.sort(rng.choice(fit, fit_tracks, replace=False))
+    Xf = X[fit]
+    Yf = Z[fit] @ E
+    d = X.shape[1]
+    gram = Xf.T @ Xf
+    gram[np.diag_indices(d)] += RIDGE * len(fit)
+    W = np.linalg.solve(gram.astype(np.float64), (Xf.T @ Yf).astype(np.float64)).astype(np.float32)
+    P = X[has] @ W  # [m, 384]
+    norms = np.linalg.norm(P, axis=1)
+    norms[norms < 1e-12] = 1.0
+    # Principal directions of the projected tracks (uncentred: cosines need the origin).
+    sample = P if len(P) <= 50_000 else P[rng.choice(len(P), 50_000, replace=False)]
+    _, vecs = np.linalg.eigh((sample.T @ sample).astype(np.float64))
+    basis = np.ascontiguousarray(vecs[:, ::-1][:, :rank], dtype=np.float32)
+    points = np.ascontiguousarray((P @ basis) / norms[:, None], dtype=np.float32)
+    return TextSpace(table.ids[has], points, basis, spaces, labels, E, table.state, model_sha256)
+
+
+def _inputs(table: ConceptTable, embeddings, spaces) -> np.ndarray:
+    """[n, sum d] standardised audio inputs aligned with ``table.ids``; zero rows where a
+    track has no embedding in a space."""
+    from index.vectors import normalise
+
+    blocks = []
+    for space in spaces:
+        ids, vecs = embeddings[space]
+        block = np.zeros((len(table.ids), vecs.shape[1]), np.float32)
+        pos = np.searchsorted(table.ids, ids)
+        ok = (pos < len(table.ids)) & (table.ids[np.minimum(pos, len(table.ids) - 1)] == ids)
+        block[pos[ok]] = normalise(vecs[ok])
+        present = np.zeros(len(table.ids), bool)
+        present[pos[ok]] = True
+        mu, sd = block[present].mean(0), block[present].std(0)
+        sd[sd < 1e-6] = 1.0
+        block[present] = (block[present] - mu) / sd
+        blocks.append(block)
+    return np.concatenate(blocks, axis=1)
+
+
+def save(space: TextSpace, directory: Path) -> None:
+    path = directory / FILE_NAME
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, version=VERSION, ids=space.ids, points=space.points, basis=space.basis,
+             spaces=np.array(space.spaces), label_vectors=space.label_vectors,
+             labels=np.array([[c.kind, c.source, c.name] for c in space.labels]).reshape(-1, 3),
+             state=space.state, model_sha256=space.model_sha256)
+    os.replace(tmp, path)
+
+
+def load(directory: Path) -> TextSpace | None:
+    """The saved space, or None when absent, unreadable or of another version."""
+    try:
+        with np.load(directory / FILE_NAME) as f:
+            if int(f["version"]) != VERSION:
+                return None
+            return TextSpace(f["ids"], f["points"], f["basis"], tuple(str(s) for s in f["spaces"]),
+                             [Concept(str(k), str(s), str(n)) for k, s, n in f["labels"]],
+                             f["label_vectors"], str(f["state"]), str(f["model_sha256"]))
+    except (OSError, ValueError, KeyError):
+        return None
