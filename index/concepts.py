@@ -116,7 +116,8 @@ def build_table(store: Store) -> ConceptTable:
                                       ("styles", "genre", "style", style_keys, len(tag_keys))):
         if not keys or not n:
             continue
-        con.register("_concept_keys", {"ka": [k[0] for k in keys], "kb": [k[1] for k in keys],
+        con.register("_concept_keys", {"ka": np.array([k[0] for k in keys], dtype=object),
+                                       "kb": np.array([k[1] for k in keys], dtype=object),
                                        "c": np.arange(len(keys), dtype=np.int32)})
         try:
             got = con.execute(

@@ -249,15 +249,22 @@ class TextSearcher:
         if q is None:
             return None, False
         q = q[0]
-        sims = space.label_vectors @ q
-        order = np.argsort(-sims)
-        already = {c for term in parsed.terms for c in term.concepts}
-        best = float(sims[order[0]]) if len(order) else 0.0
-        near = [(space.labels[i], float(sims[i])) for i in order[: EXPAND_MAX * 3]
-                if sims[i] >= EXPAND_MIN and space.labels[i] not in already][:EXPAND_MAX]
-        result.nearest = [(c.name, s) for c, s in near] or ([(space.labels[order[0]].name, best)] if len(order) else [])
+        # Names near the query join in; in combined mode only for the words no vocabulary
+        # knows (the known ones are ranked by their own values already).
+        if mode == "combined":
+            unknown = " ".join(w for w in parsed.free_words if w not in parsed.negated_free)
+            qn = self.encode([unknown])[0] if unknown else None
+        else:
+            qn = q
+        near: list[tuple[Concept, float]] = []
+        best = 0.0
+        if qn is not None and len(space.labels):
+            sims = space.label_vectors @ qn
+            order = np.argsort(-sims)
+            best = float(sims[order[0]])
+            near = [(space.labels[i], float(sims[i])) for i in order[:EXPAND_MAX] if sims[i] >= EXPAND_MIN]
+            result.nearest = [(c.name, s) for c, s in near] or [(space.labels[order[0]].name, best)]
         if best < MATCH_MIN and not parsed.terms:
-            result.nearest = [(space.labels[order[0]].name, best)]
             return None, False
         parts = []
         if near:
