@@ -290,3 +290,32 @@ def test_search_choir_finds_the_choir_clips(corpus_store, corpus):
                  and any(h.path.endswith(f) for h in rendered))
     assert choirs >= 2 and truth[Path(res.hits[0].path).name]["instruments"] == "choir aahs"
     assert res.hits[0].why.startswith("choir ")
+
+
+# -- the TUI's search box ----------------------------------------------------------------------
+
+def test_tui_search_box_ranks_the_list_and_filters_still_apply(small_store):
+    from tests.test_tui import _app, _settle, _sync
+
+    @_sync
+    async def run():
+        app = _app(small_store)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await _settle(app, pilot)
+            assert app.table.total == 60
+            app.panel.query_one("#search").value = "piano"
+            await _settle(app, pilot)
+            titles = [r.values[1] for r in app.table.order]
+            assert titles[:3] == ["T059", "T058", "T057"] and app.table.total == 60
+            assert "best matches for 'piano'" in str(app.table.border_title)
+            app.panel.query_one("#tempo").value = "<99"  # bpm 60 + 2i: i < 20
+            await _settle(app, pilot)
+            assert [r.values[1] for r in app.table.order][:2] == ["T019", "T018"]
+            assert app.table.total == 20
+            # Words nothing here can rank by: one line in a notification, the list stays.
+            app.panel.query_one("#search").value = "lullaby"
+            await _settle(app, pilot)
+            assert app.table.total == 20
+            assert any("engine models fetch minilm" in n.message for n in app._notifications)
+
+    run()
