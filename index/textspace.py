@@ -14,7 +14,7 @@ no tag names ("lullaby") still finds the tracks whose sound predicts the words n
 Cost: the fit uses at most :data:`FIT_TRACKS` tracks (the ridge's normal equations on
 400-1,680 dimensions); the projection of all tracks is one matrix product. The
 projected points are kept in their first :data:`RANK` principal directions (the
-targets ``z E`` span few directions: see docs/search.md for the fidelity measured), so a
+targets ``z E`` span few directions: see docs/search.md for the energy kept), so a
 query reads ``n x 64`` floats, 25 MB at 100k tracks.
 
 Saved beside the store as ``textspace.npz`` with the store state and the sentence
@@ -34,7 +34,11 @@ from index.concepts import ConceptTable
 from index.vocabulary import STYLE, TAG, Concept
 
 FILE_NAME = "textspace.npz"
-VERSION = 1
+VERSION = 2
+# What the sentence model reads for a name or a query: in a music context, "brass" and
+# "organ" are instruments, not a metal and a body part (organ's nearest names: "piano",
+# "instrumental", "synth" rather than "soul"). Measured in docs/search.md.
+TEMPLATE = "{} music"
 FIT_TRACKS = 20_000  # rows of the ridge fit (a seeded sample beyond that)
 RANK = 64  # principal directions of the projected tracks kept for search
 RIDGE = 1.0  # ridge penalty per fitted track, on standardised inputs
@@ -49,15 +53,16 @@ class TextSpace:
     ids : numpy.ndarray
         int64 ``[n]`` track ids (ascending) with a point.
     points : numpy.ndarray
-        float32 ``[n, r]``: projected tracks in the principal basis, each divided by
-        its full-dimensional norm (so ``points @ basis.T @ q`` is the cosine with ``q``).
+        float32 ``[n, r]``: projected tracks in the principal basis, of norm 1 (so
+        ``points @ (basis.T @ q)`` is the cosine with ``q`` within that subspace).
     basis : numpy.ndarray
         float32 ``[384, r]`` orthonormal principal directions.
     spaces : tuple of str
         Audio embedding spaces the projection reads, in order.
     labels : list of Concept
-        Concepts whose names the space was trained on; ``label_vectors`` are their
-        sentence embeddings ``[len(labels), 384]``.
+        Concepts whose names the space was trained on; ``label_vectors`` are the
+        sentence embeddings ``[len(labels), 384]`` of their names in :data:`TEMPLATE`,
+        ``name_vectors`` of the bare names (for telling a word from noise).
     state, model_sha256 : str
         Store state and sentence model it was made from.
     """
@@ -68,8 +73,10 @@ class TextSpace:
     spaces: tuple[str, ...]
     labels: list[Concept]
     label_vectors: np.ndarray
+    name_vectors: np.ndarray
     state: str
     model_sha256: str
+    energy: float = float("nan")  # share of the projected fit tracks' energy the basis keeps
 
     def cosine(self, q: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Cosine between query ``q`` ([384], unit) and the tracks (``rows`` of ``ids``, default all)."""
@@ -79,8 +86,8 @@ class TextSpace:
 
 
 def label_text(concept: Concept) -> str:
-    """What the sentence model reads for a concept: its name ("Drum n Bass", "female vocalists")."""
-    return concept.name
+    """What the sentence model reads for a concept: its name in :data:`TEMPLATE`."""
+    return TEMPLATE.format(concept.name)
 
 
 def trainable_labels(table: ConceptTable) -> list[Concept]:
@@ -113,6 +120,7 @@ def train(table: ConceptTable, embeddings: Mapping[str, tuple[np.ndarray, np.nda
         return None
     X = _inputs(table, embeddings, spaces)
     E = np.asarray(encode([label_text(c) for c in labels]), dtype=np.float32)
+    names = np.asarray(encode([c.name for c in labels]), dtype=np.float32)
     Z = np.stack([table.z(c) for c in labels], axis=1)  # [n, C]
     has = np.abs(X).sum(1) > 0
     rng = np.random.default_rng(seed)
@@ -125,15 +133,18 @@ def train(table: ConceptTable, embeddings: Mapping[str, tuple[np.ndarray, np.nda
     gram = Xf.T @ Xf
     gram[np.diag_indices(d)] += RIDGE * len(fit)
     W = np.linalg.solve(gram.astype(np.float64), (Xf.T @ Yf).astype(np.float64)).astype(np.float32)
-    P = X[has] @ W  # [m, 384]
-    norms = np.linalg.norm(P, axis=1)
-    norms[norms < 1e-12] = 1.0
-    # Principal directions of the projected tracks (uncentred: cosines need the origin).
-    sample = P if len(P) <= 50_000 else P[rng.choice(len(P), 50_000, replace=False)]
-    _, vecs = np.linalg.eigh((sample.T @ sample).astype(np.float64))
+    # Principal directions of the projected fit tracks (uncentred: cosines need the
+    # origin); every track is then projected straight into them (X (W B): n x d x r
+    # operations, not n x d x 384), and its cosine taken within that subspace.
+    Pf = Xf @ W
+    vals, vecs = np.linalg.eigh((Pf.T @ Pf).astype(np.float64))
+    energy = float(vals[::-1][:rank].sum() / max(vals.sum(), 1e-12))
     basis = np.ascontiguousarray(vecs[:, ::-1][:, :rank], dtype=np.float32)
-    points = np.ascontiguousarray((P @ basis) / norms[:, None], dtype=np.float32)
-    return TextSpace(table.ids[has], points, basis, spaces, labels, E, table.state, model_sha256)
+    points = X[has] @ (W @ basis)
+    norms = np.linalg.norm(points, axis=1)
+    norms[norms < 1e-12] = 1.0
+    points = np.ascontiguousarray(points / norms[:, None], dtype=np.float32)
+    return TextSpace(table.ids[has], points, basis, spaces, labels, E, names, table.state, model_sha256, energy)
 
 
 def _inputs(table: ConceptTable, embeddings, spaces) -> np.ndarray:
@@ -161,7 +172,7 @@ def save(space: TextSpace, directory: Path) -> None:
     path = directory / FILE_NAME
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, version=VERSION, ids=space.ids, points=space.points, basis=space.basis,
-             spaces=np.array(space.spaces), label_vectors=space.label_vectors,
+             spaces=np.array(space.spaces), label_vectors=space.label_vectors, name_vectors=space.name_vectors,
              labels=np.array([[c.kind, c.source, c.name] for c in space.labels]).reshape(-1, 3),
              state=space.state, model_sha256=space.model_sha256)
     os.replace(tmp, path)
@@ -175,6 +186,6 @@ def load(directory: Path) -> TextSpace | None:
                 return None
             return TextSpace(f["ids"], f["points"], f["basis"], tuple(str(s) for s in f["spaces"]),
                              [Concept(str(k), str(s), str(n)) for k, s, n in f["labels"]],
-                             f["label_vectors"], str(f["state"]), str(f["model_sha256"]))
+                             f["label_vectors"], f["name_vectors"], str(f["state"]), str(f["model_sha256"]))
     except (OSError, ValueError, KeyError):
         return None

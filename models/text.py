@@ -257,19 +257,21 @@ class TextEncoder:
         x = _layer_norm(x, self.ln_w, self.ln_b).astype(np.float32)
         bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]  # padded keys get no weight
         d = self.dim // _N_HEADS
+        x = x.reshape(n * length, self.dim)  # 2-D products: one BLAS call each
         for L in self.layers:
-            qkv = x @ L.qkv_w + L.qkv_b  # [n, t, 3*384]
-            q, k, v = (qkv[..., j * self.dim : (j + 1) * self.dim].reshape(n, length, _N_HEADS, d).transpose(0, 2, 1, 3)
+            qkv = x @ L.qkv_w + L.qkv_b  # [n*t, 3*384]
+            q, k, v = (qkv[:, j * self.dim : (j + 1) * self.dim].reshape(n, length, _N_HEADS, d).transpose(0, 2, 1, 3)
                        for j in range(3))
             scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(d)) + bias
             scores -= scores.max(-1, keepdims=True)
             w = np.exp(scores)
             w /= w.sum(-1, keepdims=True)
-            ctx = (w @ v).transpose(0, 2, 1, 3).reshape(n, length, self.dim)
+            ctx = (w @ v).transpose(0, 2, 1, 3).reshape(n * length, self.dim)
             x = _layer_norm(x + ctx @ L.out_w + L.out_b, L.ln1_w, L.ln1_b)
             h = x @ L.ff1_w + L.ff1_b
             h = 0.5 * h * (1.0 + _erf(h / np.float32(np.sqrt(2.0))))
             x = _layer_norm(x + h @ L.ff2_w + L.ff2_b, L.ln2_w, L.ln2_b).astype(np.float32)
+        x = x.reshape(n, length, self.dim)
         pooled = (x * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 

@@ -17,7 +17,7 @@ from index import concepts, textspace
 from index.query import QueryError
 from index.search import NoMatchError, TextSearcher
 from index.store import Store, TrackRecord
-from index.vocabulary import BPM, COLUMN, KEY, TAG, build_vocabulary, parse, pitch_class
+from index.vocabulary import BPM, KEY, TAG, build_vocabulary, parse, pitch_class
 from models import registry
 
 ROOT = Path(__file__).resolve().parents[1]
