@@ -77,7 +77,7 @@ def main() -> None:
     print(f"store: {store_dir} ({time.perf_counter() - t:.0f} s to make or open)")
 
     from index import concepts
-    from index.search import TextSearcher, ensure_space
+    from index.search import TextSearcher, _one_blas_thread, ensure_space
     from index.store import Store
     from models.text import load_encoder
 
@@ -92,7 +92,11 @@ def main() -> None:
         print(f"concept cache ({len(table.concepts)} concepts x {len(table.ids):,} tracks): "
               f"{cpu() - c0:.1f} CPU-s, {time.perf_counter() - t0:.1f} s wall")
         c0, t0 = cpu(), time.perf_counter()
-        space = ensure_space(store, table, lambda texts: enc.encode(list(texts)))
+        def encode(texts):
+            with _one_blas_thread():
+                return enc.encode(list(texts))
+
+        space = ensure_space(store, table, encode, retrain=True)
         print(f"text space training ({space.points.shape[0]:,} tracks, {len(space.labels)} names, "
               f"inputs {'+'.join(space.spaces)}): {cpu() - c0:.1f} CPU-s, {time.perf_counter() - t0:.1f} s wall; "
               f"the {space.points.shape[1]} principal directions keep {100 * space.energy:.1f} % of its energy")

@@ -118,18 +118,17 @@ def train(table: ConceptTable, embeddings: Mapping[str, tuple[np.ndarray, np.nda
     spaces = tuple(s for s, (ids, v) in embeddings.items() if len(ids))
     if not labels or not spaces or not len(table.ids):
         return None
-    X = _inputs(table, embeddings, spaces)
+    inputs = _Inputs(table, embeddings, spaces)
+    has = np.nonzero(inputs.present)[0]
+    if not len(has):
+        return None
+    rng = np.random.default_rng(seed)
+    fit = has if len(has) <= fit_tracks else np.sort(rng.choice(has, fit_tracks, replace=False))
+    Xf = inputs.standardise(inputs.rows(fit), fit_stats=True)
     E = np.asarray(encode([label_text(c) for c in labels]), dtype=np.float32)
     names = np.asarray(encode([c.name for c in labels]), dtype=np.float32)
-    Z = np.stack([table.z(c) for c in labels], axis=1)  # [n, C]
-    has = np.abs(X).sum(1) > 0
-    rng = np.random.default_rng(seed)
-    fit = np.nonzero(has)[0]
-    if len(fit) > fit_tracks:
-        fit = np.sort(rng.choice(fit, fit_tracks, replace=False))
-    Xf = X[fit]
-    Yf = Z[fit] @ E
-    d = X.shape[1]
+    Yf = np.stack([table.z(c, fit) for c in labels], axis=1) @ E  # [fit, 384]
+    d = Xf.shape[1]
     gram = Xf.T @ Xf
     gram[np.diag_indices(d)] += RIDGE * len(fit)
     W = np.linalg.solve(gram.astype(np.float64), (Xf.T @ Yf).astype(np.float64)).astype(np.float32)
@@ -140,32 +139,52 @@ def train(table: ConceptTable, embeddings: Mapping[str, tuple[np.ndarray, np.nda
     vals, vecs = np.linalg.eigh((Pf.T @ Pf).astype(np.float64))
     energy = float(vals[::-1][:rank].sum() / max(vals.sum(), 1e-12))
     basis = np.ascontiguousarray(vecs[:, ::-1][:, :rank], dtype=np.float32)
-    points = X[has] @ (W @ basis)
+    WB = W @ basis
+    points = np.empty((len(has), basis.shape[1]), np.float32)
+    for start in range(0, len(has), 32_768):  # in blocks: never all n x d inputs at once
+        chunk = has[start : start + 32_768]
+        points[start : start + len(chunk)] = inputs.standardise(inputs.rows(chunk)) @ WB
     norms = np.linalg.norm(points, axis=1)
     norms[norms < 1e-12] = 1.0
-    points = np.ascontiguousarray(points / norms[:, None], dtype=np.float32)
+    points /= norms[:, None]
     return TextSpace(table.ids[has], points, basis, spaces, labels, E, names, table.state, model_sha256, energy)
 
 
-def _inputs(table: ConceptTable, embeddings, spaces) -> np.ndarray:
-    """[n, sum d] standardised audio inputs aligned with ``table.ids``; zero rows where a
-    track has no embedding in a space."""
-    from index.vectors import normalise
+class _Inputs:
+    """Audio inputs aligned with ``table.ids``: each space's vectors L2-normalised and
+    concatenated (zeros where a track has none in a space), then standardised with the
+    fit tracks' column statistics."""
 
-    blocks = []
-    for space in spaces:
-        ids, vecs = embeddings[space]
-        block = np.zeros((len(table.ids), vecs.shape[1]), np.float32)
-        pos = np.searchsorted(table.ids, ids)
-        ok = (pos < len(table.ids)) & (table.ids[np.minimum(pos, len(table.ids) - 1)] == ids)
-        block[pos[ok]] = normalise(vecs[ok])
-        present = np.zeros(len(table.ids), bool)
-        present[pos[ok]] = True
-        mu, sd = block[present].mean(0), block[present].std(0)
-        sd[sd < 1e-6] = 1.0
-        block[present] = (block[present] - mu) / sd
-        blocks.append(block)
-    return np.concatenate(blocks, axis=1)
+    def __init__(self, table: ConceptTable, embeddings, spaces):
+        n = len(table.ids)
+        self.parts = []  # (vectors, row of each table column or -1)
+        self.present = np.zeros(n, bool)
+        for space in spaces:
+            ids, vecs = embeddings[space]
+            pos = np.searchsorted(table.ids, ids)
+            ok = (pos < n) & (table.ids[np.minimum(pos, n - 1)] == ids)
+            where = np.full(n, -1, np.int64)
+            where[pos[ok]] = np.nonzero(ok)[0]
+            self.parts.append((vecs, where))
+            self.present[pos[ok]] = True
+        self.mean = self.std = None
+
+    def rows(self, columns: np.ndarray) -> np.ndarray:
+        from index.vectors import normalise
+
+        blocks = []
+        for vecs, where in self.parts:
+            block = np.zeros((len(columns), vecs.shape[1]), np.float32)
+            r = where[columns]
+            block[r >= 0] = normalise(vecs[r[r >= 0]])
+            blocks.append(block)
+        return np.concatenate(blocks, axis=1)
+
+    def standardise(self, x: np.ndarray, *, fit_stats: bool = False) -> np.ndarray:
+        if fit_stats:
+            self.mean, self.std = x.mean(0), x.std(0)
+            self.std[self.std < 1e-6] = 1.0
+        return (x - self.mean) / self.std
 
 
 def save(space: TextSpace, directory: Path) -> None:
