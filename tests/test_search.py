@@ -303,8 +303,9 @@ def test_tui_search_box_ranks_the_list_and_filters_still_apply(small_store):
         async with app.run_test(size=(140, 40)) as pilot:
             await _settle(app, pilot)
             assert app.table.total == 60
-            app.panel.query_one("#search").value = "piano"
+            await pilot.press("ctrl+f", *"piano")  # the key that moves to the search box
             await _settle(app, pilot)
+            assert app.focused is app.panel.query_one("#search")
             titles = [r.values[1] for r in app.table.order]
             assert titles[:3] == ["T059", "T058", "T057"] and app.table.total == 60
             assert "best matches for 'piano'" in str(app.table.border_title)

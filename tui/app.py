@@ -380,6 +380,10 @@ class EngineApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_focus_search(self) -> None:
+        self.panel.display = True
+        self.panel.query_one("#search").focus()
+
     def action_focus_filters(self) -> None:
         self.panel.display = True
         self.panel.query_one("#tempo").focus()
