@@ -49,7 +49,7 @@ class FilterPanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
             yield Label("Search", classes="label")
-            yield Input(placeholder="words, e.g. calm piano", id="search", compact=True)
+            yield Input(placeholder="e.g. calm piano", id="search", compact=True)
         for field, label, placeholder in RANGES:
             with Horizontal(classes="row"):
                 yield Label(label, classes="label")
