@@ -57,6 +57,7 @@ class KnownFile:
     has_musicnn: bool
     has_effnet: bool
     has_quality: bool  # False for tracks analysed before the quality measures existed
+    has_mtt: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,8 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "coalesce(has_musicnn, false), coalesce(has_effnet, false), quality IS NOT NULL "
+            "coalesce(has_musicnn, false), coalesce(has_effnet, false), quality IS NOT NULL, "
+            "coalesce(has_mtt, false) "
             "FROM tracks"
         )
         return {r[1]: KnownFile(*r) for r in rows}
