@@ -60,7 +60,8 @@ class FairReference:
     emoMusic and MIREX moods heads, TempoCNN, RhythmExtractor2013 multifeature,
     KeyExtractor x3, LoudnessEBUR128 (integrated + range) on a stereo reload,
     Danceability. Not in it (the engine computes them on top, so the ratio is
-    conservative): true peak and the quality measures.
+    conservative): true peak, the quality measures and the MagnaTagATune MusiCNN (the
+    engine converts the `musicnn` package's checkpoint; Essentia's wrappers cannot run it).
     """
 
     def __init__(self):
