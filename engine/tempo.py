@@ -64,8 +64,8 @@ FEATURES = ("tempocnn", "log_tempo", "log_tempo_sq", "halved", "doubled", "three
 #: Weights of the conditional logit, one per name in :data:`FEATURES`: fitted on all 150
 #: examples by ``python bench/tempo_accuracy.py --fit`` (ridge 0.1). A positive
 #: ``tempocnn`` weight follows TempoCNN; the prior's quadratic in log2(BPM / 100) peaks
-#: near 130 BPM; the level biases make halving cheap and doubling or 3:2 expensive.
-OCTAVE_WEIGHTS = (1.18, 0.49, -0.65, 2.10, -4.15, -2.19)
+#: near 92 BPM; the level biases make halving cheap and doubling or 3:2 expensive.
+OCTAVE_WEIGHTS = (1.21, -0.16, -0.63, 1.51, -3.57, -1.85)
 
 
 def candidates(bpm: float) -> list[tuple[float, float]]:
