@@ -54,8 +54,10 @@ class KnownFile:
     file_size: int
     mtime_ns: int
     content_hash: str
-    has_musicnn: bool
-    has_effnet: bool
+    # True: outputs stored; False: the model cannot take the track (too short);
+    # None: not computed yet (the model was missing).
+    has_musicnn: bool | None
+    has_effnet: bool | None
     has_quality: bool  # False for tracks analysed before the quality measures existed
 
 
@@ -206,7 +208,7 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "coalesce(has_musicnn, false), coalesce(has_effnet, false), quality IS NOT NULL "
+            "has_musicnn, has_effnet, quality IS NOT NULL "
             "FROM tracks"
         )
         return {r[1]: KnownFile(*r) for r in rows}

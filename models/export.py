@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.errors import models_hint
 from models import paths
 from models.errors import ExportError, ModelMissingError
 from models.registry import ModelSpec
@@ -111,8 +112,8 @@ def _convert(spec: ModelSpec, models_dir: Path) -> Path:
     if not source.is_file():
         wanted = spec.official_onnx or spec.graph
         raise ModelMissingError(
-            f"model {spec.name!r} is missing: put {wanted.filename} in {models_dir} "
-            f"or run `engine models fetch {spec.name}`"
+            f"model {spec.name!r} is missing ({wanted.filename} is not in {models_dir}): "
+            f"{models_hint(spec.name)}"
         )
     return export(spec, source)
 

@@ -7,7 +7,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,8 +16,7 @@ import pytest
 
 from engine.build import BuildOptions, build
 from index import vectors
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import OUTSIDE, engine_command
 FAST = BuildOptions(workers=2, threads=1, batch=2, max_seconds=20, progress=False, fetch=False)
 
 LIBRARY_SAMPLE = [
@@ -165,7 +163,7 @@ def test_effnet_fetched_later_fills_only_its_outputs(corpus, tmp_path, monkeypat
 
 def _engine(*args, **kw):
     env = dict(os.environ, ENGINE_OFFLINE="1")
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([*engine_command(), *args], cwd=OUTSIDE, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
