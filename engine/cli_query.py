@@ -109,7 +109,7 @@ def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, re
              store_dir: Path | None) -> None:
     """Write the tracks matching an SQL condition as an M3U8 playlist.
 
-    Columns are those of the `tracks` table (see README); style('Name') is the
+    Columns are those of the `tracks` table (docs/columns.md); style('Name') is the
     activation (0-1) of a Discogs style, for ranking or filtering.
 
     Example: engine playlist --where "voice < 0.3 AND bpm BETWEEN 120 AND 130" --order-by "style('Techno') DESC" --limit 50 --m3u8 techno.m3u8

@@ -1,8 +1,8 @@
 """The store's SQL interface: every table and column, with its meaning, in one place.
 
-This is the stable interface users query with ``engine sql``; the README's schema
-section is generated from it (``python -m index.schema``). Change a name here and
-nowhere else.
+This is the stable interface users query with ``engine sql``; docs/columns.md is
+generated from it (``python docs/generate.py``, checked by tests/test_docs.py). Change
+a name here and nowhere else.
 """
 
 from __future__ import annotations
@@ -138,11 +138,12 @@ TABLE_NEEDS = {"styles": ("effnet",), "tags": ("musicnn",)}
 
 
 def markdown() -> str:
-    """The schema as Markdown, for the README."""
+    """The schema as Markdown tables, for docs/columns.md."""
     lines = ["| table | rows |", "|---|---|"]
     lines += [f"| `{t}` | {m} |" for t, m in TABLE_MEANINGS.items()]
-    lines += ["", "| `tracks` column | type | meaning |", "|---|---|---|"]
-    lines += [f"| `{c.name}` | {c.sql_type} | {c.meaning} |" for c in TRACK_COLUMNS]
+    lines += ["", "| `tracks` column | type | meaning | empty without the models |", "|---|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.sql_type} | {c.meaning} | {' + '.join(f'`{m}`' for m in c.needs)} |"
+              for c in TRACK_COLUMNS]
     return "\n".join(lines)
 
 
