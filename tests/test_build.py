@@ -121,12 +121,12 @@ def test_changed_moved_and_deleted_files(corpus, tmp_path):
     moved = music / "Elsewhere" / "Feelings (moved).ogg"
     moved.parent.mkdir()
     feelings.rename(moved)
-    # Changed: other content under the same name -> analysed again, same track id.
+    # Changed: other content under the same name -> analysed again ("updated"), same track id.
     shutil.copy(corpus / "library" / LIBRARY_SAMPLE[3], metal)
     # Deleted.
     art.unlink()
     s = build(music, store, FAST, echo=lambda s: None)
-    assert (s.analysed, s.moved, s.deleted, s.unchanged) == (1, 1, 1, 0)
+    assert (s.analysed, s.updated, s.moved, s.deleted, s.unchanged) == (0, 1, 1, 1, 0)
     after = dict(_rows(store, "SELECT path, track_id FROM tracks"))
     assert after == {str(moved): ids[str(feelings)], str(metal): ids[str(metal)]}
     assert _rows(store, "SELECT codec FROM tracks WHERE path = ?", [str(metal)])[0][0] == "aac"
@@ -175,7 +175,7 @@ def test_edge_files_end_as_tracks_or_failures(corpus, tmp_path):
                    "--timeout", "120")
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
-    files = {str(p) for p in (corpus / "edge").rglob("*") if p.is_file()}
+    files = {str(p) for p in (corpus / "edge").resolve().rglob("*") if p.is_file()}  # stored resolved
     tracks = {r[0] for r in _rows(store, "SELECT path FROM tracks")}
     failures = {r[0]: r[1] for r in _rows(store, "SELECT path, error FROM failures")}
     assert tracks | set(failures) == files and not tracks & set(failures)
