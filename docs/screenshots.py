@@ -46,7 +46,7 @@ def main(store: Path) -> None:
         asyncio.run(_tui_svg(store, tmp / "tui.svg"))
         page = tmp / "tui.html"  # the SVG scaled to the window, on the terminal's colour
         page.write_text('<html><body style="margin:0;background:#121212">'
-                        f'<img src="tui.svg" style="width:100%"></body></html>')
+                        '<img src="tui.svg" style="width:100%"></body></html>')
         _chromium(page, IMAGES / "tui.png", 1400, 830)
         subprocess.run(["engine", "report", "--store", str(store), "--out", str(tmp / "report")], check=True)
         # The figures, from the tempo section on (the page starts with counts and tables).
