@@ -13,7 +13,6 @@ import fnmatch
 import importlib
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -36,6 +35,7 @@ def _runtime_files() -> list[Path]:
 
 
 def test_every_runtime_file_ships_as_package_data():
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11+ reads pyproject.toml")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"].get("package-data", {})
     files = _runtime_files()
