@@ -26,7 +26,7 @@ from models.registry import ModelSpec, Role
 
 log = logging.getLogger(__name__)
 
-SPACES = ("musicnn", "effnet")  # embedding spaces = backbone names
+SPACES = ("musicnn", "effnet", "mtt")  # embedding spaces = backbone names
 # Seconds to convert one TensorFlow graph to ONNX, for the first build's estimate.
 # Measured: 7.0-10.0 CPU-s per model (emomusic 82 KB ... musicnn 3.2 MB alike:
 # the converter subprocess's TensorFlow import dominates), 2-core EPYC.
@@ -80,10 +80,11 @@ class ModelStage:
             except ModelError as exc:
                 self.notes.append(f"{spec.name} unavailable: {exc}")
                 return None
-            if spec.metadata is not None:
+            if spec.metadata is not None or spec.label_list is not None:
                 from models import paths
 
-                self.labels[spec.name] = registry.labels(spec, paths.models_dir() / spec.metadata.filename)
+                meta = paths.models_dir() / spec.metadata.filename if spec.metadata else None
+                self.labels[spec.name] = registry.labels(spec, meta)
             return model
 
         for space in spaces:
@@ -110,12 +111,18 @@ class ModelStage:
         from models import frontend
 
         results = [ModelOutputs() for _ in analyses]
+        # One mel spectrogram per file feeds every backbone; backbones built on another's
+        # graph (mtt on musicnn) also share its patches, so they add only their inference.
+        cut: dict[str, list] = {}
         for space, pipeline in self.pipelines.items():
             if spaces is not None and space not in spaces:
                 continue
             spec = pipeline.backbone.spec
             idx = [i for i, a in enumerate(analyses) if a.mel is not None]
-            per_track = [frontend.model_patches(spec, analyses[i].mel) for i in idx]
+            key = spec.template or spec.name
+            if key not in cut:
+                cut[key] = [frontend.model_patches(spec, analyses[i].mel) for i in idx]
+            per_track = cut[key]
             for i, outputs in zip(idx, pipeline.predict(per_track)):
                 if outputs.embedding is not None:
                     results[i].spaces[space] = outputs
@@ -160,7 +167,8 @@ def too_short_reason(seconds: float, spaces: Sequence[str] = SPACES) -> str | No
         return None
     needs = ", ".join(f"{s} {'needs ' if i == 0 else ''}{shortest_seconds(s):.2f} s"
                       for i, s in enumerate(short))
-    return f"too short for {' and '.join(short)}: {seconds:.2f} s of audio ({needs})"
+    names = " and ".join(short) if len(short) < 3 else ", ".join(short[:-1]) + " and " + short[-1]
+    return f"too short for {names}: {seconds:.2f} s of audio ({needs})"
 
 
 def _wanted(spaces: Sequence[str]) -> list[ModelSpec]:

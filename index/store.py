@@ -59,6 +59,7 @@ class KnownFile:
     has_musicnn: bool | None
     has_effnet: bool | None
     has_quality: bool  # False for tracks analysed before the quality measures existed
+    has_mtt: bool | None = None  # as has_musicnn
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "has_musicnn, has_effnet, quality IS NOT NULL "
+            "has_musicnn, has_effnet, quality IS NOT NULL, has_mtt "
             "FROM tracks"
         )
         return {r[1]: KnownFile(*r) for r in rows}
