@@ -282,7 +282,7 @@ def test_rebuild_of_an_unchanged_folder_is_a_no_op_even_with_clips_too_short_for
         assert again.lines()[0].startswith("analysed 0, updated 0, unchanged 2, moved 0, deleted 0, failed 0 (+1 ")
     # The clip is stored with the reason it has no MusiCNN output, and knn says that reason.
     ((has, reason),) = _rows(store, "SELECT has_musicnn, no_output_reason FROM tracks WHERE path LIKE '%tiny%'")
-    assert has is False and reason.startswith("too short for musicnn and effnet: 0.20 s of audio")
+    assert has is False and reason.startswith("too short for musicnn, effnet and mtt: 0.20 s of audio (")
     assert _rows(store, "SELECT has_musicnn, no_output_reason FROM tracks WHERE path NOT LIKE '%tiny%'") == [
         (True, None)]
     from click.testing import CliRunner
