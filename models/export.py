@@ -137,8 +137,8 @@ def _export_checkpoint(spec: ModelSpec, wheel: Path, models_dir: Path) -> Path:
     template_pb = models_dir / template.graph.filename
     if not template_pb.is_file():
         raise ModelMissingError(
-            f"model {spec.name!r} is rebuilt on {template.name}'s graph, which is missing: put "
-            f"{template.graph.filename} in {models_dir} or run `engine models fetch {template.name}`"
+            f"model {spec.name!r} is rebuilt on {template.name}'s graph, which is missing "
+            f"({template.graph.filename} is not in {models_dir}): {models_hint(template.name)}"
         )
     _require_export_tools(wheel)
     out_dir = paths.onnx_dir()
