@@ -225,8 +225,10 @@ def run_engine(files: list[Path], store: Path, workers: int, threads: int) -> En
     for i, f in enumerate(files):
         (music / f"{i:04d}{f.suffix}").symlink_to(f)
     env = dict(os.environ, ENGINE_MODELS=str(MODELS), ENGINE_OFFLINE="1")
-    cmd = [sys.executable, "-m", "engine.cli", "build", str(music), "--store", str(store), "-q",
-           "--workers", str(workers), "--threads", str(threads)]
+    cmd = [sys.executable, "-m", "engine.cli", "build", str(music), "--store", str(store), "-q"]
+    for flag, value in (("--workers", workers), ("--threads", threads)):
+        if value:  # 0: the engine's own default (one per core)
+            cmd += [flag, str(value)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
@@ -247,8 +249,12 @@ def run_engine(files: list[Path], store: Path, workers: int, threads: int) -> En
     return EngineRun(seconds, cpu, rss.peak, stages)
 
 
-def compare(files: list[Path], refs: dict, store: Path) -> None:
-    """Agreement of the engine's store with the fair reference, track by track."""
+def compare(files: list[Path], refs: dict, store: Path) -> dict[str, bool]:
+    """Agreement of the engine's store with the fair reference, track by track.
+
+    Returns the issue's parity goals that this comparison can judge: MusiCNN cosine and
+    keys (loudness is judged on the EBU signals, tempo by bench/tempo_accuracy.py).
+    """
     import duckdb
 
     con = duckdb.connect(str(store / "engine.duckdb"), read_only=True)
@@ -288,6 +294,7 @@ def compare(files: list[Path], refs: dict, store: Path) -> None:
     print(f"  arousal/valence |diff|: max {max(av_err):.4f}")
     print(f"  BPM within 4 % of RhythmExtractor2013's: {bpm_ok}/{len(cos)}"
           "  (information only: tempo is judged by bench/tempo_accuracy.py)")
+    return {"MusiCNN cosine >= 0.999": min(cos) >= 0.999, "keys identical": key_same == key_total}
 
 
 def ebu_loudness_check() -> float:
@@ -359,9 +366,14 @@ def main() -> None:
         print(f"peak RSS of the engine's process tree: {eng.peak_rss / 2**20:.0f} MiB (goal <= 1536)")
         print_stage_table(eng.stages, n)
         if refs:
-            compare(files, refs, store)
-            print(f"  EBU test signals, engine loudness: max |error| {ebu_loudness_check():.3f} LU"
-                  " (goal <= 0.1)")
+            goals = compare(files, refs, store)
+            ebu = ebu_loudness_check()
+            print(f"  EBU test signals, engine loudness: max |error| {ebu:.3f} LU (goal <= 0.1)")
+            goals["EBU loudness within 0.1 LU"] = ebu <= 0.1
+            goals["peak RSS <= 1.5 GB"] = eng.peak_rss <= 1536 * 2**20
+            goals["5x the fair reference (CPU)"] = (
+                timings["reference (fair)"][1] / eng.cpu_s >= 5.0)
+            print("goals: " + "; ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in goals.items()))
 
 
 def print_stage_table(stages: dict[str, float], n: int) -> None:
