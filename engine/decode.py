@@ -466,8 +466,11 @@ class _DecodeRun:
             self.truncated = True
         self._reserve(self.n + k)
         # Views on the frame's planes (buffers may be padded past `samples`), which is
-        # cheaper than frame.to_ndarray()'s vstack for thousands of small frames.
-        planes = [np.frombuffer(p, dtype=np.float32, count=k) for p in frame.planes]
+        # cheaper than frame.to_ndarray()'s vstack for thousands of small frames. Only
+        # the first nb_channels: PyAV 18 lists more planes than channels from 8 channels
+        # on (8 -> 9, 16 -> 39), and reading the extra ones crashed the process (SIGSEGV).
+        planes = [np.frombuffer(p, dtype=np.float32, count=k)
+                  for p in frame.planes[: frame.layout.nb_channels]]
         dst = self.buf[self.n : self.n + k]
         if len(planes) == 1:
             dst[:, 0] = planes[0]

@@ -38,9 +38,35 @@ class StageError(Exception):
         self.stage = stage
 
 
-def _worker_main(conn: Connection, func: Callable[[Any], Any]) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker as soon as the process that started it dies (even by ``kill -9``).
+
+    A worker busy with a file would otherwise live on until the file is done (≈8 s
+    seen) and only then notice the closed pipe. On Linux the kernel sends SIGKILL when
+    the parent exits (``PR_SET_PDEATHSIG``); a thread that polls the parent id covers
+    other systems and a parent that died before the request was made.
+    """
+    import ctypes
+    import threading
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker_main(conn: Connection, func: Callable[[Any], Any], parent_pid: int) -> None:
     # The parent handles Ctrl-C; workers must not die half-way through a reply.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
     while True:
         try:
             task = conn.recv()
@@ -62,7 +88,7 @@ def _worker_main(conn: Connection, func: Callable[[Any], Any]) -> None:
 class _Worker:
     def __init__(self, ctx, func):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, func), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, func, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.task: Any = None
