@@ -24,13 +24,16 @@ from typing import Callable, Sequence
 
 from engine.analysis import AnalysisTask, FileAnalysis, analyse_file
 from engine.decode import DEFAULT_MAX_SECONDS
-from engine.errors import EngineError
+from engine.errors import EngineError, ScanError
 from engine.workers import TaskFailed, WorkerPool, default_processes
 from index.store import FailedFile, KnownFile, Store
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
+# Failure stages tried again on every build, not only with --retry-failed: they are
+# cheap to check and change without touching the file's mtime (chmod, a fixed folder).
+RETRIED_STAGES = frozenset({"skipped", "read"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,10 @@ class Plan:
     touched: list[tuple[KnownFile, int, int]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     skipped_failures: int = 0
+    # Found but not analysable: 'skipped' by the scan, or unreadable ('read'); recorded.
+    not_analysable: list[FailedFile] = field(default_factory=list)
+    # Failure records of files no longer found (or no longer skipped): forgotten.
+    stale_failures: list[str] = field(default_factory=list)
 
     @property
     def updates(self) -> int:
@@ -77,6 +84,7 @@ class BuildSummary:
     moved: int = 0
     deleted: int = 0
     failed: int = 0
+    skipped: int = 0  # found by the scan but not audio or not a readable file (recorded)
     skipped_failures: int = 0
     seconds: float = 0.0
     interrupted: bool = False
@@ -87,6 +95,7 @@ class BuildSummary:
         out = [
             f"analysed {self.analysed}, updated {self.updated}, unchanged {self.unchanged}, "
             f"moved {self.moved}, deleted {self.deleted}, failed {self.failed}"
+            + (f", skipped {self.skipped}" if self.skipped else "")
             + (f" (+{self.skipped_failures} earlier failures skipped; --retry-failed retries them)"
                if self.skipped_failures else "")
             + f" in {self.seconds:.1f} s"
@@ -111,7 +120,16 @@ def plan_build(
     found_paths: set[str] = set()
     new_files = []
     n = 0
-    for f in scan(root):
+    unlisted: list[str] = []  # folders that could not be listed: their tracks are kept
+
+    def skipped(entry) -> None:
+        path = str(entry.path)
+        found_paths.add(path)
+        plan.not_analysable.append(FailedFile(path, None, None, "skipped", entry.reason))
+        if entry.folder:
+            unlisted.append(path.rstrip(os.sep) + os.sep)
+
+    for f in scan(root, on_skip=skipped):
         n += 1
         path = str(f.path)
         found_paths.add(path)
@@ -130,6 +148,7 @@ def plan_build(
         if (
             k is None
             and fail is not None
+            and fail.stage not in RETRIED_STAGES
             and not options.retry_failed
             and (fail.file_size, fail.mtime_ns) == (f.size, f.mtime_ns)
         ):
@@ -138,10 +157,20 @@ def plan_build(
         new_files.append((f, k))
 
     root_prefix = str(root.resolve()).rstrip(os.sep) + os.sep
-    gone = {p: k for p, k in known.items() if p.startswith(root_prefix) and p not in found_paths}
+
+    def missing(p: str) -> bool:
+        return (p.startswith(root_prefix) and p not in found_paths
+                and not any(p.startswith(u) for u in unlisted))
+
+    gone = {p: k for p, k in known.items() if missing(p)}
     gone_by_hash = {k.content_hash: k for k in gone.values()}
+    plan.stale_failures = sorted(p for p in failed if missing(p))
     for f, k in new_files:
-        digest = content_hash(f.path)
+        try:
+            digest = content_hash(f.path)
+        except ScanError as exc:  # unreadable (permissions, I/O error): recorded, not fatal
+            plan.not_analysable.append(FailedFile(str(f.path), f.size, f.mtime_ns, "read", str(exc)))
+            continue
         if k is not None and digest == k.content_hash:
             plan.touched.append((k, f.size, f.mtime_ns))
             continue
@@ -209,6 +238,10 @@ def build(
             store.move(k.track_id, new_path, size, mtime)
         summary.moved = len(plan.moved)
         summary.deleted = store.delete(plan.deleted)
+        store.forget_failures(plan.stale_failures)
+        store.write_tracks([], plan.not_analysable)
+        summary.skipped = sum(1 for f in plan.not_analysable if f.stage == "skipped")
+        summary.failed += len(plan.not_analysable) - summary.skipped
         if plan.tasks:
             stage = ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces)
             for extra in stage.notes:  # models present but not loadable

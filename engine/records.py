@@ -68,7 +68,20 @@ def file_columns(a: FileAnalysis) -> dict[str, Any]:
         )
     if a.quality is not None:
         cols.update(a.quality.columns())
+    notes = list(a.warnings) + _undefined_values(cols)
+    cols["notes"] = "; ".join(notes) or None
     return cols
+
+
+def _undefined_values(cols: dict[str, Any]) -> list[str]:
+    """Set NaN and ±inf measures to NULL, saying which and why (e.g. a silent file has no
+    true peak: -inf dBTP), so tables, JSON and CSV all show the same empty value."""
+    notes = []
+    for name, v in cols.items():
+        if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+            cols[name] = None
+            notes.append(f"{name} not measurable" + (f" ({v:+} dB: no signal)" if np.isinf(v) else ""))
+    return notes
 
 
 def build_record(

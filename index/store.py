@@ -19,6 +19,7 @@ import numpy as np
 import platformdirs
 
 from engine.errors import EngineError
+from index.pathnames import db_text, from_db, to_db
 from index.schema import SCHEMA_VERSION, TABLES_DDL, TRACK_COLUMN_NAMES, TRACK_COLUMNS
 
 DB_NAME = "engine.duckdb"
@@ -47,7 +48,10 @@ def default_store_dir() -> Path:
 
 @dataclass(frozen=True)
 class KnownFile:
-    """What the store remembers about an analysed file, to decide whether to redo it."""
+    """What the store remembers about an analysed file, to decide whether to redo it.
+
+    ``path`` is the file system's name (see index.pathnames), ready for ``open()``.
+    """
 
     track_id: int
     path: str
@@ -61,6 +65,9 @@ class KnownFile:
 
 @dataclass(frozen=True)
 class FailedFile:
+    """A file not analysed: ``stage`` 'skipped' (see index.schema), 'read', or the
+    analysis stage that failed; ``error`` the one-line reason."""
+
     path: str
     file_size: int | None
     mtime_ns: int | None
@@ -163,6 +170,9 @@ class Store:
         for col in TRACK_COLUMNS:
             if col.name not in have:
                 self._exec(f"ALTER TABLE tracks ADD COLUMN {col.name} {col.sql_type}")
+        if not self._exec("SELECT 1 FROM information_schema.columns "
+                          "WHERE table_name = 'failures' AND column_name = 'path_bytes'"):
+            self._exec("ALTER TABLE failures ADD COLUMN path_bytes BLOB")
         version = self.meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
@@ -206,14 +216,16 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "coalesce(has_musicnn, false), coalesce(has_effnet, false), quality IS NOT NULL "
-            "FROM tracks"
+            "coalesce(has_musicnn, false), coalesce(has_effnet, false), quality IS NOT NULL, "
+            "path_bytes FROM tracks"
         )
-        return {r[1]: KnownFile(*r) for r in rows}
+        known = (KnownFile(r[0], from_db(r[1], r[8]), *r[2:8]) for r in rows)
+        return {k.path: k for k in known}
 
     def failed_files(self) -> dict[str, FailedFile]:
-        rows = self._exec("SELECT path, file_size, mtime_ns, stage, error FROM failures")
-        return {r[0]: FailedFile(*r) for r in rows}
+        rows = self._exec("SELECT path, file_size, mtime_ns, stage, error, path_bytes FROM failures")
+        failed = (FailedFile(from_db(r[0], r[5]), *r[1:5]) for r in rows)
+        return {f.path: f for f in failed}
 
     def count(self, table: str = "tracks") -> int:
         if table not in TABLES_DDL:
@@ -227,16 +239,18 @@ class Store:
         A record whose path is already stored keeps its ``track_id``; its old
         styles/tags/embeddings are replaced by the record's for every model source
         the record carries, so adding EffNet outputs later keeps the MusiCNN rows.
+        Paths are file system names (index.pathnames stores those that are not UTF-8).
         """
         if not records and not failures:
             return
         now = _dt.datetime.now()
         with self.transaction():
-            known = self._track_ids([r.path for r in records])
+            known = self._track_ids([to_db(r.path)[0] for r in records])
             spaces: set[str] = set()
             for rec in records:
-                track_id = known.get(rec.path)
-                cols = dict(rec.columns, path=rec.path, analysed_at=now)
+                text, raw = to_db(rec.path)
+                track_id = known.get(text)
+                cols = dict(rec.columns, path=text, path_bytes=raw, analysed_at=now)
                 if track_id is None:
                     track_id = self._exec("SELECT nextval('track_ids')")[0][0]
                     cols["track_id"] = track_id
@@ -259,12 +273,14 @@ class Store:
             if records:
                 self._exec(
                     "DELETE FROM failures WHERE path IN (SELECT unnest(?))",
-                    [[r.path for r in records]],
+                    [[to_db(r.path)[0] for r in records]],
                 )
             for f in failures:
+                text, raw = to_db(f.path)
                 self._exec(
-                    "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
-                    [f.path, f.stage, f.error, now, f.file_size, f.mtime_ns],
+                    "INSERT OR REPLACE INTO failures (path, stage, error, \"at\", file_size, "
+                    "mtime_ns, path_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [text, f.stage, db_text(f.error), now, f.file_size, f.mtime_ns, raw],
                 )
             self._bump(spaces)
 
@@ -301,9 +317,11 @@ class Store:
 
     def move(self, track_id: int, new_path: str, file_size: int, mtime_ns: int) -> None:
         """A file moved with its content unchanged: keep its analysis under the new path."""
+        text, raw = to_db(new_path)
         self._exec(
-            "UPDATE tracks SET path = ?, file_size = ?, mtime_ns = ? WHERE track_id = ?",
-            [new_path, file_size, mtime_ns, track_id],
+            "UPDATE tracks SET path = ?, path_bytes = ?, file_size = ?, mtime_ns = ? "
+            "WHERE track_id = ?",
+            [text, raw, file_size, mtime_ns, track_id],
         )
 
     def touch(self, track_id: int, file_size: int, mtime_ns: int) -> None:
@@ -317,6 +335,7 @@ class Store:
         """Forget tracks whose files are gone; returns how many were removed."""
         if not paths:
             return 0
+        paths = [to_db(p)[0] for p in paths]
         with self.transaction():
             ids = [r[0] for r in self._exec(
                 "SELECT track_id FROM tracks WHERE path IN (SELECT unnest(?))", [list(paths)])]
@@ -328,6 +347,12 @@ class Store:
                 self._bump(spaces)
             self._exec("DELETE FROM failures WHERE path IN (SELECT unnest(?))", [list(paths)])
         return len(ids)
+
+    def forget_failures(self, paths: Sequence[str]) -> None:
+        """Drop the failure records of ``paths`` (files gone, or now analysable)."""
+        if paths:
+            self._exec("DELETE FROM failures WHERE path IN (SELECT unnest(?))",
+                       [[to_db(p)[0] for p in paths]])
 
     # -- reading vectors ---------------------------------------------------------------
     def embedding_matrix(self, space: str) -> tuple[np.ndarray, np.ndarray]:
@@ -353,6 +378,10 @@ class Store:
 def _sql_value(v: Any) -> Any:
     if isinstance(v, np.generic):
         v = v.item()
-    if isinstance(v, float) and v != v:  # NaN -> NULL: "not measurable" reads better in SQL
+    # NaN and ±inf -> NULL: "not measurable" reads better in SQL, and -inf printed as
+    # '-inf' in tables, null in JSON and '' in CSV (engine.records notes why).
+    if isinstance(v, float) and not np.isfinite(v):
         return None
+    if isinstance(v, str):
+        return db_text(v)
     return v

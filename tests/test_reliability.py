@@ -94,3 +94,186 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# -- a store built from a folder of awkward files (items 1, 2, 3, 7, 8, 10) ------------------
+
+CAFE = os.fsdecode(b"caf\xe9.ogg")  # Latin-1 bytes: not valid UTF-8
+BUILD_ARGS = ("--max-seconds", "10", "--workers", "2", "--threads", "1", "--batch", "4", "-q",
+              "--no-fetch")
+
+
+def _engine(*args, timeout: float = 600, drop_dac: bool = False, **kw) -> subprocess.CompletedProcess:
+    """Run the CLI in a child. ``drop_dac``: as root, without the capabilities that let
+    root read any file, so that permissions apply as for a user (chmod 000)."""
+    cmd = [sys.executable, "-m", "engine.cli", *map(str, args)]
+    if drop_dac and os.geteuid() == 0:
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=timeout, **kw)
+
+
+def _rows(store: Path, sql: str, params=()):
+    import duckdb
+
+    con = duckdb.connect(str(store / "engine.duckdb"), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def awkward(corpus, tmp_path_factory):
+    """(music, store, first build) for a folder of files the probe broke the engine with."""
+    import shutil
+
+    if os.geteuid() == 0 and subprocess.run(["setpriv", "--help"], capture_output=True).returncode:
+        pytest.skip("needs setpriv to drop root's DAC override")
+    edge = corpus / "edge"
+    music = tmp_path_factory.mktemp("awkward")
+    for src, name in [("t.ogg", "plain.ogg"), ("t_tagged.ogg", CAFE), ("t.mp3", "#hash.mp3"),
+                      ("t.aac", " lead space.aac"), ("t.m4a", "trailing space.m4a "),
+                      ("t_pcm24.wav", "line\nbreak.wav"), ("t_mono22k.mp3", "unreadable.mp3")]:
+        shutil.copy(edge / src, music / name)
+    os.chmod(music / "unreadable.mp3", 0)
+    (music / "locked").mkdir()
+    shutil.copy(edge / "t.aiff", music / "locked" / "inside.aiff")
+    os.chmod(music / "locked", 0)
+    (music / "README").write_text("not audio\n")
+    os.mkfifo(music / "pipe.mp3")
+    with wave.open(str(music / "silence.wav"), "wb") as w:
+        w.setnchannels(2), w.setsampwidth(2), w.setframerate(44100)
+        w.writeframes(bytes(4 * 44100 * 3))
+    _write_wav(music / "surround8.wav", 8)
+    store = tmp_path_factory.mktemp("awkward-store")
+    first = _engine("build", music, "--store", store, *BUILD_ARGS, drop_dac=True)
+    yield music, store, first
+    os.chmod(music / "locked", 0o755)
+
+
+ANALYSED = {"plain.ogg", CAFE, "#hash.mp3", " lead space.aac", "trailing space.m4a ",
+            "line\nbreak.wav", "silence.wav", "surround8.wav"}
+
+
+@pytest.mark.slow
+def test_item2_non_utf8_name_is_analysed_and_kept_exactly(awkward):
+    music, store, first = awkward
+    assert first.returncode == 0, first.stderr.decode(errors="replace")[-3000:]
+    rows = _rows(store, "SELECT path, path_bytes FROM tracks")
+    names = {os.fsdecode(bytes(raw)) if raw is not None else p for p, raw in rows}
+    assert names == {str(music / n) for n in ANALYSED}
+    (text, raw), = [(p, r) for p, r in rows if r is not None]
+    assert bytes(raw) == os.fsencode(str(music / CAFE)) and text.endswith("caf\\xe9.ogg")
+    # A second run finds every file where the first left it: nothing to redo.
+    again = _engine("build", music, "--store", store, *BUILD_ARGS, drop_dac=True)
+    assert again.returncode == 0
+    assert b"analysed 0, updated 0, unchanged 8" in again.stderr
+    out = _engine("sql", "SELECT path FROM tracks ORDER BY path", "--store", store, "--format", "json")
+    assert out.returncode == 0 and b"caf\\\\xe9.ogg" in out.stdout
+
+
+@pytest.mark.slow
+def test_item3_unreadable_files_and_folders_are_recorded_not_fatal(awkward):
+    music, store, first = awkward
+    assert first.returncode == 0
+    failures = {p: (stage, error) for p, stage, error in _rows(store, "SELECT path, stage, error FROM failures")}
+    stage, error = failures.pop(str(music / "unreadable.mp3"))
+    assert stage == "read" and "Permission denied" in error and "unreadable.mp3" in error
+    assert failures.pop(str(music / "locked")) == ("skipped", "folder cannot be listed: Permission denied")
+    assert failures.pop(str(music / "README"))[1].startswith("not audio (no extension")
+    assert failures.pop(str(music / "pipe.mp3")) == ("skipped", "not a regular file (FIFO)")
+    assert failures == {}
+    assert b"failed 1, skipped 3" in first.stderr
+
+
+@pytest.mark.slow
+def test_item3_a_fixed_file_is_analysed_on_the_next_build(awkward, tmp_path):
+    import shutil
+
+    music, store, _ = awkward
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    os.chmod(music / "unreadable.mp3", 0o644)
+    try:
+        out = _engine("build", music, "--store", copy, *BUILD_ARGS, drop_dac=True)
+    finally:
+        os.chmod(music / "unreadable.mp3", 0)
+    assert out.returncode == 0 and b"analysed 1," in out.stderr
+    assert _rows(copy, "SELECT count(*) FROM failures WHERE stage = 'read'") == [(0,)]
+
+
+@pytest.mark.slow
+def test_item7_eight_channels_end_to_end(awkward):
+    _, store, _ = awkward
+    assert _rows(store, "SELECT channels, bpm IS NOT NULL FROM tracks WHERE path LIKE '%surround8.wav'") == [(8, True)]
+
+
+@pytest.mark.slow
+def test_item10_silence_stores_null_with_a_note_and_prints_alike(awkward):
+    _, store, _ = awkward
+    (peak, notes), = _rows(store, "SELECT true_peak_dbtp, notes FROM tracks WHERE path LIKE '%silence.wav'")
+    assert peak is None and "true_peak_dbtp not measurable (-inf dB: no signal)" in notes
+    assert _rows(store, "SELECT count(*) FROM tracks WHERE isinf(true_peak_dbtp) OR isinf(loudness_lufs)") == [(0,)]
+    sql = "SELECT true_peak_dbtp AS peak FROM tracks WHERE path LIKE '%silence.wav'"
+    table, js, csv = (_engine("sql", sql, "--store", store, "--format", f).stdout.decode()
+                      for f in ("table", "json", "csv"))
+    import csv as csv_module
+
+    assert table.splitlines()[2].strip() == "" and '"peak": null' in js
+    assert list(csv_module.reader(csv.splitlines())) == [["peak"], [""]]
+    assert "inf" not in table + js + csv
+
+
+@pytest.mark.slow
+def test_item8_playlist_round_trips_odd_names(awkward, tmp_path):
+    from urllib.parse import unquote_to_bytes, urlparse
+
+    music, store, _ = awkward
+    for relative in (False, True):
+        target = tmp_path / f"all{int(relative)}.m3u8"
+        out = _engine("playlist", "--where", "true", "--m3u8", target, "--store", store,
+                      *(["--relative"] if relative else []))
+        assert out.returncode == 0, out.stderr
+        err = out.stderr.decode()
+        assert "warning: left out" in err and "line\\nbreak.wav" in err and "wrote 7 tracks" in err
+        # What a stripping parser reads: every non-comment line, stripped, names a file.
+        entries = [ln.strip() for ln in target.read_text(encoding="utf-8").splitlines()
+                   if ln.strip() and not ln.startswith("#")]
+        found = set()
+        for e in entries:
+            if e.startswith("file://"):
+                f = os.fsdecode(unquote_to_bytes(urlparse(e).path))
+            else:
+                f = os.path.normpath(os.path.join(target.parent, e))
+            assert os.path.isfile(f), e
+            found.add(os.path.basename(f))
+        assert found == ANALYSED - {"line\nbreak.wav"}
+
+
+@pytest.mark.slow
+def test_item1_exports_never_overwrite_what_they_must_not(awkward, tmp_path):
+    music, store, _ = awkward
+    db = store / "engine.duckdb"
+    before = db.read_bytes()
+    audio = music / "plain.ogg"
+    audio_bytes = audio.read_bytes()
+    fifo = tmp_path / "fifo.m3u8"
+    os.mkfifo(fifo)
+    for target, reason in [(db, "is an engine store folder"), (store / "musicnn.faiss", "store folder"),
+                           (store / "new.m3u8", "store folder"), (audio, "audio file"),
+                           (fifo, "not a regular file"), ("/dev/null", "not a regular file")]:
+        for cmd in (("playlist", "--where", "track_id < 3"), ("knn", "-t", "plain.ogg", "-s", "musicnn")):
+            out = _engine(*cmd, "--m3u8", target, "--force", "--store", store, timeout=60)
+            err = out.stderr.decode()
+            assert out.returncode == 1 and reason in err and len(err.splitlines()) == 1, (target, err)
+    assert db.read_bytes() == before and audio.read_bytes() == audio_bytes
+    assert not (store / "new.m3u8").exists()
+    playlist = tmp_path / "mine.m3u8"
+    playlist.write_text("#EXTM3U\nmine\n")
+    out = _engine("playlist", "--where", "true", "--m3u8", playlist, "--store", store)
+    assert out.returncode == 1 and b"exists: pass --force" in out.stderr
+    assert playlist.read_text() == "#EXTM3U\nmine\n"
+    out = _engine("playlist", "--where", "true", "--m3u8", playlist, "--force", "--store", store)
+    assert out.returncode == 0 and playlist.read_text().count("#EXTINF") == 7
+    # The store still answers.
+    assert _engine("sql", "SELECT count(*) AS n FROM tracks", "--store", store, "--format", "csv").stdout == b"n\n8\n"

@@ -23,6 +23,7 @@ from typing import Sequence
 
 from engine.errors import EngineError
 from engine.output import printable
+from index.pathnames import from_db
 from index.query import (
     BadSQLError, MissingEmbeddingsError, Neighbour, QueryError, Searcher, _one_line,
     prepare_connection, select_sql,
@@ -171,9 +172,15 @@ def combined_where(f: Filters) -> str | None:
 @dataclass(frozen=True)
 class ResultRow:
     track_id: int
-    path: str
+    path: str  # as stored: display text (index.pathnames)
     duration: float | None
     values: tuple  # in RESULT_COLUMNS order
+    path_bytes: bytes | None = None  # the name's bytes when it is not UTF-8
+
+    @property
+    def file_path(self) -> str:
+        """The name to open the file by."""
+        return from_db(self.path, self.path_bytes)
 
     @property
     def artist(self) -> str | None:
@@ -230,6 +237,11 @@ class _Conn:
     def rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self.lock:
             return self.store.con.execute(sql, list(params)).fetchall()
+
+
+def _row(r: tuple) -> ResultRow:
+    """A ResultRow from ``SELECT track_id, path, duration, path_bytes, <RESULT_COLUMNS>``."""
+    return ResultRow(r[0], r[1], r[2], tuple(r[4:]), r[3])
 
 
 class Catalog:
@@ -300,7 +312,7 @@ class Catalog:
         expr = dict(RESULT_COLUMNS)[sort]
         direction = "DESC" if descending else "ASC"
         cols = ", ".join(e for _, e in RESULT_COLUMNS)
-        sql = (f"SELECT track_id, path, duration, {cols} FROM {source} WHERE {where} "
+        sql = (f"SELECT track_id, path, duration, path_bytes, {cols} FROM {source} WHERE {where} "
                f"ORDER BY {expr} {direction} NULLS LAST, path LIMIT {int(limit)} OFFSET {int(offset)}")
         try:
             rows = self._results.rows(sql)
@@ -308,7 +320,7 @@ class Catalog:
                 total = self._results.rows(f"SELECT count(*) FROM {source} WHERE {where}")[0][0]
         except duckdb.Error as exc:
             raise BadSQLError(f"bad filter: {_one_line(exc)}") from None
-        return Page(tuple(ResultRow(r[0], r[1], r[2], tuple(r[3:])) for r in rows), int(total),
+        return Page(tuple(_row(r) for r in rows), int(total),
                     offset, sort, descending)
 
     def rows_for(self, track_ids: Sequence[int]) -> tuple[ResultRow, ...]:
@@ -317,9 +329,9 @@ class Catalog:
             return ()
         cols = ", ".join(e for _, e in RESULT_COLUMNS)
         ids = ", ".join(str(int(t)) for t in track_ids)
-        rows = self._results.rows(f"SELECT track_id, path, duration, {cols} FROM tracks "
+        rows = self._results.rows(f"SELECT track_id, path, duration, path_bytes, {cols} FROM tracks "
                                   f"WHERE track_id IN ({ids})")
-        by_id = {r[0]: ResultRow(r[0], r[1], r[2], tuple(r[3:])) for r in rows}
+        by_id = {r[0]: _row(r) for r in rows}
         return tuple(by_id[int(t)] for t in track_ids if int(t) in by_id)
 
     def playlist(self, f: Filters, sort: str = "artist", descending: bool = False) -> list[ResultRow]:
