@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from .conftest import ROOT
+from .test_build import _rows
 
 
 def _write_wav(path: Path, channels: int, *, rate: int = 48000, seconds: float = 3.0) -> Path:
@@ -55,6 +57,81 @@ def test_item7_eight_and_more_channels_decode(tmp_path, channels):
     assert int(n) == pytest.approx(3 * 44100, abs=50) and int(ch) == channels
     # Every channel carries the same 0.3 tone; the downmix is scaled to stay in full scale.
     assert 0.05 < float(peak) <= 0.3
+
+
+# -- 9: decode edge cases -------------------------------------------------------------------
+
+def _encode(path: Path, channels: int, *, seconds: float = 5.0, rate: int = 48000) -> bytes:
+    """An Ogg Opus file of a 440 Hz tone; returns its bytes."""
+    import av
+
+    with av.open(str(path), "w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=rate, layout="mono" if channels == 1 else "stereo")
+        t = np.arange(int(rate * seconds)) / rate
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for i in range(0, len(tone), 960):
+            chunk = np.ascontiguousarray(np.repeat(tone[None, i:i + 960], channels, 0))
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=stream.layout.name)
+            frame.sample_rate, frame.pts = rate, i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path.read_bytes()
+
+
+def _wav_header(seconds: float, *, rate: int = 44100, channels: int = 2) -> bytes:
+    data = min(int(seconds * rate) * channels * 2, 0xFFFFFFFF)
+    return (b"RIFF" + struct.pack("<I", min(data + 36, 0xFFFFFFFF)) + b"WAVEfmt "
+            + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * channels * 2, channels * 2, 16)
+            + b"data" + struct.pack("<I", data))
+
+
+def test_item9_chained_ogg_decodes_every_link(tmp_path):
+    from engine.decode import decode
+
+    chained = tmp_path / "chained.ogg"
+    chained.write_bytes(_encode(tmp_path / "m.ogg", 1) + _encode(tmp_path / "s.ogg", 2))
+    audio = decode(chained)
+    assert audio.analysed_seconds == pytest.approx(10.0, abs=0.05)  # was 5.0, warning dropped
+    assert audio.facts.duration == pytest.approx(10.0, abs=0.05) and not audio.warnings
+    assert np.abs(audio.mono[: 44100 * 4]).max() > 0.2 and np.abs(audio.mono[-44100 * 4:]).max() > 0.2
+
+
+def test_item9_sparse_wav_is_refused_at_once(tmp_path):
+    from engine.decode import decode
+    from engine.errors import DecodeError
+
+    path = tmp_path / "sparse.wav"
+    header = _wav_header(10 * 3600)
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + 0xFFFFFFFF - 64)
+    t0 = time.process_time()
+    with pytest.raises(DecodeError, match=r"sparse.wav: sparse file: the header declares 6.8 h .*holes read as silence"):
+        decode(path)
+    assert time.process_time() - t0 < 1.0  # before: 450 s of silence decoded and analysed
+
+
+def test_item9_headers_that_declare_more_than_the_file_holds(tmp_path):
+    from engine.decode import decode
+    from engine.errors import DecodeError
+
+    liar = tmp_path / "liar.wav"
+    liar.write_bytes(_wav_header(3600) + bytes(44100 * 4))
+    audio = decode(liar)
+    assert audio.analysed_seconds == pytest.approx(1.0, abs=0.01)
+    assert audio.warnings == ("the header declares 1.0 h of audio but the file holds 1.0 s "
+                              "(cut short, or a damaged header)",)
+    comm = struct.pack(">hIh", 2, 0xFFFFFFF0, 16) + bytes.fromhex("400EAC44000000000000")  # 44.1 kHz
+    ssnd = struct.pack(">II", 0, 0) + bytes(44100 * 4)
+    body = b"AIFF" + b"COMM" + struct.pack(">I", len(comm)) + comm + b"SSND" + struct.pack(">I", len(ssnd)) + ssnd
+    huge = tmp_path / "huge.aiff"
+    huge.write_bytes(b"FORM" + struct.pack(">I", len(body)) + body)
+    with pytest.raises(DecodeError) as err:  # was: "… (Operation not permitted)"
+        decode(huge)
+    assert str(err.value) == (f"cannot decode {huge}: the header declares 27.1 h of audio but the "
+                              "file holds 1.0 s (cut short, or a damaged header)")
 
 
 # -- 12: workers exit at once when their parent dies ----------------------------------------
@@ -112,16 +189,6 @@ def _engine(*args, timeout: float = 600, drop_dac: bool = False, **kw) -> subpro
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=timeout, **kw)
 
 
-def _rows(store: Path, sql: str, params=()):
-    import duckdb
-
-    con = duckdb.connect(str(store / "engine.duckdb"), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
-
-
 @pytest.fixture(scope="module")
 def awkward(corpus, tmp_path_factory):
     """(music, store, first build) for a folder of files the probe broke the engine with."""
@@ -145,6 +212,8 @@ def awkward(corpus, tmp_path_factory):
         w.setnchannels(2), w.setsampwidth(2), w.setframerate(44100)
         w.writeframes(bytes(4 * 44100 * 3))
     _write_wav(music / "surround8.wav", 8)
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(3 * 44100) / 44100)).astype("<i2")
+    (music / "liar.wav").write_bytes(_wav_header(3600) + np.repeat(tone, 2).tobytes())
     store = tmp_path_factory.mktemp("awkward-store")
     first = _engine("build", music, "--store", store, *BUILD_ARGS, drop_dac=True)
     yield music, store, first
@@ -152,7 +221,7 @@ def awkward(corpus, tmp_path_factory):
 
 
 ANALYSED = {"plain.ogg", CAFE, "#hash.mp3", " lead space.aac", "trailing space.m4a ",
-            "line\nbreak.wav", "silence.wav", "surround8.wav"}
+            "line\nbreak.wav", "silence.wav", "surround8.wav", "liar.wav"}
 
 
 @pytest.mark.slow
@@ -167,7 +236,7 @@ def test_item2_non_utf8_name_is_analysed_and_kept_exactly(awkward):
     # A second run finds every file where the first left it: nothing to redo.
     again = _engine("build", music, "--store", store, *BUILD_ARGS, drop_dac=True)
     assert again.returncode == 0
-    assert b"analysed 0, updated 0, unchanged 8" in again.stderr
+    assert b"analysed 0, updated 0, unchanged 9" in again.stderr
     out = _engine("sql", "SELECT path FROM tracks ORDER BY path", "--store", store, "--format", "json")
     assert out.returncode == 0 and b"caf\\\\xe9.ogg" in out.stdout
 
@@ -203,6 +272,14 @@ def test_item3_a_fixed_file_is_analysed_on_the_next_build(awkward, tmp_path):
 
 
 @pytest.mark.slow
+def test_item9_decoder_warnings_are_stored_not_swallowed(awkward):
+    _, store, _ = awkward
+    (seconds, notes), = _rows(store, "SELECT analysed_seconds, notes FROM tracks WHERE path LIKE '%liar.wav'")
+    assert seconds == pytest.approx(3.0, abs=0.01)
+    assert notes == "the header declares 1.0 h of audio but the file holds 3.0 s (cut short, or a damaged header)"
+
+
+@pytest.mark.slow
 def test_item7_eight_channels_end_to_end(awkward):
     _, store, _ = awkward
     assert _rows(store, "SELECT channels, bpm IS NOT NULL FROM tracks WHERE path LIKE '%surround8.wav'") == [(8, True)]
@@ -235,7 +312,7 @@ def test_item8_playlist_round_trips_odd_names(awkward, tmp_path):
                       *(["--relative"] if relative else []))
         assert out.returncode == 0, out.stderr
         err = out.stderr.decode()
-        assert "warning: left out" in err and "line\\nbreak.wav" in err and "wrote 7 tracks" in err
+        assert "warning: left out" in err and "line\\nbreak.wav" in err and "wrote 8 tracks" in err
         # What a stripping parser reads: every non-comment line, stripped, names a file.
         entries = [ln.strip() for ln in target.read_text(encoding="utf-8").splitlines()
                    if ln.strip() and not ln.startswith("#")]
@@ -274,6 +351,6 @@ def test_item1_exports_never_overwrite_what_they_must_not(awkward, tmp_path):
     assert out.returncode == 1 and b"exists: pass --force" in out.stderr
     assert playlist.read_text() == "#EXTM3U\nmine\n"
     out = _engine("playlist", "--where", "true", "--m3u8", playlist, "--force", "--store", store)
-    assert out.returncode == 0 and playlist.read_text().count("#EXTINF") == 7
+    assert out.returncode == 0 and playlist.read_text().count("#EXTINF") == 8
     # The store still answers.
-    assert _engine("sql", "SELECT count(*) AS n FROM tracks", "--store", store, "--format", "csv").stdout == b"n\n8\n"
+    assert _engine("sql", "SELECT count(*) AS n FROM tracks", "--store", store, "--format", "csv").stdout == b"n\n9\n"
