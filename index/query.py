@@ -394,6 +394,7 @@ class Searcher:
         except duckdb.IOException as exc:
             raise QueryError(f"cannot open the store: {_one_line(exc)} (is a build running?)") from None
         self._indexes: dict[str, Any] = {}
+        self.stale: dict[str, str | None] = {}  # space -> why its file was not used (None: used)
         self._ids: dict[str, np.ndarray] = {}
         self._present: dict[str, np.ndarray] = {}
 
@@ -407,20 +408,13 @@ class Searcher:
         self.close()
 
     def index(self, space: str):
-        """The space's FAISS index, rebuilt first when stale (in memory if the folder is read-only)."""
+        """The space's FAISS index: the file when it is in step with DuckDB (contents
+        checked, index.vectors.check), else built in memory from DuckDB; never written."""
         from index import vectors
 
         check_space(space)
         if space not in self._indexes:
-            index = None
-            try:
-                if not vectors.is_fresh(self.store, space):
-                    vectors.rebuild(self.store, space)
-                index = vectors.load(self.store.directory, space, mmap=True)
-            except (OSError, RuntimeError):  # read-only folder or unreadable file
-                ids, vecs = self.store.embedding_matrix(space)
-                if len(ids):
-                    index = vectors.build_index(ids, vectors.normalise(vecs))
+            index, self.stale[space] = vectors.open_index(self.store, space)
             if index is None or index.ntotal == 0:
                 raise MissingEmbeddingsError(_missing_message(space))
             self._indexes[space] = index

@@ -375,6 +375,15 @@ class Store:
         vectors = np.stack(v) if v.dtype == object else np.asarray(v)
         return ids, np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), dim)
 
+    def embedding_sample(self, space: str, n: int) -> tuple[int, list[tuple[int, np.ndarray]]]:
+        """(how many vectors ``space`` holds, up to ``n`` of them at random as
+        (track_id, float32 [d]))."""
+        count = self._exec("SELECT count(*) FROM embeddings WHERE space = ?", [space])[0][0]
+        rows = self._exec(f"SELECT track_id, vector FROM embeddings WHERE space = ? "
+                          f"USING SAMPLE {int(n)} ROWS", [space])
+        return count, [(r[0], np.asarray(r[1], dtype=np.float32)) for r in rows]
+
+
 def _sql_value(v: Any) -> Any:
     if isinstance(v, np.generic):
         v = v.item()

@@ -41,6 +41,83 @@ def _python(code: str, **kw) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, **kw)
 
 
+# -- 4: a wrong FAISS file never gives wrong neighbours; engine build repairs it -----------
+
+def _small_store(directory: Path, seed: int, n: int = 40) -> Path:
+    from index import vectors
+    from index.store import Store, TrackRecord
+
+    rng = np.random.default_rng(seed)
+    records = [TrackRecord(path=f"/m/t{i}.ogg", columns={"content_hash": f"h{i}"},
+                           embeddings={"musicnn": rng.standard_normal(200).astype(np.float32)})
+               for i in range(n)]
+    with Store.open(directory) as store:
+        store.write_tracks(records)
+        vectors.sync(store, spaces=("musicnn",))
+    return directory
+
+
+def _negate_vector(index_file: Path, vector: np.ndarray) -> None:
+    """Flip the sign of ``vector`` (normalised float32) where the index file stores it."""
+    from index.vectors import normalise
+
+    data = bytearray(index_file.read_bytes())
+    raw = normalise(vector[None, :])[0].tobytes()
+    at = data.find(raw)
+    assert at >= 0
+    data[at:at + len(raw)] = (-normalise(vector[None, :])[0]).tobytes()
+    index_file.write_bytes(bytes(data))
+
+
+def _neighbours(store: Path) -> list[tuple[str, float]]:
+    from index.query import knn
+
+    return [(n.path, n.similarity) for n in knn(store, "/m/t0.ogg", "musicnn", k=5)]
+
+
+def test_item4_a_changed_index_file_is_not_trusted_and_sync_repairs_it(tmp_path):
+    from index import vectors
+    from index.store import Store
+
+    store = _small_store(tmp_path / "s", seed=1)
+    want = _neighbours(store)
+    index_file = vectors.index_path(store, "musicnn")
+    good = index_file.read_bytes()
+    with Store.open_read_only(store) as s:
+        top = s.con.execute("SELECT vector FROM embeddings e JOIN tracks t USING (track_id) "
+                            "WHERE path = ?", [want[0][0]]).fetchall()[0][0]
+    _negate_vector(index_file, np.asarray(top, np.float32))  # the nearest neighbour, negated
+    assert _neighbours(store) == want  # before: that track came last, similarity negated
+    with Store.open(store) as s:
+        assert vectors.check(s, "musicnn", thorough=True) == "changed since it was written"
+        assert [i.space for i in vectors.sync(s, spaces=("musicnn",))] == ["musicnn"]
+        assert vectors.check(s, "musicnn", thorough=True) is None
+    assert index_file.read_bytes() == good
+
+
+def test_item4_an_index_from_another_store_is_not_trusted(tmp_path):
+    import shutil
+
+    from index import vectors
+    from index.store import Store
+
+    mine, other = _small_store(tmp_path / "mine", seed=1), _small_store(tmp_path / "other", seed=2)
+    want = _neighbours(mine)
+    for name in ("musicnn.faiss", "musicnn.faiss.json"):  # same generation: the sidecar matches
+        shutil.copy(other / name, mine / name)
+    assert vectors.read_info(mine, "musicnn").generation == 1
+    assert _neighbours(mine) == want
+    # Even with DuckDB's record copied too, the sample of vectors tells them apart.
+    with Store.open(mine) as s, Store.open_read_only(other) as o:
+        s.set_meta("index:musicnn", o.meta("index:musicnn"))
+        assert vectors.check(s, "musicnn") is None
+        index, why = vectors.open_index(s, "musicnn")
+        assert why.startswith("holds another vector for track")
+        vectors.sync(s, spaces=("musicnn",))
+        assert vectors.open_index(s, "musicnn")[1] is None
+    assert _neighbours(mine) == want
+
+
 # -- 7: any channel count FFmpeg decodes is analysed (downmix) ------------------------------
 
 @pytest.mark.parametrize("channels", [8, 9, 16])
@@ -277,6 +354,25 @@ def test_item9_decoder_warnings_are_stored_not_swallowed(awkward):
     (seconds, notes), = _rows(store, "SELECT analysed_seconds, notes FROM tracks WHERE path LIKE '%liar.wav'")
     assert seconds == pytest.approx(3.0, abs=0.01)
     assert notes == "the header declares 1.0 h of audio but the file holds 3.0 s (cut short, or a damaged header)"
+
+
+@pytest.mark.slow
+def test_item4_engine_build_repairs_a_changed_index(awkward, tmp_path):
+    import shutil
+
+    from index import vectors
+    from index.store import Store
+
+    music, store, _ = awkward
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    (vector,), = _rows(copy, "SELECT vector FROM embeddings WHERE space = 'musicnn' LIMIT 1")
+    _negate_vector(copy / "musicnn.faiss", np.asarray(vector, np.float32))
+    out = _engine("build", music, "--store", copy, *BUILD_ARGS, drop_dac=True)
+    assert out.returncode == 0 and b"analysed 0," in out.stderr
+    with Store.open_read_only(copy) as s:
+        assert vectors.check(s, "musicnn", thorough=True) is None
+    assert (copy / "musicnn.faiss").read_bytes() == (store / "musicnn.faiss").read_bytes()
 
 
 @pytest.mark.slow
