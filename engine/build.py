@@ -26,7 +26,7 @@ from engine.analysis import AnalysisTask, FileAnalysis, analyse_file
 from engine.decode import DEFAULT_MAX_SECONDS
 from engine.errors import EngineError, ScanError
 from engine.workers import TaskFailed, WorkerPool, default_processes
-from index.store import FailedFile, KnownFile, Store
+from index.store import FailedFile, KnownFile, Store, StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -224,34 +224,38 @@ def build(
     if note:
         echo(note)
         summary.notes.append(note)
-    with Store.open(store_dir) as store:
-        # Planning needs only which backbones are present; sessions are opened (and
-        # models converted) only when there is something to analyse.
-        spaces = available_spaces(options.spaces)
-        plan, summary.found = plan_build(store, root, spaces, options)
-        summary.unchanged = plan.unchanged
-        summary.skipped_failures = plan.skipped_failures
-        for k, size, mtime in plan.touched:
-            store.touch(k.track_id, size, mtime)
-        summary.unchanged += len(plan.touched)
-        for k, new_path, size, mtime in plan.moved:
-            store.move(k.track_id, new_path, size, mtime)
-        summary.moved = len(plan.moved)
-        summary.deleted = store.delete(plan.deleted)
-        store.forget_failures(plan.stale_failures)
-        store.write_tracks([], plan.not_analysable)
-        summary.skipped = sum(1 for f in plan.not_analysable if f.stage == "skipped")
-        summary.failed += len(plan.not_analysable) - summary.skipped
+    # The store's file is opened read-write only for each step below (planning, every
+    # batch's commit, the indexes), so `engine sql`, `knn` and the TUI read in between.
+    with StoreWriter.acquire(store_dir, on_wait=echo) as writer:
+        with writer.session() as store:
+            # Planning needs only which backbones are present; sessions are opened (and
+            # models converted) only when there is something to analyse.
+            spaces = available_spaces(options.spaces)
+            plan, summary.found = plan_build(store, root, spaces, options)
+            summary.unchanged = plan.unchanged
+            summary.skipped_failures = plan.skipped_failures
+            for k, size, mtime in plan.touched:
+                store.touch(k.track_id, size, mtime)
+            summary.unchanged += len(plan.touched)
+            for k, new_path, size, mtime in plan.moved:
+                store.move(k.track_id, new_path, size, mtime)
+            summary.moved = len(plan.moved)
+            summary.deleted = store.delete(plan.deleted)
+            store.forget_failures(plan.stale_failures)
+            store.write_tracks([], plan.not_analysable)
+            summary.skipped = sum(1 for f in plan.not_analysable if f.stage == "skipped")
+            summary.failed += len(plan.not_analysable) - summary.skipped
         if plan.tasks:
             stage = ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces)
             for extra in stage.notes:  # models present but not loadable
                 echo(extra)
                 summary.notes.append(extra)
             spaces = stage.spaces
-            _run(plan, store, stage, workers, options, summary)
-            # Kept for the benchmark's per-stage breakdown.
-            store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
-        vectors.sync(store, spaces=spaces or options.spaces)
+            _run(plan, writer, stage, workers, options, summary)
+        with writer.session() as store:
+            if plan.tasks:  # kept for the benchmark's per-stage breakdown
+                store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
+            vectors.sync(store, spaces=spaces or options.spaces)
     summary.seconds = time.perf_counter() - t_start
     return summary
 
@@ -265,13 +269,14 @@ def _fetch_missing_models(options: BuildOptions, echo: Callable[[str], None]) ->
         echo(f"could not download models ({reason}); going on with the models present")
 
 
-def _run(plan: Plan, store: Store, stage, workers: int, options: BuildOptions, summary: BuildSummary) -> None:
+def _run(plan: Plan, writer: StoreWriter, stage, workers: int, options: BuildOptions,
+         summary: BuildSummary) -> None:
     from tqdm import tqdm
 
     results: queue.Queue = queue.Queue(maxsize=max(2, 2 * options.batch))
     errors: list[BaseException] = []
     writer = threading.Thread(
-        target=_write_loop, args=(results, store, stage, options, summary, errors), daemon=True
+        target=_write_loop, args=(results, writer, stage, options, summary, errors), daemon=True
     )
     writer.start()
     bar = tqdm(
@@ -312,7 +317,7 @@ def _run(plan: Plan, store: Store, stage, workers: int, options: BuildOptions, s
         raise errors[0]
 
 
-def _write_loop(results: queue.Queue, store: Store, stage, options: BuildOptions,
+def _write_loop(results: queue.Queue, writer: StoreWriter, stage, options: BuildOptions,
                 summary: BuildSummary, errors: list) -> None:
     """Model-stage thread: batch finished analyses, run the models, write transactions."""
     batch: list[FileAnalysis] = []
@@ -320,7 +325,7 @@ def _write_loop(results: queue.Queue, store: Store, stage, options: BuildOptions
 
     def flush() -> None:
         if batch or failures:
-            _write_batch(batch, failures, store, stage, summary)
+            _write_batch(batch, failures, writer, stage, summary)
         batch.clear()
         failures.clear()
 
@@ -342,7 +347,8 @@ def _write_loop(results: queue.Queue, store: Store, stage, options: BuildOptions
         errors.append(exc)
 
 
-def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], store: Store, stage, summary: BuildSummary) -> None:
+def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], writer: StoreWriter, stage,
+                 summary: BuildSummary) -> None:
     from engine.records import build_record
 
     t0 = time.perf_counter()
@@ -358,5 +364,6 @@ def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], store: S
         else:
             summary.updated += 1
     t0 = time.perf_counter()
-    store.write_tracks(records, failures)
+    with writer.session() as store:  # open, one transaction, close: readers go in between
+        store.write_tracks(records, failures)
     summary.stage_seconds["store"] = summary.stage_seconds.get("store", 0.0) + time.perf_counter() - t0

@@ -32,7 +32,7 @@ from typing import Iterable, Protocol
 
 from engine.errors import EngineError
 from index.pathnames import db_text, from_db, is_utf8
-from index.query import QueryError, run_select, select_sql, track_label
+from index.query import run_select, select_sql, track_label
 from index.store import DB_NAME, Store
 
 
@@ -84,13 +84,7 @@ def select_tracks(store_dir: Path | str | None, where: str | None, order_by: str
     ``order_by="style('Techno') DESC"`` (``style(name)`` is a style's activation,
     0-1). Ties (and no ``order_by``) are broken by path, so the order is stable.
     """
-    import duckdb
-
-    try:
-        store = Store.open_read_only(Path(store_dir) if store_dir else None)
-    except duckdb.IOException as exc:
-        raise QueryError(f"cannot open the store: {str(exc).splitlines()[0]} (is a build running?)") from None
-    with store:
+    with Store.open_read_only(Path(store_dir) if store_dir else None) as store:
         sql = select_sql(store, "track_id, path, duration, artist, title, path_bytes", where,
                          order_by, limit, then_by="path")
         rows = run_select(store, sql, where, order_by)

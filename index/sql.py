@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError
-from index.store import DB_NAME, NoStoreError, StoreBusyError, default_store_dir
+from index import turns
+from index.store import DB_NAME, NoStoreError, busy_reading, default_store_dir
 
 # The name the store has inside queries (`engine.tracks`), as `duckdb engine.duckdb` would.
 CATALOG = "engine"
@@ -260,18 +261,16 @@ def _attach(con, directory: Path) -> None:
     import duckdb
 
     db = directory / DB_NAME
+    path = str(db).replace("'", "''")
     try:
-        path = str(db).replace("'", "''")
-        con.execute(f"ATTACH '{path}' AS {CATALOG} (READ_ONLY)").fetchall()
+        # While a build commits a batch the file is taken: wait for its turn (index.turns).
+        wait_s = turns.wait_s(turns.READ_WAIT_S)
+        turns.reading_turn(
+            directory, lambda: con.execute(f"ATTACH '{path}' AS {CATALOG} (READ_ONLY)").fetchall(),
+            wait_s=wait_s, busy=lambda e: busy_reading(directory, e, wait_s))
         con.execute(f"USE {CATALOG}").fetchall()
         create_views(con)
         _lock(con)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StoreBusyError(
-                f"store {directory} is being written by a build; query it when the build ends"
-            ) from None
-        raise SqlError(f"cannot open the store {db}: {_one_line(exc)}") from None
     except duckdb.Error as exc:
         raise SqlError(f"cannot open the store {db}: {_one_line(exc)}") from None
 

@@ -3,6 +3,8 @@
 Only this module holds a DuckDB connection. Writers take an exclusive lock on the
 store directory, so two builds cannot interleave; each batch of tracks is written
 in one transaction, so a build killed at any moment leaves whole tracks or none.
+A build (:class:`StoreWriter`) opens the file read-write only for each commit, so
+readers (:meth:`Store.open_read_only`) get their turns in between (index.turns).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import platformdirs
 
 from engine.errors import EngineError
+from index import turns
 from index.pathnames import db_text, from_db, to_db
 from index.schema import SCHEMA_VERSION, TABLES_DDL, TRACK_COLUMN_NAMES, TRACK_COLUMNS
 
@@ -36,6 +39,13 @@ class NoStoreError(StoreError):
 
 class StoreBusyError(StoreError):
     pass
+
+
+def busy_reading(directory: Path, exc: BaseException, wait_s: float) -> StoreBusyError:
+    """The one line for a reader that waited ``wait_s`` for the file in vain."""
+    return StoreBusyError(
+        f"store {directory} is held for writing by {turns.lock_holder(exc)} and did not "
+        f"become free within {wait_s:.0f} s; try again in a moment")
 
 
 def default_store_dir() -> Path:
@@ -125,9 +135,13 @@ class Store:
         return store
 
     @classmethod
-    def open_read_only(cls, directory: Path | None = None) -> "Store":
+    def open_read_only(cls, directory: Path | None = None, *,
+                       wait_s: float | None = None) -> "Store":
+        """Open for reading; while a build commits, wait for it (at most ``wait_s``,
+        default index.turns.READ_WAIT_S or $ENGINE_STORE_WAIT)."""
         import duckdb
 
+        wait_s = turns.wait_s(turns.READ_WAIT_S) if wait_s is None else wait_s
         directory = Path(directory or default_store_dir()).expanduser().resolve()
         db = directory / DB_NAME
         if not db.is_file():
@@ -136,14 +150,10 @@ class Store:
                 "(or pass --store / set ENGINE_STORE)"
             )
         try:
-            con = duckdb.connect(str(db), read_only=True)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise StoreError(f"cannot open store {directory}: {str(exc).splitlines()[0]}") from None
-            # DuckDB lets one process write or many read, not both at once.
-            raise StoreBusyError(
-                f"store {directory} is being written by a build; query it when the build ends"
-            ) from None
+            con = turns.reading_turn(directory, lambda: duckdb.connect(str(db), read_only=True),
+                                     wait_s=wait_s, busy=lambda e: busy_reading(directory, e, wait_s))
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open store {directory}: {str(exc).splitlines()[0]}") from None
         return cls(directory, con, None)
 
     def close(self) -> None:
@@ -382,6 +392,70 @@ class Store:
         rows = self._exec(f"SELECT track_id, vector FROM embeddings WHERE space = ? "
                           f"USING SAMPLE {int(n)} ROWS", [space])
         return count, [(r[0], np.asarray(r[1], dtype=np.float32)) for r in rows]
+
+
+class StoreWriter:
+    """A build's hold on a store: the build lock for the whole run, the DuckDB file only
+    for short :meth:`session` s (a batch commit), so readers get turns in between.
+
+    ``with StoreWriter.acquire(directory) as writer: with writer.session() as store: ...``
+    """
+
+    def __init__(self, directory: Path, lock_fd: int, on_wait=None):
+        self.directory = directory
+        self._lock_fd: int | None = lock_fd
+        self._created = False
+        self.on_wait = on_wait  # told, one line, when a session waits for readers
+
+    @classmethod
+    def acquire(cls, directory: Path | None = None, *, on_wait=None) -> "StoreWriter":
+        directory = Path(directory or default_store_dir()).expanduser().resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise StoreBusyError(f"store {directory} is in use by another build") from None
+        return cls(directory, lock_fd, on_wait)
+
+    @contextmanager
+    def session(self, *, wait_s: float | None = None) -> Iterator[Store]:
+        """The store open read-write; closed (and checkpointed) when the block ends.
+        Waits for readers at most ``wait_s`` (default index.turns.WRITE_WAIT_S or
+        $ENGINE_STORE_WAIT)."""
+        import duckdb
+
+        wait_s = turns.wait_s(turns.WRITE_WAIT_S) if wait_s is None else wait_s
+        def busy(exc: BaseException) -> StoreBusyError:
+            return StoreBusyError(
+                f"store {self.directory} is held open by {turns.lock_holder(exc)}: waited "
+                f"{wait_s:.0f} s for it to close; close it (e.g. quit `engine tui`) and run the "
+                "build again, what was written so far is kept")
+
+        db = str(self.directory / DB_NAME)
+        with turns.writing_turn(self.directory, lambda: duckdb.connect(db), wait_s=wait_s,
+                                on_wait=self.on_wait, busy=busy) as con:
+            store = Store(self.directory, con, None)
+            try:
+                if not self._created:
+                    store._create()
+                    self._created = True
+                yield store
+            finally:
+                con.close()
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _sql_value(v: Any) -> Any:

@@ -450,3 +450,121 @@ def test_item1_exports_never_overwrite_what_they_must_not(awkward, tmp_path):
     assert out.returncode == 0 and playlist.read_text().count("#EXTINF") == 8
     # The store still answers.
     assert _engine("sql", "SELECT count(*) AS n FROM tracks", "--store", store, "--format", "csv").stdout == b"n\n9\n"
+
+
+# -- 5: readers during a build ---------------------------------------------------------------
+
+def _music(corpus: Path, dest: Path, rendered: int = 5) -> Path:
+    import shutil
+
+    from .test_build import LIBRARY_SAMPLE, _library
+
+    _library(corpus, dest)
+    for i, clip in enumerate(sorted((corpus / "rendered").glob("*.ogg"))[:rendered]):
+        shutil.copy(clip, dest / f"r{i}.ogg")
+    return dest
+
+
+def _same_store(got: Path, want: Path) -> None:
+    q = ("SELECT path, bpm, key_temperley, scale_edma, loudness_lufs, arousal, notes FROM tracks "
+         "ORDER BY path")
+    a, b = _rows(got, q), _rows(want, q)
+    assert [r[0] for r in a] == [r[0] for r in b] and len(a) == 10
+    for x, y in zip(a, b):
+        assert x[2:4] == y[2:4] and x[6] == y[6] and x[1] == pytest.approx(y[1], rel=1e-6)
+    for table in ("embeddings", "tags", "styles", "failures"):
+        assert _rows(got, f"SELECT count(*) FROM {table}") == _rows(want, f"SELECT count(*) FROM {table}")
+
+
+def _holder(db: Path, seconds: float) -> subprocess.Popen:
+    """A process that keeps ``db`` open read-only for ``seconds`` (a reader between commits)."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import duckdb, time
+        con = duckdb.connect({str(db)!r}, read_only=True)
+        print("open", flush=True)
+        time.sleep({seconds})
+    """)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "open"
+    return proc
+
+
+@pytest.mark.slow
+def test_item5_tui_and_sql_answer_during_a_build(corpus, tmp_path):
+    import asyncio
+    import threading
+
+    from tui.app import EngineApp
+
+    music = _music(corpus, tmp_path / "music")
+    args = ("--max-seconds", "10", "--workers", "2", "--threads", "1", "--batch", "1", "-q", "--no-fetch")
+    reference = tmp_path / "reference"
+    assert _engine("build", music, "--store", reference, *args).returncode == 0
+
+    store = tmp_path / "store"
+    build = subprocess.Popen([sys.executable, "-m", "engine.cli", "build", str(music), "--store",
+                              str(store), *args], cwd=ROOT, stderr=subprocess.PIPE)
+    answers: list[tuple[int, bytes, bytes]] = []
+
+    def sql_loop() -> None:
+        while build.poll() is None:
+            out = _engine("sql", "SELECT count(*) AS n FROM tracks", "--store", store, "--format", "csv")
+            answers.append((out.returncode, out.stdout, out.stderr))
+
+    deadline = time.monotonic() + 120
+    while not (store / "engine.duckdb").is_file():  # the build's first commit makes the store
+        assert build.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    reader = threading.Thread(target=sql_loop)
+    reader.start()
+
+    async def browse() -> list[int]:
+        totals = []
+        app = EngineApp(store, debounce=0)
+        async with app.run_test(size=(120, 40)) as pilot:
+            while True:
+                done = build.poll() is not None
+                await pilot.press("f5")
+                await pilot.pause()
+                await app.settle()
+                totals.append(app.table.total)
+                errors = [n.message for n in app._notifications if n.severity == "error"]
+                assert not errors, errors
+                if done:
+                    return totals
+                await asyncio.sleep(0.5)
+
+    try:
+        totals = asyncio.run(browse())
+    finally:
+        build.wait(timeout=600)
+        reader.join()
+    assert build.returncode == 0, build.stderr.read().decode()[-2000:]
+    assert answers and all(rc == 0 for rc, _, _ in answers), [e for rc, _, e in answers if rc]
+    counts = [int(out.split()[1]) for _, out, _ in answers]
+    assert counts == sorted(counts) and totals == sorted(totals)
+    assert len(set(counts) | set(totals)) >= 3, (counts, totals)  # it saw the build progress
+    assert totals[-1] == 10
+    _same_store(store, reference)
+
+
+@pytest.mark.slow
+def test_item5_a_build_waits_for_a_reader_then_says_who_holds_the_store(corpus, tmp_path):
+    music = _music(corpus, tmp_path / "music", rendered=0)
+    store = tmp_path / "store"
+    assert _engine("build", music, "--store", store, *BUILD_ARGS).returncode == 0
+    (music / "Hedgewars" / "Themes" / "01 Art.mp3").unlink()  # something to write
+    holder = _holder(store / "engine.duckdb", 3)
+    try:
+        out = _engine("build", music, "--store", store, *BUILD_ARGS)
+    finally:
+        holder.kill()
+    err = out.stderr.decode()
+    assert out.returncode == 0 and f"waiting for PID {holder.pid}" in err and "deleted 1" in err
+    holder = _holder(store / "engine.duckdb", 60)
+    try:
+        out = _engine("build", music, "--store", store, *BUILD_ARGS, env=dict(os.environ, ENGINE_STORE_WAIT="2"))
+    finally:
+        holder.kill()
+    err = out.stderr.decode().strip().splitlines()
+    assert out.returncode == 1 and err[-1].startswith(f"error: store {store} is held open by PID {holder.pid}")
+    assert "waited 2 s for it to close" in err[-1]

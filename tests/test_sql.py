@@ -415,7 +415,8 @@ def test_out_of_memory_says_what_to_do(small_store, monkeypatch):
         run_query(small_store, "SELECT count(DISTINCT range::VARCHAR) FROM range(20000000)")
 
 
-def test_a_store_being_written_is_reported_busy(small_store, tmp_path):
+def test_a_store_being_written_is_reported_busy(small_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGINE_STORE_WAIT", "1")  # a reader waits its turn, here 1 s
     busy = tmp_path / "busy"
     shutil.copytree(small_store, busy)
     holder = subprocess.Popen(
@@ -425,10 +426,10 @@ def test_a_store_being_written_is_reported_busy(small_store, tmp_path):
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreBusyError, match="being written by a build"):
+        with pytest.raises(StoreBusyError, match=rf"held for writing by PID {holder.pid} .* within 1 s"):
             run_query(busy, "SELECT 1")
         result = sql_cli(busy, "SELECT 1")
-        assert result.exit_code == 1 and "being written by a build" in result.stderr
+        assert result.exit_code == 1 and "did not become free within 1 s" in result.stderr
     finally:
         holder.kill()
         holder.wait()

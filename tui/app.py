@@ -36,6 +36,9 @@ from tui.player import Player
 
 # Changes closer together than this are coalesced into one query (leading + trailing edge).
 DEBOUNCE_S = 0.1
+# How often the app looks whether the store has changed (a build committing new tracks):
+# a stat() of the file; when it has, the list is queried again (the cursor stays put).
+STORE_POLL_S = 2.0
 NEIGHBOURS = 10
 
 
@@ -127,6 +130,22 @@ class EngineApp(App):
         self.table.focus()
         self.load_styles()
         self.run_query()
+        self._store_version = self.catalog.version()
+        self.set_interval(STORE_POLL_S, self._check_store)
+
+    def _check_store(self) -> None:
+        version = self.catalog.version()
+        if version != self._store_version:
+            self._store_version = version
+            if not self.seeded_from:
+                self.action_refresh()
+
+    def action_refresh(self) -> None:
+        """Query again (a build may have committed tracks since): list, styles, panes."""
+        self.run_query()
+        self.load_styles()
+        if self.table.selected is not None:
+            self._load_selection_panes()
 
     def on_unmount(self) -> None:
         self.player.stop()

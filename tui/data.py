@@ -15,20 +15,23 @@ query (DuckDB folds it into one scan; an ``IN (...)`` semi-join cost twice as mu
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from engine.errors import EngineError
 from engine.output import printable
+from index import turns
 from index.pathnames import from_db
 from index.query import (
     BadSQLError, MissingEmbeddingsError, Neighbour, QueryError, Searcher, _one_line,
     prepare_connection, select_sql,
 )
-from index.store import Store
+from index.store import DB_NAME, Store
 
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Spellings a store may hold for each pitch class (flats, unicode accidentals).
@@ -37,6 +40,9 @@ _ENHARMONIC = {"C#": ("C#", "Db"), "D#": ("D#", "Eb"), "F#": ("F#", "Gb"),
 PROFILES = ("temperley", "krumhansl", "edma")
 SPACES = ("effnet", "musicnn")
 PAGE_SIZE = 200
+# A role's connection is closed after this long without a query (index.turns: a build
+# commits while the app is idle).
+IDLE_CLOSE_S = 1.0
 
 # Results columns: (heading, SQL expression). The first is the row key.
 RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -227,16 +233,67 @@ QUALITY_COLUMNS = ("quality", "clicks_per_min", "clipping_share", "hum_db", "hum
 
 
 class _Conn:
-    """A read-only store with a lock: one per role, used from one worker at a time."""
+    """Read-only connections for one role, each used from one worker at a time.
 
-    def __init__(self, directory: Path):
-        self.store = Store.open_read_only(directory)
-        prepare_connection(self.store)
+    A connection is opened when a query needs it and kept while queries follow each
+    other, then closed after :data:`IDLE_CLOSE_S` idle, or before the next query when a
+    build waits to commit (index.turns.writer_waiting): a build adding music commits
+    between the app's queries, and each query sees what is committed so far.
+    """
+
+    def __init__(self, directory: Path | None):
+        self.directory = Path(directory) if directory else None
         self.lock = threading.Lock()
+        self._store: Store | None = None
+        self._used = 0.0
+        self._timer: threading.Timer | None = None
+        self.store_for(lambda store: None)  # open once now: a missing store fails at start
+
+    def store_for(self, use):
+        """``use(store)`` on an open store, under the role's lock; returns what it returns."""
+        with self.lock:
+            if self._store is not None and turns.writer_waiting(self._store.directory):
+                self._close()
+            if self._store is None:
+                self._store = Store.open_read_only(self.directory)
+                self.directory = self._store.directory
+                prepare_connection(self._store)
+            try:
+                return use(self._store)
+            finally:
+                self._used = time.monotonic()
+                if self._timer is None:
+                    self._timer = threading.Timer(IDLE_CLOSE_S, self._close_if_idle)
+                    self._timer.daemon = True
+                    self._timer.start()
 
     def rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        return self.store_for(lambda store: store.con.execute(sql, list(params)).fetchall())
+
+    def _close_if_idle(self) -> None:
         with self.lock:
-            return self.store.con.execute(sql, list(params)).fetchall()
+            self._timer = None
+            idle = time.monotonic() - self._used
+            if self._store is None:
+                return
+            if idle >= IDLE_CLOSE_S or turns.writer_waiting(self._store.directory):
+                self._close()
+            else:
+                self._timer = threading.Timer(IDLE_CLOSE_S - idle, self._close_if_idle)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def close(self) -> None:
+        with self.lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._close()
 
 
 def _row(r: tuple) -> ResultRow:
@@ -248,25 +305,24 @@ class Catalog:
     """The TUI's view of one store. Thread-safe: each role has a connection and a lock."""
 
     def __init__(self, store_dir: Path | str | None = None):
-        import duckdb
-
-        try:
-            self._results = _Conn(Path(store_dir) if store_dir else None)
-        except duckdb.IOException as exc:
-            raise QueryError(f"cannot open the store: {_one_line(exc)} (is a build running?)") from None
-        self.directory = self._results.store.directory
+        self._results = _Conn(Path(store_dir) if store_dir else None)
+        self.directory = self._results.directory
         self._details = _Conn(self.directory)
+        self._search = _Conn(self.directory)
         self._searcher: Searcher | None = None
-        self._search_lock = threading.Lock()
         self._checked: dict[str, str] = {}
 
     def close(self) -> None:
-        for c in (self._results, self._details):
-            with c.lock:
-                c.store.close()
-        if self._searcher is not None:
-            with self._search_lock:
-                self._searcher.close()
+        for c in (self._results, self._details, self._search):
+            c.close()
+
+    def version(self) -> tuple[int, int] | None:
+        """(mtime ns, size) of the store's file: it changes with every commit of a build."""
+        try:
+            st = os.stat(self.directory / DB_NAME)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
 
     # -- user SQL ---------------------------------------------------------------------
     def check_where(self, where: str) -> str | None:
@@ -282,13 +338,15 @@ class Catalog:
             return None
         if where in self._checked:
             return self._checked[where]
-        conn = self._results
-        with conn.lock:
-            sql = select_sql(conn.store, "*", where)
+        def check(store: Store) -> str:
+            sql = select_sql(store, "*", where)
             try:
-                conn.store.con.execute("EXPLAIN " + sql).fetchall()
+                store.con.execute("EXPLAIN " + sql).fetchall()
             except duckdb.Error as exc:
                 raise BadSQLError(f"bad WHERE filter {where!r}: {_one_line(exc)}") from None
+            return sql
+
+        sql = self._results.store_for(check)
         if len(self._checked) > 512:
             self._checked.clear()
         self._checked[where] = sql
@@ -349,10 +407,12 @@ class Catalog:
 
     def detail(self, track_id: int) -> TrackDetail:
         con = self._details
-        with con.lock:
-            cur = con.store.con.execute("SELECT * FROM tracks WHERE track_id = ?", [int(track_id)])
-            names = [d[0] for d in cur.description]
-            row = cur.fetchone()
+
+        def fetch(store: Store):
+            cur = store.con.execute("SELECT * FROM tracks WHERE track_id = ?", [int(track_id)])
+            return [d[0] for d in cur.description], cur.fetchone()
+
+        names, row = con.store_for(fetch)
         if row is None:
             raise QueryError(f"track {track_id} is no longer in the store")
         values = dict(zip(names, row))
@@ -372,10 +432,14 @@ class Catalog:
         a QueryError: the reason is in ``Similar.error``."""
         try:
             where = combined_where(f) if f is not None else None
-            with self._search_lock:
+            def search(store: Store) -> list[Neighbour]:
                 if self._searcher is None:
-                    self._searcher = Searcher(self.directory)
-                found = self._searcher.knn(int(track_id), space, k, where)
+                    self._searcher = Searcher(store=store)
+                else:
+                    self._searcher.rebind(store)  # keeps its indexes while they are in step
+                return self._searcher.knn(int(track_id), space, k, where)
+
+            found = self._search.store_for(search)
         except (QueryError, TuiError) as exc:
             return Similar(space, int(track_id), (), str(exc))
         return Similar(space, int(track_id), tuple(found))
