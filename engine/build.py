@@ -26,7 +26,9 @@ from engine.analysis import AnalysisTask, FileAnalysis, analyse_file
 from engine.decode import DEFAULT_MAX_SECONDS
 from engine.errors import EngineError, ScanError
 from engine.workers import TaskFailed, WorkerPool, default_processes
-from index.store import FailedFile, KnownFile, Store, StoreWriter
+from index.store import (
+    FailedFile, KnownFile, Store, StoreDamagedError, StoreWriter, damaged_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class BuildOptions:
     progress: bool = True
     spaces: tuple[str, ...] = ("musicnn", "effnet")
     fetch: bool = True  # download missing models first (ENGINE_OFFLINE=1 turns it off)
+    rebuild_store: bool = False  # a damaged database is set aside and the store made anew
 
 
 @dataclass
@@ -214,6 +217,10 @@ def build(
     if not root.is_dir():
         raise EngineError(f"not a folder: {root}")
     root = root.resolve()
+    # FAISS is loaded now, while the address space is free: loaded after the models (under
+    # `ulimit -v`, say) its libraries failed to map, or crashed, after the whole analysis.
+    import faiss  # noqa: F401
+
     cores = default_processes()
     workers = options.workers or cores
     threads = options.threads or cores
@@ -227,24 +234,17 @@ def build(
     # The store's file is opened read-write only for each step below (planning, every
     # batch's commit, the indexes), so `engine sql`, `knn` and the TUI read in between.
     with StoreWriter.acquire(store_dir, on_wait=echo) as writer:
-        with writer.session() as store:
-            # Planning needs only which backbones are present; sessions are opened (and
-            # models converted) only when there is something to analyse.
-            spaces = available_spaces(options.spaces)
-            plan, summary.found = plan_build(store, root, spaces, options)
-            summary.unchanged = plan.unchanged
-            summary.skipped_failures = plan.skipped_failures
-            for k, size, mtime in plan.touched:
-                store.touch(k.track_id, size, mtime)
-            summary.unchanged += len(plan.touched)
-            for k, new_path, size, mtime in plan.moved:
-                store.move(k.track_id, new_path, size, mtime)
-            summary.moved = len(plan.moved)
-            summary.deleted = store.delete(plan.deleted)
-            store.forget_failures(plan.stale_failures)
-            store.write_tracks([], plan.not_analysable)
-            summary.skipped = sum(1 for f in plan.not_analysable if f.stage == "skipped")
-            summary.failed += len(plan.not_analysable) - summary.skipped
+        # Planning needs only which backbones are present; sessions are opened (and
+        # models converted) only when there is something to analyse.
+        spaces = available_spaces(options.spaces)
+        try:
+            plan = _plan_and_apply(writer, root, spaces, options, summary)
+        except StoreDamagedError as exc:
+            if not options.rebuild_store:
+                raise damaged_error(writer.directory, exc.reason, music=root) from None
+            aside = writer.set_aside()
+            echo(f"set the damaged store aside as {aside}; analysing the music again")
+            plan = _plan_and_apply(writer, root, spaces, options, summary)
         if plan.tasks:
             stage = ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces)
             for extra in stage.notes:  # models present but not loadable
@@ -258,6 +258,27 @@ def build(
             vectors.sync(store, spaces=spaces or options.spaces)
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def _plan_and_apply(writer: StoreWriter, root: Path, spaces, options: BuildOptions,
+                    summary: BuildSummary) -> Plan:
+    """Plan the build and apply what needs no analysis (moves, deletions, failures)."""
+    with writer.session() as store:
+        plan, summary.found = plan_build(store, root, spaces, options)
+        summary.unchanged = plan.unchanged
+        summary.skipped_failures = plan.skipped_failures
+        for k, size, mtime in plan.touched:
+            store.touch(k.track_id, size, mtime)
+        summary.unchanged += len(plan.touched)
+        for k, new_path, size, mtime in plan.moved:
+            store.move(k.track_id, new_path, size, mtime)
+        summary.moved = len(plan.moved)
+        summary.deleted = store.delete(plan.deleted)
+        store.forget_failures(plan.stale_failures)
+        store.write_tracks([], plan.not_analysable)
+        summary.skipped = sum(1 for f in plan.not_analysable if f.stage == "skipped")
+        summary.failed = len(plan.not_analysable) - summary.skipped
+    return plan
 
 
 def _fetch_missing_models(options: BuildOptions, echo: Callable[[str], None]) -> None:

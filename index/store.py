@@ -41,6 +41,54 @@ class StoreBusyError(StoreError):
     pass
 
 
+class StoreDamagedError(StoreError):
+    """The DuckDB file is corrupt; the message says how to rebuild it from the music.
+    ``reason`` is DuckDB's own first line."""
+
+    reason: str = ""
+
+
+# Words of DuckDB's errors for a damaged file (a flipped byte: "Corrupt database file:
+# computed checksum … does not match stored checksum …"; a damaged header: "not a valid
+# DuckDB database file").
+_DAMAGE_MARKS = ("corrupt database file", "not a valid duckdb database",
+                 "does not match stored checksum", "invalid database file")
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` (any DuckDB error) says the database file is corrupt."""
+    text = str(exc).lower()
+    return any(mark in text for mark in _DAMAGE_MARKS)
+
+
+def damaged_error(directory: Path | None, exc: BaseException | str, *,
+                  music: Path | None = None) -> StoreDamagedError:
+    """The one line for a damaged store: what DuckDB found and how to rebuild (the
+    command names ``music`` when known)."""
+    where = f"{Path(directory) / DB_NAME}" if directory is not None else "the store's database"
+    reason = exc if isinstance(exc, str) else " ".join(str(exc).split("\n")[0].split())
+    folder = f" --store {directory}" if directory is not None else ""
+    error = StoreDamagedError(
+        f"{where} is damaged ({reason}); run `engine build {music or '<music folder>'}{folder} "
+        "--rebuild-store` to set it aside and analyse the music again (FAISS indexes are "
+        "rebuilt from it)")
+    error.reason = reason
+    return error
+
+
+def set_aside(directory: Path) -> Path:
+    """Rename a damaged ``engine.duckdb`` (and its WAL) to ``engine.duckdb.damaged-<time>``;
+    returns the new name. Nothing is deleted."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    db = Path(directory) / DB_NAME
+    aside = db.with_name(f"{DB_NAME}.damaged-{stamp}")
+    os.replace(db, aside)
+    wal = db.with_name(DB_NAME + ".wal")
+    if wal.exists():
+        os.replace(wal, aside.with_name(aside.name + ".wal"))
+    return aside
+
+
 def busy_reading(directory: Path, exc: BaseException, wait_s: float) -> StoreBusyError:
     """The one line for a reader that waited ``wait_s`` for the file in vain."""
     return StoreBusyError(
@@ -129,9 +177,16 @@ class Store:
         except BlockingIOError:
             os.close(lock_fd)
             raise StoreBusyError(f"store {directory} is in use by another build") from None
-        con = duckdb.connect(str(directory / DB_NAME))
-        store = cls(directory, con, lock_fd)
-        store._create()
+        try:
+            con = duckdb.connect(str(directory / DB_NAME))
+            store = cls(directory, con, lock_fd)
+            store._create()
+        except duckdb.Error as exc:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            os.close(lock_fd)
+            if is_damaged(exc):
+                raise damaged_error(directory, exc) from None
+            raise
         return store
 
     @classmethod
@@ -153,6 +208,8 @@ class Store:
             con = turns.reading_turn(directory, lambda: duckdb.connect(str(db), read_only=True),
                                      wait_s=wait_s, busy=lambda e: busy_reading(directory, e, wait_s))
         except duckdb.Error as exc:
+            if is_damaged(exc):
+                raise damaged_error(directory, exc) from None
             raise StoreError(f"cannot open store {directory}: {str(exc).splitlines()[0]}") from None
         return cls(directory, con, None)
 
@@ -434,16 +491,27 @@ class StoreWriter:
                 "build again, what was written so far is kept")
 
         db = str(self.directory / DB_NAME)
-        with turns.writing_turn(self.directory, lambda: duckdb.connect(db), wait_s=wait_s,
-                                on_wait=self.on_wait, busy=busy) as con:
-            store = Store(self.directory, con, None)
-            try:
-                if not self._created:
-                    store._create()
-                    self._created = True
-                yield store
-            finally:
-                con.close()
+        try:
+            with turns.writing_turn(self.directory, lambda: duckdb.connect(db), wait_s=wait_s,
+                                    on_wait=self.on_wait, busy=busy) as con:
+                store = Store(self.directory, con, None)
+                try:
+                    if not self._created:
+                        store._create()
+                        self._created = True
+                    yield store
+                finally:
+                    con.close()
+        except duckdb.Error as exc:
+            if is_damaged(exc):
+                raise damaged_error(self.directory, exc) from None
+            raise
+
+    def set_aside(self) -> Path:
+        """Move the damaged database file aside (see :func:`set_aside`); the next session
+        makes a new one."""
+        self._created = False
+        return set_aside(self.directory)
 
     def close(self) -> None:
         if self._lock_fd is not None:

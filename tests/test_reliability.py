@@ -257,10 +257,11 @@ BUILD_ARGS = ("--max-seconds", "10", "--workers", "2", "--threads", "1", "--batc
               "--no-fetch")
 
 
-def _engine(*args, timeout: float = 600, drop_dac: bool = False, **kw) -> subprocess.CompletedProcess:
-    """Run the CLI in a child. ``drop_dac``: as root, without the capabilities that let
-    root read any file, so that permissions apply as for a user (chmod 000)."""
-    cmd = [sys.executable, "-m", "engine.cli", *map(str, args)]
+def _engine(*args, timeout: float = 600, drop_dac: bool = False, prefix=(), **kw) -> subprocess.CompletedProcess:
+    """Run the CLI in a child (after ``prefix``, e.g. prlimit). ``drop_dac``: as root,
+    without the capabilities that let root read any file, so that permissions apply as
+    for a user (chmod 000)."""
+    cmd = [*prefix, sys.executable, "-m", "engine.cli", *map(str, args)]
     if drop_dac and os.geteuid() == 0:
         cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=timeout, **kw)
@@ -568,3 +569,157 @@ def test_item5_a_build_waits_for_a_reader_then_says_who_holds_the_store(corpus, 
     err = out.stderr.decode().strip().splitlines()
     assert out.returncode == 1 and err[-1].startswith(f"error: store {store} is held open by PID {holder.pid}")
     assert "waited 2 s for it to close" in err[-1]
+
+
+# -- 6: one line for a damaged store, a full disk, a failed index write, low memory ----------
+
+def _one_line_error(out: subprocess.CompletedProcess, *words: str) -> str:
+    """The error line that ends ``out``'s stderr (warnings may come before it, never a traceback)."""
+    err = out.stderr.decode().strip()
+    line = err.splitlines()[-1] if err else ""
+    assert out.returncode == 1 and line.startswith("error: ") and "Traceback" not in err, err[-3000:]
+    assert sum(ln.startswith("error: ") for ln in err.splitlines()) == 1
+    for w in words:
+        assert w in line, line
+    return line
+
+
+def _flip(db: Path, offset: int) -> None:
+    with open(db, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0xFF]))
+
+
+@pytest.mark.slow
+def test_item6_a_damaged_store_is_one_line_and_the_build_rebuilds_it(awkward, tmp_path):
+    import shutil
+
+    music, store, _ = awkward
+    damaged = tmp_path / "store"
+    shutil.copytree(store, damaged)
+    _flip(damaged / "engine.duckdb", 100)  # the header block
+    commands = [("knn", "-t", "plain.ogg", "-s", "musicnn"), ("sql", "SELECT count(*) FROM tracks"),
+                ("playlist", "--where", "true", "--m3u8", tmp_path / "p.m3u8"),
+                ("report", "--out", tmp_path / "report"), ("tui",)]
+    for cmd in commands:  # before: 35-line tracebacks ("Corrupt database file: computed checksum")
+        _one_line_error(_engine(*cmd, "--store", damaged, stdin=subprocess.DEVNULL, timeout=120),
+                        f"{damaged / 'engine.duckdb'} is damaged (Corrupt database file", "--rebuild-store")
+    line = _one_line_error(_engine("build", music, "--store", damaged, *BUILD_ARGS, drop_dac=True))
+    assert f"run `engine build {music} --store {damaged} --rebuild-store`" in line
+    out = _engine("build", music, "--store", damaged, *BUILD_ARGS, "--rebuild-store", drop_dac=True)
+    assert out.returncode == 0 and b"set the damaged store aside as" in out.stderr
+    (aside,) = damaged.glob("engine.duckdb.damaged-*")  # the user's file is kept
+    assert _rows(damaged, "SELECT count(*) FROM tracks") == _rows(store, "SELECT count(*) FROM tracks")
+    # Damage deeper in the file shows when a query reads it: each command answers or says so.
+    size = (store / "engine.duckdb").stat().st_size
+    for fraction in (0.3, 0.5, 0.7):
+        shutil.rmtree(damaged)
+        shutil.copytree(store, damaged)
+        _flip(damaged / "engine.duckdb", int(size * fraction))
+        for cmd in commands[:3]:
+            extra = ("--force",) if cmd[0] == "playlist" else ()
+            out = _engine(*cmd, *extra, "--store", damaged, timeout=120)
+            if out.returncode:
+                _one_line_error(out, "is damaged")
+
+
+def _tmpfs(path: Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                                            str(path)], capture_output=True).returncode:
+        pytest.skip("needs root and mount to make a small file system")
+
+
+@pytest.mark.slow
+def test_item6_disk_full_is_one_line_and_loses_nothing(corpus, tmp_path):
+    import shutil
+
+    music = _music(corpus, tmp_path / "music", rendered=0)
+    small = tmp_path / "small"
+    _tmpfs(small, "3m")
+    try:
+        out = _engine("build", music, "--store", small / "store", *BUILD_ARGS, "--batch", "1")
+        _one_line_error(out, "no space left on the device (writing", "free some space")
+        shutil.copytree(small / "store", tmp_path / "store")
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
+    committed = _rows(tmp_path / "store", "SELECT count(*) FROM tracks")[0][0]
+    out = _engine("build", music, "--store", tmp_path / "store", *BUILD_ARGS)  # room again: resumes
+    assert out.returncode == 0 and f"unchanged {committed}".encode() in out.stderr
+    assert _rows(tmp_path / "store", "SELECT count(*) FROM tracks") == [(5,)]
+
+
+@pytest.mark.slow
+def test_item6_an_index_that_cannot_be_written_is_one_line(awkward, tmp_path):
+    import shutil
+
+    from index import vectors
+    from index.store import Store
+
+    music, store, _ = awkward
+    small = tmp_path / "small"
+    _tmpfs(small, str(sum(f.stat().st_size for f in store.iterdir()) + (1 << 20)))
+    try:
+        shutil.copytree(store, small / "store")
+        (small / "store" / "musicnn.faiss").unlink()
+        with Store.open(small / "store") as s:
+            with open(small / "fill", "wb") as f:  # leave no room for the index
+                try:
+                    while True:
+                        f.write(bytes(1 << 16))
+                        f.flush()
+                except OSError:
+                    pass
+            with pytest.raises(vectors.IndexWriteError) as err:  # before: a RuntimeError from FAISS
+                vectors.sync(s, spaces=("musicnn",))
+        assert "\n" not in str(err.value)
+        assert str(err.value).startswith(f"cannot write the musicnn index {small / 'store' / 'musicnn.faiss'}: "
+                                         "No space left on device; free some space")
+        assert not list((small / "store").glob("*.tmp"))
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
+
+
+@pytest.mark.slow
+def test_item6_low_memory_is_one_line(awkward, corpus, tmp_path):
+    """Under an address-space limit each command either works or says 'out of memory' in
+    one line (the limits where each breaks depend on the libraries; several are tried)."""
+    if subprocess.run(["prlimit", "--version"], capture_output=True).returncode:
+        pytest.skip("needs prlimit")
+    music, store, _ = awkward
+    said = 0
+    for mb in (500, 700, 1000):
+        out = _engine("knn", "-t", "plain.ogg", "-s", "musicnn", "--store", store,
+                      prefix=["prlimit", f"--as={mb * 10**6}"])
+        if out.returncode:
+            _one_line_error(out, "error: out of memory (")
+            said += 1
+    for mb in (1000, 1300):
+        out = _engine("build", _music(corpus, tmp_path / f"m{mb}", rendered=0), "--store",
+                      tmp_path / f"s{mb}", *BUILD_ARGS, prefix=["prlimit", f"--as={mb * 10**6}"])
+        if out.returncode:
+            _one_line_error(out, "error: out of memory (", "--workers")
+            said += 1
+    assert said >= 2
+
+
+# -- 11: engine sql: memory and time caps, a query that starts with a comment -----------------
+
+@pytest.mark.slow
+def test_item11_sql_memory_time_and_comments(awkward):
+    _, store, _ = awkward
+    t0 = time.monotonic()
+    out = _engine("sql", "SELECT repeat('x', 2000000000)", "--store", store, timeout=120)
+    _one_line_error(out, "Out of Memory Error", "--max-memory")  # before: grew to ≈7 GB
+    out = _engine("sql", "SELECT count(*) FROM range(10000000000) a, range(10) b", "--store", store,
+                  "--timeout", "2", timeout=120)
+    _one_line_error(out, "the query was stopped after 2 s (--timeout)")
+    assert time.monotonic() - t0 < 60
+    out = _engine("sql", "-- how many?\nSELECT count(*) AS n FROM tracks", "--store", store, "--format", "csv")
+    assert out.returncode == 0 and out.stdout == b"n\n9\n"
+    out = _engine("sql", "--format", "csv", "--store", store, "--", "--x\nSELECT 1 AS one")
+    assert out.returncode == 0 and out.stdout == b"one\n1\n"
+    out = _engine("sql", "-", "--store", store, "--format", "csv", input=b"-- from stdin\nSELECT 2 AS two")
+    assert out.returncode == 0 and out.stdout == b"two\n2\n"

@@ -31,7 +31,7 @@ from index.query import (
     BadSQLError, MissingEmbeddingsError, Neighbour, QueryError, Searcher, _one_line,
     prepare_connection, select_sql,
 )
-from index.store import DB_NAME, Store
+from index.store import DB_NAME, Store, damaged_error, is_damaged
 
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Spellings a store may hold for each pitch class (flats, unicode accidentals).
@@ -251,6 +251,8 @@ class _Conn:
 
     def store_for(self, use):
         """``use(store)`` on an open store, under the role's lock; returns what it returns."""
+        import duckdb
+
         with self.lock:
             if self._store is not None and turns.writer_waiting(self._store.directory):
                 self._close()
@@ -260,6 +262,10 @@ class _Conn:
                 prepare_connection(self._store)
             try:
                 return use(self._store)
+            except duckdb.Error as exc:
+                if is_damaged(exc):  # one line in the app, never a crashed worker
+                    raise TuiError(str(damaged_error(self._store.directory, exc))) from None
+                raise
             finally:
                 self._used = time.monotonic()
                 if self._timer is None:
