@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from contextlib import contextmanager
 import threading
 import uuid
 from datetime import time, timedelta
@@ -89,13 +90,13 @@ def sql(query: str, store_dir: Path | None, fmt: str, limit: int | None, timeout
     if query == "-":
         query = sys.stdin.read()
     limit_bytes = _bytes(max_memory)
-    _cap_address_space(limit_bytes + _PROCESS_HEADROOM)
     stop = threading.Timer(timeout_s + _HARD_STOP_S, _hard_stop, [timeout_message(timeout_s)])
     stop.daemon = True
     stop.start()
     try:
-        result = run_query(store_dir, query, limit=limit, timeout_s=timeout_s,
-                           memory_limit=f"{limit_bytes}B")
+        with _address_space_cap(limit_bytes + _PROCESS_HEADROOM):
+            result = run_query(store_dir, query, limit=limit, timeout_s=timeout_s,
+                               memory_limit=f"{limit_bytes}B")
     except MemoryError:
         raise SqlError("out of memory for the query: narrow it (filters, fewer columns, --limit) "
                        "or allow more with --max-memory") from None
@@ -121,23 +122,29 @@ def _bytes(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
-def _cap_address_space(extra: int) -> None:
-    """Let this process map at most ``extra`` bytes more than it has now (RLIMIT_AS), so a
-    query that builds huge values fails with 'out of memory' instead of taking the machine."""
+@contextmanager
+def _address_space_cap(extra: int):
+    """While inside, this process may map at most ``extra`` bytes more than it has now
+    (RLIMIT_AS), so a query that builds huge values fails with 'out of memory' instead of
+    taking the machine. The limit is put back afterwards (the command may run in-process)."""
     try:
         import resource
 
         with open("/proc/self/statm") as f:
             mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
         soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        cap = mapped + extra
-        if soft != resource.RLIM_INFINITY:
-            cap = min(cap, soft)
-        if hard != resource.RLIM_INFINITY:
-            cap = min(cap, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     except (ImportError, OSError, ValueError):  # not Linux: DuckDB's memory_limit only
-        pass
+        yield
+        return
+    cap = mapped + extra
+    for limit in (soft, hard):
+        if limit != resource.RLIM_INFINITY:
+            cap = min(cap, limit)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def _hard_stop(message: str) -> None:
