@@ -377,7 +377,8 @@ def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], writer: 
     summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.perf_counter() - t0
     records = []
     for a, m in zip(batch, outputs):
-        records.append(build_record(a, m, stage.labels, with_file_columns=a.task.dsp))
+        records.append(build_record(a, m, stage.labels, with_file_columns=a.task.dsp,
+                                    ran=stage.spaces))
         for k, v in a.timings.items():
             summary.stage_seconds[k] = summary.stage_seconds.get(k, 0.0) + v
         if a.task.dsp:

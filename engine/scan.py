@@ -204,7 +204,7 @@ def _list_dir(path: Path, skip: Callable[..., None]) -> list[os.DirEntry]:
         with os.scandir(path) as it:
             return sorted(it, key=lambda e: e.name)
     except OSError as e:
-        log.warning("skipping unreadable folder %s: %s", path, e.strerror or e)
+        log.warning("skipping unreadable folder %r: %s", str(path), e.strerror or e)
         skip(path, f"folder cannot be listed: {e.strerror or e}", folder=True)
         return []
 
@@ -226,7 +226,7 @@ def _not_audio(name: str, path: str) -> str | None:
         with open(path, "rb") as f:
             head = f.read(_SNIFF_BYTES)
     except OSError as e:
-        log.warning("skipping unreadable file %s: %s", path, e.strerror or e)
+        log.warning("skipping unreadable file %r: %s", str(path), e.strerror or e)
         return f"cannot be read: {e.strerror or e}"
     if sniff_audio(head):
         return None

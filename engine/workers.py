@@ -92,6 +92,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.task: Any = None
+        self.seq = -1  # the task's place in the input
         self.deadline: float | None = None
 
     def kill(self) -> None:
@@ -138,19 +139,32 @@ class WorkerPool(Generic[T]):
         self._workers = []
 
     def map_unordered(self, tasks: Iterable[T]) -> Iterator[tuple[T, Any]]:
-        """Yield ``(task, result)`` as tasks finish; result is a TaskFailed on failure."""
-        pending = iter(tasks)
+        """Yield ``(task, result)`` as tasks finish; result is a TaskFailed on failure.
+
+        A task whose worker crashes is tried once more in a fresh worker before it counts
+        as failed: native decoders can corrupt a worker's heap on one damaged file and
+        crash it on the next, valid one (seen in the fuzz build: 'free(): invalid
+        pointer', then SIGSEGV on a good Ogg file). A task that crashes twice is failed.
+        """
+        pending = enumerate(tasks)
+        again: list[tuple[int, T]] = []  # (sequence number, task) that crashed once
+        retried: set[int] = set()
         exhausted = False
         while True:
-            if not exhausted:
-                for w in self._workers:
-                    if w.task is None:
-                        try:
-                            task = next(pending)
-                        except StopIteration:
-                            exhausted = True
-                            break
-                        self._assign(w, task)
+            for w in self._workers:
+                if w.task is not None:
+                    continue
+                if again:
+                    self._assign(w, *again.pop())
+                    continue
+                if exhausted:
+                    break
+                try:
+                    seq, task = next(pending)
+                except StopIteration:
+                    exhausted = True
+                    break
+                self._assign(w, seq, task)
             busy = [w for w in self._workers if w.task is not None]
             if not busy:
                 return
@@ -178,10 +192,15 @@ class WorkerPool(Generic[T]):
                 if not w.process.is_alive():
                     w.kill()
                     self._workers[i] = _Worker(self._ctx, self.func)
+                if outcome.__class__ is TaskFailed and outcome.stage == "worker" \
+                        and not outcome.error.startswith("timed out") and w.seq not in retried:
+                    retried.add(w.seq)
+                    again.append((w.seq, task))
+                    continue
                 yield task, outcome
 
-    def _assign(self, w: _Worker, task: T) -> None:
-        w.task = task
+    def _assign(self, w: _Worker, seq: int, task: T) -> None:
+        w.task, w.seq = task, seq
         w.deadline = time.monotonic() + self.timeout_s
         w.conn.send(task)
 

@@ -50,3 +50,14 @@ def to_db(path: str) -> tuple[str, bytes | None]:
 def from_db(text: str, raw: bytes | bytearray | memoryview | None) -> str:
     """The path as the file system names it: from ``raw`` when stored, else ``text``."""
     return os.fsdecode(bytes(raw)) if raw is not None else text
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_CONTROL = {c: _ESCAPES.get(chr(c), f"\\x{c:02x}") for c in [*range(0x20), 0x7F]}
+
+
+def one_line(text: str) -> str:
+    """``text`` as valid UTF-8 on one line: line breaks and other control characters (a
+    file name may hold any) written as ``\\n``, ``\\x1b`` ..., so a reason that quotes a
+    path stays one line and cannot drive a terminal."""
+    return db_text(text).translate(_CONTROL)

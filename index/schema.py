@@ -83,8 +83,8 @@ TRACK_COLUMNS: tuple[Column, ...] = (
     Column("top_style", "VARCHAR", "most activated Discogs style (e.g. 'Techno')"),
     Column("top_style_activation", "DOUBLE", "activation of top_style, 0-1"),
     Column("genre", "VARCHAR", "parent genre of top_style (e.g. 'Electronic')"),
-    Column("has_musicnn", "BOOLEAN", "MusiCNN outputs are present"),
-    Column("has_effnet", "BOOLEAN", "Discogs-EffNet outputs are present"),
+    Column("has_musicnn", "BOOLEAN", "MusiCNN outputs are present (false: it ran, the audio is too short; NULL: not run)"),
+    Column("has_effnet", "BOOLEAN", "Discogs-EffNet outputs are present (false: it ran, the audio is too short; NULL: not run)"),
     Column("analysed_at", "TIMESTAMP", "when the track was analysed"),
 )
 

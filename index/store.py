@@ -22,7 +22,7 @@ import platformdirs
 
 from engine.errors import EngineError
 from index import turns
-from index.pathnames import db_text, from_db, to_db
+from index.pathnames import db_text, from_db, one_line, to_db
 from index.schema import SCHEMA_VERSION, TABLES_DDL, TRACK_COLUMN_NAMES, TRACK_COLUMNS
 
 DB_NAME = "engine.duckdb"
@@ -116,7 +116,7 @@ class KnownFile:
     file_size: int
     mtime_ns: int
     content_hash: str
-    has_musicnn: bool
+    has_musicnn: bool  # the model ran on the file (its outputs may be empty: too short)
     has_effnet: bool
     has_quality: bool  # False for tracks analysed before the quality measures existed
 
@@ -283,7 +283,7 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "coalesce(has_musicnn, false), coalesce(has_effnet, false), quality IS NOT NULL, "
+            "has_musicnn IS NOT NULL, has_effnet IS NOT NULL, quality IS NOT NULL, "
             "path_bytes FROM tracks"
         )
         known = (KnownFile(r[0], from_db(r[1], r[8]), *r[2:8]) for r in rows)
@@ -347,7 +347,7 @@ class Store:
                 self._exec(
                     "INSERT OR REPLACE INTO failures (path, stage, error, \"at\", file_size, "
                     "mtime_ns, path_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [text, f.stage, db_text(f.error), now, f.file_size, f.mtime_ns, raw],
+                    [text, f.stage, one_line(f.error), now, f.file_size, f.mtime_ns, raw],
                 )
             self._bump(spaces)
 
