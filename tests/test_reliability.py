@@ -723,3 +723,51 @@ def test_item11_sql_memory_time_and_comments(awkward):
     assert out.returncode == 0 and out.stdout == b"one\n1\n"
     out = _engine("sql", "-", "--store", store, "--format", "csv", input=b"-- from stdin\nSELECT 2 AS two")
     assert out.returncode == 0 and out.stdout == b"two\n2\n"
+
+
+@pytest.mark.slow
+def test_item1_tui_export_asks_before_overwriting_and_never_writes_into_the_store(awkward, tmp_path):
+    import asyncio
+
+    from tui.app import EngineApp
+    from tui.components.export_screen import ConfirmScreen, ExportScreen
+
+    _, store, _ = awkward
+    db = store / "engine.duckdb"
+    before = db.read_bytes()
+    mine = tmp_path / "mine.m3u8"
+    mine.write_text("#EXTM3U\nmine\n")
+
+    async def run() -> None:
+        app = EngineApp(store, debounce=0)
+        async with app.run_test(size=(120, 40)) as pilot:
+            async def export(target: Path) -> None:
+                await pilot.pause()
+                await app.settle()
+                await pilot.press("e")
+                await pilot.pause()
+                assert isinstance(app.screen, ExportScreen)
+                app.screen.query_one("#export-path").value = str(target)
+                await pilot.press("enter")
+                await pilot.pause()
+                await app.settle()
+                await pilot.pause()
+
+            await export(db)
+            assert any("engine store folder" in n.message for n in app._notifications)
+            await export(mine)
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("n")
+            await pilot.pause()
+            await app.settle()
+            assert mine.read_text() == "#EXTM3U\nmine\n"
+            await export(mine)
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("y")
+            await pilot.pause()
+            await app.settle()
+            await pilot.pause()
+            assert mine.read_text().count("#EXTINF") == 8
+
+    asyncio.run(run())
+    assert db.read_bytes() == before
