@@ -208,8 +208,7 @@ def build(
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> BuildSummary:
     """Analyse every audio file under ``root`` into the store (see module doc)."""
-    from engine.modelstage import ModelStage, available_spaces, missing_models_note
-    from index import vectors
+    from engine.modelstage import ModelStage, missing_models_note
     from models.inference import RuntimeOptions
 
     t_start = time.perf_counter()
@@ -217,6 +216,7 @@ def build(
     if not root.is_dir():
         raise EngineError(f"not a folder: {root}")
     root = root.resolve()
+    _check_address_space()
     # FAISS is loaded now, while the address space is free: loaded after the models (under
     # `ulimit -v`, say) its libraries failed to map, or crashed, after the whole analysis.
     import faiss  # noqa: F401
@@ -234,30 +234,67 @@ def build(
     # The store's file is opened read-write only for each step below (planning, every
     # batch's commit, the indexes), so `engine sql`, `knn` and the TUI read in between.
     with StoreWriter.acquire(store_dir, on_wait=echo) as writer:
-        # Planning needs only which backbones are present; sessions are opened (and
-        # models converted) only when there is something to analyse.
-        spaces = available_spaces(options.spaces)
+        stages: list = []  # the model stage, made once (a retry reuses it)
+
+        def models() -> "ModelStage":
+            if not stages:
+                stages.append(ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces))
+                for extra in stages[0].notes:  # models present but not loadable
+                    echo(extra)
+                    summary.notes.append(extra)
+            return stages[0]
+
         try:
-            plan = _plan_and_apply(writer, root, spaces, options, summary)
-        except StoreDamagedError as exc:
+            _build_into(writer, root, options, summary, models, workers)
+        except StoreDamagedError as exc:  # found while planning, writing a batch or indexing
             if not options.rebuild_store:
                 raise damaged_error(writer.directory, exc.reason, music=root) from None
             aside = writer.set_aside()
             echo(f"set the damaged store aside as {aside}; analysing the music again")
-            plan = _plan_and_apply(writer, root, spaces, options, summary)
-        if plan.tasks:
-            stage = ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces)
-            for extra in stage.notes:  # models present but not loadable
-                echo(extra)
-                summary.notes.append(extra)
-            spaces = stage.spaces
-            _run(plan, writer, stage, workers, options, summary)
-        with writer.session() as store:
-            if plan.tasks:  # kept for the benchmark's per-stage breakdown
-                store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
-            vectors.sync(store, spaces=spaces or options.spaces)
+            summary = BuildSummary(notes=summary.notes)
+            _build_into(writer, root, options, summary, models, workers)
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+# Address space the build's main process maps (models, DuckDB, FAISS, their threads):
+# under `prlimit --as` it ran at 1.6 GB and ran short at 1.3 GB, where it either said
+# "out of memory" or died in glibc ("cannot allocate memory for thread-local data: ABORT")
+# without a word; so a lower limit is refused up front.
+BUILD_ADDRESS_SPACE = 1_500_000_000
+
+
+def _check_address_space() -> None:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY and soft < BUILD_ADDRESS_SPACE:
+        raise EngineError(
+            f"out of memory: this process may map {soft / 1e9:.1f} GB (ulimit -v), a build needs "
+            f"about {BUILD_ADDRESS_SPACE / 1e9:.1f} GB; raise the limit (ulimit -v unlimited)")
+
+
+def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary: BuildSummary,
+                models, workers: int) -> None:
+    """Plan, analyse what needs it (``models()`` gives the model stage) and index."""
+    from engine.modelstage import available_spaces
+    from index import vectors
+
+    # Planning needs only which backbones are present; sessions are opened (and models
+    # converted) only when there is something to analyse.
+    spaces = available_spaces(options.spaces)
+    plan = _plan_and_apply(writer, root, spaces, options, summary)
+    if plan.tasks:
+        stage = models()
+        spaces = stage.spaces
+        _run(plan, writer, stage, workers, options, summary)
+    with writer.session() as store:
+        if plan.tasks:  # kept for the benchmark's per-stage breakdown
+            store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
+        vectors.sync(store, spaces=spaces or options.spaces)
 
 
 def _plan_and_apply(writer: StoreWriter, root: Path, spaces, options: BuildOptions,

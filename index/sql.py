@@ -281,6 +281,9 @@ def _attach(con, directory: Path) -> None:
         con.execute(f"USE {CATALOG}").fetchall()
         create_views(con)
         _lock(con)
+    except duckdb.OutOfMemoryException as exc:
+        raise SqlError(f"out of memory opening the store {db} ({str(exc).splitlines()[0]}): "
+                       "close other programs, or allow more with --max-memory") from None
     except duckdb.Error as exc:
         if is_damaged(exc):
             raise damaged_error(directory, exc) from None

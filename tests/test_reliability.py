@@ -696,13 +696,15 @@ def test_item6_low_memory_is_one_line(awkward, corpus, tmp_path):
         if out.returncode:
             _one_line_error(out, "error: out of memory (")
             said += 1
-    for mb in (1000, 1300):
+    for mb in (1000, 1300):  # below what a build needs: said at once (before: glibc aborts)
         out = _engine("build", _music(corpus, tmp_path / f"m{mb}", rendered=0), "--store",
                       tmp_path / f"s{mb}", *BUILD_ARGS, prefix=["prlimit", f"--as={mb * 10**6}"])
-        if out.returncode:
-            _one_line_error(out, "error: out of memory (", "--workers")
-            said += 1
-    assert said >= 2
+        _one_line_error(out, "error: out of memory: this process may map", "ulimit -v")
+    out = _engine("build", _music(corpus, tmp_path / "m2000", rendered=0), "--store", tmp_path / "s2000",
+                  *BUILD_ARGS, prefix=["prlimit", f"--as={2000 * 10**6}"])
+    if out.returncode:
+        _one_line_error(out, "error: out of memory (", "--workers")
+    assert said >= 1
 
 
 # -- 11: engine sql: memory and time caps, a query that starts with a comment -----------------
