@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 from engine.analysis import AnalysisTask, FileAnalysis, analyse_file
 from engine.decode import DEFAULT_MAX_SECONDS
 from engine.errors import EngineError, ScanError
+from index.pathnames import to_db
 from engine.workers import TaskFailed, WorkerPool, default_processes
 from index.store import (
     FailedFile, KnownFile, Store, StoreDamagedError, StoreWriter, damaged_error,
@@ -132,10 +133,18 @@ def plan_build(
         if entry.folder:
             unlisted.append(path.rstrip(os.sep) + os.sep)
 
+    shown: dict[str, str] = {}  # stored text of a name -> the name (index.pathnames)
     for f in scan(root, on_skip=skipped):
         n += 1
         path = str(f.path)
         found_paths.add(path)
+        text = to_db(path)[0]
+        if shown.setdefault(text, path) != path:
+            # A name that is not UTF-8, shown as \xNN, equals another file's real name.
+            plan.not_analysable.append(FailedFile(
+                path, f.size, f.mtime_ns, "skipped",
+                f"its name is stored as {text!r}, which is also another file's name: rename one"))
+            continue
         k = known.get(path)
         if k is not None and (k.file_size, k.mtime_ns) == (f.size, f.mtime_ns):
             missing = [s for s in available_spaces if not getattr(k, f"has_{s}")]

@@ -337,10 +337,12 @@ class Store:
                     )
                 self._replace_outputs(track_id, rec)
                 spaces.update(rec.embeddings)
-            if records:
+            if records:  # matched by text and bytes: a failure of a namesake is kept
+                texts, raws = zip(*(to_db(r.path) for r in records))
                 self._exec(
-                    "DELETE FROM failures WHERE path IN (SELECT unnest(?))",
-                    [[to_db(r.path)[0] for r in records]],
+                    "DELETE FROM failures f USING (SELECT unnest(?) AS p, unnest(?) AS b) x "
+                    "WHERE f.path = x.p AND f.path_bytes IS NOT DISTINCT FROM x.b",
+                    [list(texts), list(raws)],
                 )
             for f in failures:
                 text, raw = to_db(f.path)

@@ -773,3 +773,19 @@ def test_item1_tui_export_asks_before_overwriting_and_never_writes_into_the_stor
 
     asyncio.run(run())
     assert db.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_item2_a_name_whose_escaped_text_is_another_file_name_is_skipped_not_fatal(corpus, tmp_path):
+    import shutil
+
+    music = tmp_path / "music"
+    music.mkdir()
+    shutil.copy(corpus / "edge" / "t.ogg", music / CAFE)
+    shutil.copy(corpus / "edge" / "t_tagged.ogg", music / "caf\\xe9.ogg")  # the text, for real
+    store = tmp_path / "store"
+    out = _engine("build", music, "--store", store, *BUILD_ARGS)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert _rows(store, "SELECT count(*) FROM tracks") == [(1,)]
+    ((stage, error),) = _rows(store, "SELECT stage, error FROM failures")
+    assert stage == "skipped" and "also another file's name: rename one" in error
