@@ -56,7 +56,7 @@ class BuildOptions:
     timeout_s: float = 600.0
     retry_failed: bool = False
     progress: bool = True
-    spaces: tuple[str, ...] = ("musicnn", "effnet")
+    spaces: tuple[str, ...] = ("musicnn", "effnet", "mtt")
     fetch: bool = True  # download missing models first (ENGINE_OFFLINE=1 turns it off)
     rebuild_store: bool = False  # a damaged database is set aside and the store made anew
 
@@ -254,14 +254,14 @@ def build(
             return stages[0]
 
         try:
-            _build_into(writer, root, options, summary, models, workers)
+            _build_into(writer, root, options, summary, models, workers, echo)
         except StoreDamagedError as exc:  # found while planning, writing a batch or indexing
             if not options.rebuild_store:
                 raise damaged_error(writer.directory, exc.reason, music=root) from None
             aside = writer.set_aside()
             echo(f"set the damaged store aside as {aside}; analysing the music again")
             summary = BuildSummary(notes=summary.notes)
-            _build_into(writer, root, options, summary, models, workers)
+            _build_into(writer, root, options, summary, models, workers, echo)
     summary.seconds = time.perf_counter() - t_start
     return summary
 
@@ -287,10 +287,11 @@ def _check_address_space() -> None:
 
 
 def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary: BuildSummary,
-                models, workers: int) -> None:
+                models, workers: int, echo: Callable[[str], None]) -> None:
     """Plan, analyse what needs it (``models()`` gives the model stage) and index."""
     from engine.modelstage import available_spaces
     from index import vectors
+    from index.search import train_for_build
 
     # Planning needs only which backbones are present; sessions are opened (and models
     # converted) only when there is something to analyse.
@@ -304,6 +305,13 @@ def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary:
         if plan.tasks:  # kept for the benchmark's per-stage breakdown
             store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
         vectors.sync(store, spaces=spaces or options.spaces)
+    # Text search's caches (concept values, learned text space), ready for the first search;
+    # they are files beside the database, so readers keep their turns meanwhile.
+    with Store.open_read_only(writer.directory) as store:
+        text_note = train_for_build(store)
+    if text_note and plan.tasks:
+        echo(text_note)
+        summary.notes.append(text_note)
 
 
 def _plan_and_apply(writer: StoreWriter, root: Path, spaces, options: BuildOptions,

@@ -119,6 +119,7 @@ class KnownFile:
     has_musicnn: bool  # the model ran on the file (its outputs may be empty: too short)
     has_effnet: bool
     has_quality: bool  # False for tracks analysed before the quality measures existed
+    has_mtt: bool = False  # as has_musicnn
 
 
 @dataclass(frozen=True)
@@ -284,9 +285,9 @@ class Store:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
             "has_musicnn IS NOT NULL, has_effnet IS NOT NULL, quality IS NOT NULL, "
-            "path_bytes FROM tracks"
+            "has_mtt IS NOT NULL, path_bytes FROM tracks"
         )
-        known = (KnownFile(r[0], from_db(r[1], r[8]), *r[2:8]) for r in rows)
+        known = (KnownFile(r[0], from_db(r[1], r[9]), *r[2:9]) for r in rows)
         return {k.path: k for k in known}
 
     def failed_files(self) -> dict[str, FailedFile]:

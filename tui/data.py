@@ -43,6 +43,7 @@ PAGE_SIZE = 200
 # A role's connection is closed after this long without a query (index.turns: a build
 # commits while the app is idle).
 IDLE_CLOSE_S = 1.0
+SEARCH_RESULTS = 500  # tracks a text search lists, best first
 
 # Results columns: (heading, SQL expression). The first is the row key.
 RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -126,6 +127,7 @@ class Filters:
     style: str | None = None
     style_min: float = 0.0
     where: str = ""  # the user's free SQL
+    text: str = ""  # search words (index.search): the list is then ranked by relevance
 
 
 def _literal(text: str) -> str:
@@ -316,10 +318,14 @@ class Catalog:
         self._details = _Conn(self.directory)
         self._search = _Conn(self.directory)
         self._searcher: Searcher | None = None
+        self._text_searcher = None  # index.search.TextSearcher, made on the first search
+        self._text = _Conn(self.directory)
+        self._text_lock = threading.Lock()
+        self._text_hits: tuple[tuple[str, str | None], list[int]] | None = None
         self._checked: dict[str, str] = {}
 
     def close(self) -> None:
-        for c in (self._results, self._details, self._search):
+        for c in (self._results, self._details, self._search, self._text):
             c.close()
 
     def version(self) -> tuple[int, int] | None:
@@ -370,6 +376,8 @@ class Catalog:
         again."""
         import duckdb
 
+        if f.text.strip():
+            return self.search_page(f, offset, limit)
         if sort not in SORTABLE:
             raise TuiError(f"cannot sort by {sort!r}: use one of {', '.join(SORTABLE)}")
         source, where = self._source(f), filter_sql(f)
@@ -386,6 +394,32 @@ class Catalog:
             raise BadSQLError(f"bad filter: {_one_line(exc)}") from None
         return Page(tuple(_row(r) for r in rows), int(total),
                     offset, sort, descending)
+
+    def search_page(self, f: Filters, offset: int = 0, limit: int = PAGE_SIZE) -> Page:
+        """Rows ``offset``.. of the :data:`SEARCH_RESULTS` best matches of ``f.text`` among
+        the tracks the other filters keep, best first (``sort`` is ``"relevance"``)."""
+        from index.search import TextSearcher
+
+        where = combined_where(f)
+        key = (f.text.strip(), where)
+        def search(store: Store) -> list[int]:
+            if self._text_searcher is None:
+                self._text_searcher = TextSearcher(store=store)
+            else:
+                self._text_searcher.rebind(store)  # caches kept while the store is unchanged
+            return [h.track_id for h in self._text_searcher.search(key[0], SEARCH_RESULTS, where).hits]
+
+        with self._text_lock:
+            if self._text_hits is None or self._text_hits[0] != key:
+                try:
+                    self._text_hits = (key, self._text.store_for(search))
+                except BadSQLError:
+                    raise
+                except QueryError as exc:  # no match, empty query, missing model: one line
+                    raise TuiError(str(exc)) from None
+            ids = self._text_hits[1]
+        rows = self.rows_for(ids[offset : offset + limit])
+        return Page(rows, len(ids), offset, "relevance", False)
 
     def rows_for(self, track_ids: Sequence[int]) -> tuple[ResultRow, ...]:
         """Result rows for these tracks, in the order given (for a k-NN seeded list)."""
