@@ -665,11 +665,10 @@ def test_item6_an_index_that_cannot_be_written_is_one_line(awkward, tmp_path):
         shutil.copytree(store, small / "store")
         (small / "store" / "musicnn.faiss").unlink()
         with Store.open(small / "store") as s:
-            with open(small / "fill", "wb") as f:  # leave no room for the index
+            with open(small / "fill", "wb", buffering=0) as f:  # leave no room for the index
                 try:
                     while True:
                         f.write(bytes(1 << 16))
-                        f.flush()
                 except OSError:
                     pass
             with pytest.raises(vectors.IndexWriteError) as err:  # before: a RuntimeError from FAISS
