@@ -13,18 +13,20 @@ _M3U8 = click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Pat
 STDOUT = Path("-")  # --m3u8 -: the playlist goes to standard output
 
 
-def _write_playlist(tracks, m3u8: Path, relative: bool) -> None:
+def _write_playlist(tracks, m3u8: Path, relative: bool, force: bool, store_dir: Path | None) -> None:
     """The playlist to ``m3u8``, or to stdout for ``-`` (paths then relative to the cwd)."""
-    from index.playlist import m3u8_text, write_m3u8
+    from index.playlist import m3u8_lines, write_m3u8
 
     if m3u8 == STDOUT:
         tracks = list(tracks)
-        click.echo(m3u8_text(tracks, Path.cwd() if relative else None), nl=False)
-        count = len(tracks)
-        where = "standard output"
+        text, skipped = m3u8_lines(tracks, Path.cwd() if relative else None)
+        click.echo(text, nl=False)
+        count, where = len(tracks) - len(skipped), "standard output"
     else:
-        count = write_m3u8(tracks, m3u8, relative=relative)
-        where = str(m3u8)
+        written = write_m3u8(tracks, m3u8, relative=relative, force=force, store_dir=store_dir)
+        skipped, count, where = written.skipped, written.count, str(written.path)
+    for line in skipped:
+        click.echo(f"warning: {line}", err=True)
     click.echo(f"wrote {count} track{'s' if count != 1 else ''} to {where}", err=True)
 
 
@@ -58,9 +60,10 @@ def _key(key, scale) -> str | None:
 @click.option("--m3u8", "m3u8", type=_M3U8,
               help="Also write the track and its neighbours as a playlist (- : to stdout, instead of the table).")
 @click.option("--relative", is_flag=True, help="Playlist paths relative to the playlist's folder.")
+@click.option("--force", is_flag=True, help="Overwrite an existing playlist file.")
 @store_option
 def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path | None,
-        relative: bool, store_dir: Path | None) -> None:
+        relative: bool, force: bool, store_dir: Path | None) -> None:
     """The K tracks most similar to a track (cosine similarity of embeddings).
 
     The track itself and exact duplicates of it are left out. A --where filter
@@ -69,12 +72,16 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
 
     Example: engine knn --track "Metal_madness" --space effnet -k 5 --where "bpm BETWEEN 120 AND 160"
     """
+    from index.playlist import check_target, tracks_by_id
     from index.query import Searcher, check_space, resolve_track
 
     check_space(space)
+    if m3u8 not in (None, STDOUT):  # before the search: a refused target costs nothing
+        check_target(m3u8.expanduser().absolute(), force=force, store_dir=store_dir)
     with Searcher(store_dir) as searcher:
         ref = resolve_track(searcher.store, track)
         found = searcher.knn(ref, space, k, where)
+        listed = tracks_by_id(searcher.store, [ref.track_id, *(n.track_id for n in found)])
     _note_empty_columns(store_dir, where)
     click.echo(f"{len(found)} nearest to {ref.track_id} {ref.label} ({ref.path}) in {space}", err=True)
     if fmt == "table":
@@ -93,7 +100,7 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
     if m3u8 != STDOUT:
         click.echo(render(columns, rows, fmt))
     if m3u8 is not None:
-        _write_playlist([ref, *found], m3u8, relative)
+        _write_playlist(listed, m3u8, relative, force, store_dir)
 
 
 @click.command()
@@ -105,9 +112,10 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
 @click.option("--m3u8", "m3u8", type=_M3U8, required=True,
               help="Playlist file to write (UTF-8 M3U); - writes it to standard output.")
 @click.option("--relative", is_flag=True, help="Paths relative to the playlist's folder.")
+@click.option("--force", is_flag=True, help="Overwrite an existing playlist file.")
 @store_option
 def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, relative: bool,
-             store_dir: Path | None) -> None:
+             force: bool, store_dir: Path | None) -> None:
     """Write the tracks matching an SQL condition as an M3U8 playlist.
 
     Columns are those of the `tracks` table (docs/columns.md); style('Name') is the
@@ -115,8 +123,10 @@ def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, re
 
     Example: engine playlist --where "voice < 0.3 AND bpm BETWEEN 120 AND 130" --order-by "style('Techno') DESC" --limit 50 --m3u8 techno.m3u8
     """
-    from index.playlist import select_tracks
+    from index.playlist import check_target, select_tracks
 
+    if m3u8 != STDOUT:
+        check_target(m3u8.expanduser().absolute(), force=force, store_dir=store_dir)
     tracks = select_tracks(store_dir, where, order_by, limit)
     _note_empty_columns(store_dir, where, order_by)
-    _write_playlist(tracks, m3u8, relative)
+    _write_playlist(tracks, m3u8, relative, force, store_dir)

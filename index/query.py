@@ -425,19 +425,29 @@ class Searcher:
     ``with Searcher(store_dir) as s: s.knn("Metal_madness", "effnet", k=10)``
     """
 
-    def __init__(self, store_dir: Path | str | None = None):
-        import duckdb
-
-        try:
-            self.store = Store.open_read_only(Path(store_dir) if store_dir else None)
-        except duckdb.IOException as exc:
-            raise QueryError(f"cannot open the store: {_one_line(exc)} (is a build running?)") from None
+    def __init__(self, store_dir: Path | str | None = None, *, store: Store | None = None):
+        # Given a ``store``, the caller owns it (and may :meth:`rebind` another one later).
+        self._owns_store = store is None
+        self.store = store if store is not None else Store.open_read_only(
+            Path(store_dir) if store_dir else None)
+        self._generations: dict[str, int] = {}
         self._indexes: dict[str, Any] = {}
+        self.stale: dict[str, str | None] = {}  # space -> why its file was not used (None: used)
         self._ids: dict[str, np.ndarray] = {}
         self._present: dict[str, np.ndarray] = {}
 
     def close(self) -> None:
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
+
+    def rebind(self, store: Store) -> None:
+        """Search through ``store`` from now on (a newer connection to the same store);
+        indexes whose space has changed since they were loaded are dropped."""
+        self.store = store
+        for space in list(self._indexes):
+            if store.generation(space) != self._generations.get(space):
+                for cache in (self._indexes, self._ids, self._present, self.stale):
+                    cache.pop(space, None)
 
     def __enter__(self) -> "Searcher":
         return self
@@ -446,20 +456,14 @@ class Searcher:
         self.close()
 
     def index(self, space: str):
-        """The space's FAISS index, rebuilt first when stale (in memory if the folder is read-only)."""
+        """The space's FAISS index: the file when it is in step with DuckDB (contents
+        checked, index.vectors.check), else built in memory from DuckDB; never written."""
         from index import vectors
 
         check_space(space)
         if space not in self._indexes:
-            index = None
-            try:
-                if not vectors.is_fresh(self.store, space):
-                    vectors.rebuild(self.store, space)
-                index = vectors.load(self.store.directory, space, mmap=True)
-            except (OSError, RuntimeError):  # read-only folder or unreadable file
-                ids, vecs = self.store.embedding_matrix(space)
-                if len(ids):
-                    index = vectors.build_index(ids, vectors.normalise(vecs))
+            self._generations[space] = self.store.generation(space)
+            index, self.stale[space] = vectors.open_index(self.store, space)
             if index is None or index.ntotal == 0:
                 raise MissingEmbeddingsError(_missing_message(space))
             self._indexes[space] = index
