@@ -20,16 +20,36 @@ from pathlib import Path
 
 import numpy as np
 
+from index import compressed, vectorfile
 from index.store import Store
 
 
 @dataclass(frozen=True)
 class IndexInfo:
+    """The sidecar ``<space>.faiss.json``: what the index file holds and how it was made.
+    Fields after ``trained_on`` were added with compressed indexes; an older sidecar
+    reads with their defaults (``kind`` is then inferred, see :attr:`index_kind`)."""
+
     space: str
     generation: int
     count: int
     dim: int
     trained_on: int = 0  # vectors the IVF clustering was trained on; 0 for an exact index
+    kind: str = ""  # KIND_FLAT, KIND_IVF_FLAT or index.compressed.KIND
+    nprobe: int = 0  # lists probed by an unfiltered search (IVF kinds)
+    rerank: int = 0  # candidates re-ranked from float16 rows (compressed kind)
+    recall: float | None = None  # recall@10 measured when nprobe (and rerank) were tuned
+    trained_at: str = ""  # ISO time the clustering was trained (or the flat index built)
+
+    @property
+    def index_kind(self) -> str:
+        if self.kind:
+            return self.kind
+        return KIND_IVF_FLAT if self.trained_on else KIND_FLAT
+
+
+KIND_FLAT = "flat"
+KIND_IVF_FLAT = "ivf-flat"
 
 
 def index_path(store_dir: Path, space: str) -> Path:
@@ -119,13 +139,15 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, *, exact_max_floats: int |
     index.train(vectors[sample])
     index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
     index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct(track_id)
-    index.nprobe = tune_nprobe(index, ids, vectors, rng=rng)
+    index.nprobe, recall = tune_nprobe(index, ids, vectors, rng=rng, with_recall=True)
+    index.tuned_recall = recall  # for the sidecar (rebuild); not kept in the file
     return index
 
 
 def tune_nprobe(index, ids: np.ndarray, vectors: np.ndarray, *, rng=None, queries: int = 200,
-                k: int = 10, target: float = TUNED_RECALL) -> int:
-    """The smallest nprobe whose recall@k against exact search reaches ``target``.
+                k: int = 10, target: float = TUNED_RECALL, with_recall: bool = False):
+    """The smallest nprobe whose recall@k against exact search reaches ``target``
+    (with ``with_recall``: (nprobe, the recall it reached)).
 
     Queries are tracks of the collection itself (what ``engine knn`` asks), each
     excluded from its own results, as the query track is in a real search.
@@ -149,36 +171,32 @@ def tune_nprobe(index, ids: np.ndarray, vectors: np.ndarray, *, rng=None, querie
              set(row[np.argsort(-s)][:k]) for row, s, r in zip(best_i, best_s, rows)]
     nlist = index.nlist
     nprobe = 1
-    while nprobe < nlist:
+    wanted = sum(len(t) for t in truth)
+    while True:
         index.nprobe = nprobe
         _, found = index.search(q, k + 1)
         hits = sum(len(t & set(f[f != ids[r]][:k])) for t, f, r in zip(truth, found, rows))
-        if hits >= target * sum(len(t) for t in truth):
-            return nprobe
+        if hits >= target * wanted or nprobe >= nlist:
+            recall = round(hits / max(wanted, 1), 4)
+            return (nprobe, recall) if with_recall else nprobe
         nprobe = min(nlist, nprobe * 2 if nprobe < 8 else int(nprobe * 1.5))
-    return nlist
 
 
 def rebuild(store: Store, space: str) -> IndexInfo:
     """Bring ``space``'s index in step with DuckDB and write it atomically.
 
-    An IVF index is updated in place when the space's size allows (see
-    :data:`RETRAIN_FACTOR`); otherwise the index is built anew (:func:`build_index`).
+    A space above index.compressed.COMPRESS_MIN_FLOATS gets a compressed index, built or
+    updated by streaming its vectors (bounded memory, index.compressed). Otherwise an IVF
+    index is updated in place when the space's size allows (see :data:`RETRAIN_FACTOR`),
+    or the index is built anew (:func:`build_index`).
     """
     import faiss
 
-    ids, vecs = store.embedding_matrix(space)
-    dim = vecs.shape[1] if vecs.size else 0
-    trained_on = 0
-    if len(ids):
-        vecs = normalise(vecs, inplace=True)  # a fresh array: no second copy (GBs at 1M)
-        index, trained_on = _updated_ivf(store.directory, space, ids, vecs)
-        if index is None:
-            index = build_index(ids, vecs)
-            trained_on = len(ids) if isinstance(index, faiss.IndexIVF) else 0
+    count, dim = store.embedding_shape(space)
+    if compressed.wanted(count, dim, current=read_info(store.directory, space)):
+        index, info = _compressed_in_step(store, space, count, dim)
     else:
-        index = faiss.IndexIDMap2(faiss.IndexFlatIP(max(dim, 1)))
-    info = IndexInfo(space, store.generation(space), int(len(ids)), int(dim), int(trained_on))
+        index, info = _in_memory_in_step(store, space)
     path = index_path(store.directory, space)
     tmp = path.with_name(path.name + ".tmp")
     faiss.write_index(index, str(tmp))
@@ -186,7 +204,79 @@ def rebuild(store: Store, space: str) -> IndexInfo:
     tmp_info = _info_path(path).with_suffix(".tmp")
     tmp_info.write_text(json.dumps(info.__dict__))
     os.replace(tmp_info, _info_path(path))
+    if info.kind != compressed.KIND:
+        vectorfile.remove(store.directory, space)
     return info
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now().replace(microsecond=0).isoformat()
+
+
+def _in_memory_in_step(store: Store, space: str):
+    """(flat or IVF-Flat index in step with the table, its IndexInfo), all vectors in memory."""
+    import faiss
+
+    ids, vecs = store.embedding_matrix(space)
+    dim = vecs.shape[1] if vecs.size else 0
+    trained_on = 0
+    before = read_info(store.directory, space)
+    trained_at = before.trained_at if before is not None else ""
+    if len(ids):
+        vecs = normalise(vecs, inplace=True)  # a fresh array: no second copy (GBs at 1M)
+        index, trained_on = _updated_ivf(store.directory, space, ids, vecs)
+        if index is None:
+            index = build_index(ids, vecs)
+            trained_on = len(ids) if isinstance(index, faiss.IndexIVF) else 0
+            trained_at = _now()
+    else:
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(max(dim, 1)))
+    ivf = faiss.try_extract_index_ivf(index)
+    kind = KIND_IVF_FLAT if ivf is not None else KIND_FLAT
+    recall = getattr(index, "tuned_recall", None)
+    if recall is None and before is not None and before.index_kind == kind and kind == KIND_IVF_FLAT:
+        recall = before.recall
+    return index, IndexInfo(space, store.generation(space), int(len(ids)), int(dim), int(trained_on),
+                            kind=kind, nprobe=int(ivf.nprobe) if ivf is not None else 0,
+                            recall=1.0 if kind == KIND_FLAT else recall, trained_at=trained_at)
+
+
+def _compressed_in_step(store: Store, space: str, count: int, dim: int):
+    """(compressed index in step with the table, its IndexInfo): updated in place when the
+    existing one may be (same kind and dimension, within RETRAIN_FACTOR of its training,
+    its ids those of its row file), else built anew. Vectors are streamed from DuckDB."""
+    chunks = lambda: store.embedding_chunks(space)  # noqa: E731
+    info = read_info(store.directory, space)
+    generation = store.generation(space)
+    if (info is not None and info.index_kind == compressed.KIND and info.dim == dim
+            and info.trained_on / RETRAIN_FACTOR <= count <= info.trained_on * RETRAIN_FACTOR):
+        try:
+            index = load(store.directory, space)
+            rows = vectorfile.VectorFile.open(store.directory, space, dim)
+        except (RuntimeError, OSError, ValueError):  # missing or unreadable: build anew
+            index = rows = None
+        if index is not None and _same_ids(index, rows):
+            done = compressed.update(index, rows, chunks, store.directory, space)
+            return done.index, IndexInfo(
+                space, generation, int(done.index.ntotal), dim, info.trained_on, kind=compressed.KIND,
+                nprobe=info.nprobe, rerank=info.rerank, recall=info.recall, trained_at=info.trained_at)
+    built = compressed.build(chunks, count, dim, store.directory, space)
+    return built.index, IndexInfo(
+        space, generation, count, dim, count, kind=compressed.KIND, nprobe=built.tuning.nprobe,
+        rerank=built.tuning.rerank, recall=built.tuning.recall, trained_at=_now())
+
+
+def _same_ids(index, rows: vectorfile.VectorFile) -> bool:
+    """Whether the index holds exactly the row file's tracks (not so after a crash between
+    writing the two)."""
+    if index.ntotal != len(rows):
+        return False
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    return ivf is not None and np.array_equal(np.sort(ivf_ids(ivf)), np.asarray(rows.ids))
 
 
 def _updated_ivf(directory: Path, space: str, ids: np.ndarray, vecs: np.ndarray):
@@ -269,6 +359,73 @@ def ivf_contents(index) -> tuple[np.ndarray, np.ndarray]:
 def sync(store: Store, spaces=("musicnn", "effnet", "mtt")) -> list[IndexInfo]:
     """Update every stale or missing index (see :func:`rebuild`); returns what changed."""
     return [rebuild(store, s) for s in spaces if not is_fresh(store, s)]
+
+
+def open_compressed(store_dir: Path, space: str):
+    """(index mapped for searching, its float16 rows, re-rank depth) when ``space`` has a
+    compressed index, else None. Raises OSError/RuntimeError/ValueError for damaged files."""
+    info = read_info(store_dir, space)
+    if info is None or info.index_kind != compressed.KIND:
+        return None
+    index = load(store_dir, space, mmap=True)
+    rows = vectorfile.VectorFile.open(store_dir, space, info.dim)
+    if len(rows) != index.ntotal:
+        raise ValueError(f"{space}: the index holds {index.ntotal} vectors, its row file {len(rows)}")
+    return index, rows, info.rerank
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """One space's index as `engine index info` shows it."""
+
+    space: str
+    state: str  # 'in step', 'stale' (the store changed since), 'missing', 'no vectors'
+    kind: str  # KIND_FLAT, KIND_IVF_FLAT or index.compressed.KIND ('' when missing)
+    layout: str  # e.g. 'IVF2048,RaBitQ nprobe 16 + float16 re-rank of 50'
+    vectors: int  # in the index
+    store_vectors: int  # in DuckDB
+    dim: int
+    trained_on: int
+    recall: float | None  # recall@10 measured at build time (1.0 for exact)
+    trained_at: str
+    index_bytes: int  # the FAISS file
+    rows_bytes: int  # float16 rows and their map (compressed kind)
+
+
+def describe(store: Store, spaces=None) -> list[IndexStatus]:
+    """Every space's index: kind, size on disk, vectors, training, expected recall."""
+    import faiss
+
+    from index.query import SPACES
+
+    out = []
+    for space in spaces or SPACES:
+        count, _ = store.embedding_shape(space)
+        info = read_info(store.directory, space)
+        path = index_path(store.directory, space)
+        if info is None or not path.is_file():
+            out.append(IndexStatus(space, "missing" if count else "no vectors", "", "", 0, count,
+                                   0, 0, None, "", 0, 0))
+            continue
+        kind = info.index_kind
+        layout = "exact (flat)"
+        try:
+            ivf = faiss.try_extract_index_ivf(load(store.directory, space, mmap=True))
+        except RuntimeError:
+            ivf, layout = None, "unreadable"
+        if ivf is not None:
+            codes = "RaBitQ" if kind == compressed.KIND else "Flat"
+            layout = f"IVF{ivf.nlist},{codes} nprobe {ivf.nprobe}"
+            if kind == compressed.KIND:
+                layout += f" + float16 re-rank of {info.rerank}"
+        rows_bytes = sum(p.stat().st_size for p in (vectorfile.rows_path(store.directory, space),
+                                                     vectorfile.map_path(store.directory, space))
+                         if p.exists())
+        state = "in step" if info.generation == store.generation(space) else "stale"
+        out.append(IndexStatus(space, state, kind, layout, info.count, count, info.dim,
+                               info.trained_on, info.recall, info.trained_at,
+                               path.stat().st_size, rows_bytes))
+    return out
 
 
 def load(store_dir: Path, space: str, *, mmap: bool = False):
