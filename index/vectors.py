@@ -197,7 +197,14 @@ def rebuild(store: Store, space: str) -> IndexInfo:
         index, info = _compressed_in_step(store, space, count, dim)
     else:
         index, info = _in_memory_in_step(store, space)
-    path = index_path(store.directory, space)
+    return _write(store.directory, space, index, info)
+
+
+def _write(directory: Path, space: str, index, info: IndexInfo) -> IndexInfo:
+    """Write ``index`` and its sidecar atomically (temporary names, then renamed)."""
+    import faiss
+
+    path = index_path(directory, space)
     tmp = path.with_name(path.name + ".tmp")
     faiss.write_index(index, str(tmp))
     os.replace(tmp, path)
@@ -205,8 +212,30 @@ def rebuild(store: Store, space: str) -> IndexInfo:
     tmp_info.write_text(json.dumps(info.__dict__))
     os.replace(tmp_info, _info_path(path))
     if info.kind != compressed.KIND:
-        vectorfile.remove(store.directory, space)
+        vectorfile.remove(directory, space)
     return info
+
+
+def write_built(store: Store, space: str, built: "compressed.Built") -> IndexInfo:
+    """Write a compressed index built from any source (bench/vectors_scale.py)."""
+    return _write(store.directory, space, built.index, _built_info(store, space, built))
+
+
+def write_updated(store: Store, space: str, before: IndexInfo, done: "compressed.Updated") -> IndexInfo:
+    """Write a compressed index updated from any source (bench/vectors_scale.py)."""
+    return _write(store.directory, space, done.index, _updated_info(store, space, before, done))
+
+
+def _built_info(store: Store, space: str, built: "compressed.Built") -> IndexInfo:
+    return IndexInfo(space, store.generation(space), int(built.index.ntotal), built.vectors.dim,
+                     built.trained_on, kind=compressed.KIND, nprobe=built.tuning.nprobe,
+                     rerank=built.tuning.rerank, recall=built.tuning.recall, trained_at=_now())
+
+
+def _updated_info(store: Store, space: str, before: IndexInfo, done: "compressed.Updated") -> IndexInfo:
+    return IndexInfo(space, store.generation(space), int(done.index.ntotal), done.vectors.dim,
+                     before.trained_on, kind=compressed.KIND, nprobe=before.nprobe,
+                     rerank=before.rerank, recall=before.recall, trained_at=before.trained_at)
 
 
 def _now() -> str:
@@ -259,13 +288,9 @@ def _compressed_in_step(store: Store, space: str, count: int, dim: int):
             index = rows = None
         if index is not None and _same_ids(index, rows):
             done = compressed.update(index, rows, chunks, store.directory, space)
-            return done.index, IndexInfo(
-                space, generation, int(done.index.ntotal), dim, info.trained_on, kind=compressed.KIND,
-                nprobe=info.nprobe, rerank=info.rerank, recall=info.recall, trained_at=info.trained_at)
+            return done.index, _updated_info(store, space, info, done)
     built = compressed.build(chunks, count, dim, store.directory, space)
-    return built.index, IndexInfo(
-        space, generation, count, dim, count, kind=compressed.KIND, nprobe=built.tuning.nprobe,
-        rerank=built.tuning.rerank, recall=built.tuning.recall, trained_at=_now())
+    return built.index, _built_info(store, space, built)
 
 
 def _same_ids(index, rows: vectorfile.VectorFile) -> bool:
