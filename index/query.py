@@ -420,6 +420,13 @@ class Searcher:
             index = None
             try:
                 opened = vectors.open_compressed(self.store.directory, space)
+            except (OSError, RuntimeError, ValueError) as exc:
+                # Too large to build in memory here: say how to repair it instead.
+                raise QueryError(
+                    f"the {space} index in {self.store.directory} cannot be read "
+                    f"({_one_line(exc)}): run `engine index sync --space {space}` to rebuild "
+                    "it from the store") from None
+            try:
                 if opened is not None:
                     index, self._vector_rows[space], self._rerank[space] = opened
                 else:
@@ -429,7 +436,14 @@ class Searcher:
                     opened = vectors.open_compressed(self.store.directory, space)
                     if opened is not None:
                         index, self._vector_rows[space], self._rerank[space] = opened
-            except (OSError, RuntimeError, ValueError):  # read-only folder or unreadable file
+            except (OSError, RuntimeError, ValueError) as exc:  # read-only folder or unreadable file
+                from index import compressed
+
+                if compressed.wanted(*self.store.embedding_shape(space)):
+                    raise QueryError(
+                        f"the {space} index in {self.store.directory} could not be built "
+                        f"({_one_line(exc)}) and is too large to build in memory: run `engine "
+                        f"index sync --space {space}` where the store folder is writable") from None
                 ids, vecs = self.store.embedding_matrix(space)
                 if len(ids):
                     index = vectors.build_index(ids, vectors.normalise(vecs))

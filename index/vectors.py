@@ -428,7 +428,7 @@ def describe(store: Store, spaces=None) -> list[IndexStatus]:
         count, _ = store.embedding_shape(space)
         info = read_info(store.directory, space)
         path = index_path(store.directory, space)
-        if info is None or not path.is_file():
+        if info is None or not path.is_file() or not (info.count or count):
             out.append(IndexStatus(space, "missing" if count else "no vectors", "", "", 0, count,
                                    0, 0, None, "", 0, 0))
             continue
