@@ -109,7 +109,8 @@ RETRAIN_FACTOR = 2.0
 TUNED_RECALL = 0.97
 
 
-def build_index(ids: np.ndarray, vectors: np.ndarray, *, exact_max_floats: int | None = None):
+def build_index(ids: np.ndarray, vectors: np.ndarray, *, exact_max_floats: int | None = None,
+                with_recall: bool = False):
     """A FAISS inner-product index over L2-normalised ``vectors`` [n, d] with ``ids`` [n].
 
     Small spaces (n x d <= ``EXACT_MAX_FLOATS``) get ``IndexIDMap2(IndexFlatIP)``: exact.
@@ -118,6 +119,7 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, *, exact_max_floats: int |
     tuned here to reach ``TUNED_RECALL`` on 200 of the collection's tracks used as
     queries. IVF-Flat keeps full vectors, so a search with ``nprobe = nlist`` is exact:
     filtered queries use that when the filter is very selective (index.query).
+    ``with_recall``: (index, the recall@10 nprobe was tuned to reach; 1.0 when exact).
     """
     import faiss
 
@@ -127,7 +129,7 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, *, exact_max_floats: int |
     if n * dim <= limit or n < 64 * nlist:
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         index.add_with_ids(vectors, ids)
-        return index
+        return (index, 1.0) if with_recall else index
     index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.extract_index_ivf(index)
     ivf.cp.niter = 10
@@ -140,8 +142,7 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, *, exact_max_floats: int |
     index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
     index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct(track_id)
     index.nprobe, recall = tune_nprobe(index, ids, vectors, rng=rng, with_recall=True)
-    index.tuned_recall = recall  # for the sidecar (rebuild); not kept in the file
-    return index
+    return (index, recall) if with_recall else index
 
 
 def tune_nprobe(index, ids: np.ndarray, vectors: np.ndarray, *, rng=None, queries: int = 200,
@@ -253,18 +254,18 @@ def _in_memory_in_step(store: Store, space: str):
     trained_on = 0
     before = read_info(store.directory, space)
     trained_at = before.trained_at if before is not None else ""
+    recall = None
     if len(ids):
         vecs = normalise(vecs, inplace=True)  # a fresh array: no second copy (GBs at 1M)
         index, trained_on = _updated_ivf(store.directory, space, ids, vecs)
         if index is None:
-            index = build_index(ids, vecs)
+            index, recall = build_index(ids, vecs, with_recall=True)
             trained_on = len(ids) if isinstance(index, faiss.IndexIVF) else 0
             trained_at = _now()
     else:
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(max(dim, 1)))
     ivf = faiss.try_extract_index_ivf(index)
     kind = KIND_IVF_FLAT if ivf is not None else KIND_FLAT
-    recall = getattr(index, "tuned_recall", None)
     if recall is None and before is not None and before.index_kind == kind and kind == KIND_IVF_FLAT:
         recall = before.recall
     return index, IndexInfo(space, store.generation(space), int(len(ids)), int(dim), int(trained_on),
