@@ -420,6 +420,10 @@ class Searcher:
             index = None
             try:
                 opened = vectors.open_compressed(self.store.directory, space)
+                if opened is not None and vectors.is_fresh(self.store, space):
+                    why = vectors.rows_mismatch(self.store, space, opened[1])
+                    if why:
+                        raise ValueError(why)
             except (OSError, RuntimeError, ValueError) as exc:
                 # Too large to build in memory here: say how to repair it instead.
                 raise QueryError(

@@ -229,3 +229,21 @@ def test_engine_index_sync_says_what_it_did(tmp_path):
     assert "every index is in step" in result.output
     result = runner.invoke(cli, ["index", "sync", "--store", str(tmp_path), "--space", "openl3"])
     assert result.exit_code == 1 and "unknown embedding space 'openl3'" in result.output
+
+
+def test_a_row_file_from_elsewhere_is_refused_in_one_line(tmp_path, small_threshold):
+    other = tmp_path / "other"
+    _make(tmp_path / "mine", seed=1)
+    _make(other, seed=5)  # same ids, other vectors
+    for name in ("musicnn.f16", "musicnn.f16.map.npy"):
+        (tmp_path / "mine" / name).write_bytes((other / name).read_bytes())
+    with pytest.raises(QueryError, match=r"^the musicnn index .* cannot be read \(holds another vector "
+                                         r"for track \d+\): run `engine index sync --space musicnn`"):
+        with Searcher(tmp_path / "mine") as s:
+            s.knn(2, "musicnn", 5)
+    with Store.open_read_only(tmp_path / "mine") as store:
+        rows = vectorfile.VectorFile.open(other, "musicnn", DIM)
+        assert vectors.rows_mismatch(store, "musicnn", rows, seed=0).startswith("holds another vector")
+    with Store.open_read_only(other) as store:  # its own rows agree with it
+        rows = vectorfile.VectorFile.open(other, "musicnn", DIM)
+        assert all(vectors.rows_mismatch(store, "musicnn", rows, seed=s) is None for s in range(5))
