@@ -117,8 +117,12 @@ def phase_store(directory: Path, n: int, dim: int, source: str) -> dict:
     shutil.rmtree(directory / "store", ignore_errors=True)
     t0, c0 = time.perf_counter(), time.process_time()
     with Store.open(directory / "store") as store:
-        for ids, vecs in chunks(n, dim):
-            insert_tracks(store, ids, vecs if source == "duckdb" else None, space)
+        if source == "duckdb":
+            for ids, vecs in chunks(n, dim):
+                insert_tracks(store, ids, vecs, space)
+        else:  # the vectors go straight into the build (phase_build)
+            for start in range(0, n, BLOCK):
+                insert_tracks(store, np.arange(start + 1, min(n, start + BLOCK) + 1), None, space)
         store._bump([space])
         store.con.execute("CHECKPOINT")
     db = directory / "store" / "engine.duckdb"
