@@ -116,8 +116,16 @@ def phase_store(directory: Path, n: int, dim: int, source: str) -> dict:
     space = SPACE[dim]
     shutil.rmtree(directory / "store", ignore_errors=True)
     t0, c0 = time.perf_counter(), time.process_time()
+    copy_from = os.environ.get("BENCH_STORE_FROM")  # a store of this size made before
+    if copy_from:
+        (directory / "store").mkdir(parents=True)
+        shutil.copy(Path(copy_from) / "engine.duckdb", directory / "store" / "engine.duckdb")
     with Store.open(directory / "store") as store:
-        if source == "duckdb":
+        if copy_from:  # without the tracks its update phase added
+            for table in ("tracks", "embeddings"):
+                store.con.execute(f"DELETE FROM {table} WHERE track_id > {n}")
+            store._bump([space])
+        elif source == "duckdb":
             for ids, vecs in chunks(n, dim):
                 insert_tracks(store, ids, vecs, space)
         else:  # the vectors go straight into the build (phase_build)
@@ -253,6 +261,10 @@ PHASES = {"store": phase_store, "build": phase_build, "search": phase_search, "u
 
 
 def child(args) -> None:
+    if os.environ.get("BENCH_COMPRESS_ABOVE"):  # e.g. 0: the compressed kind at any size
+        from index import compressed
+
+        compressed.COMPRESS_MIN_FLOATS = int(os.environ["BENCH_COMPRESS_ABOVE"])
     result = PHASES[args.phase](args.dir, args.n, args.dim, args.source)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["cpu_s"] = time.process_time()
@@ -268,6 +280,10 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/vectors-scale"))
     ap.add_argument("--phases", default="store,build,search,update")
     ap.add_argument("--redo", action="store_true", help="run the phases again even if done")
+    ap.add_argument("--compress-above", type=int, default=None, metavar="FLOATS",
+                    help="index.compressed.COMPRESS_MIN_FLOATS for this run (0: compressed at any size)")
+    ap.add_argument("--store-from", type=Path, default=None,
+                    help="copy the DuckDB file of a store of the same size made before")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -275,7 +291,12 @@ def main() -> None:
     if args.phase:
         return child(args)
     n = parse_size(args.tracks)
-    directory = args.workdir / f"{n}-{args.dim}-{args.source}"
+    variant = "" if args.compress_above is None else f"-compress{args.compress_above}"
+    directory = args.workdir / f"{n}-{args.dim}-{args.source}{variant}"
+    if args.compress_above is not None:
+        os.environ["BENCH_COMPRESS_ABOVE"] = str(args.compress_above)
+    if args.store_from is not None:
+        os.environ["BENCH_STORE_FROM"] = str(args.store_from)
     directory.mkdir(parents=True, exist_ok=True)
     results_path = directory / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
