@@ -427,7 +427,7 @@ class Searcher:
             except (OSError, RuntimeError, ValueError) as exc:
                 # Too large to build in memory here: say how to repair it instead.
                 raise QueryError(
-                    f"the {space} index in {self.store.directory} cannot be read "
+                    f"the {space} index in {self.store.directory} cannot be used "
                     f"({_one_line(exc)}): run `engine index sync --space {space}` to rebuild "
                     "it from the store") from None
             try:
