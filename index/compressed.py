@@ -4,10 +4,11 @@ Above :data:`COMPRESS_MIN_FLOATS` (tracks x dimensions) a space's FAISS index ke
 vectors: ``IVF{nlist},RaBitQ`` stores one bit per dimension plus two factors (1280-d: 168
 bytes a track, 200-d: 33), and the best candidates of its approximate scores are re-ranked
 with the float16 rows of index.vectorfile. Measured on 200k x 1280 clustered vectors
-(bench/vectors_scale.py has the full sweep): IVF-Flat reached recall@10 0.982 at nprobe 8
+(bench/knn_speed's generator) while choosing: IVF-Flat reached recall@10 0.982 at nprobe 8
 with 5,154 bytes a track; RaBitQ re-ranking its top 50 reached 0.998 at nprobe 16 with 202
 bytes a track, in ≈1 ms of one core. RaBitQ needs no codebook training (only the IVF
-centroids), so building and updating cost about what IVF-Flat's do.
+centroids; PQ64's training had not finished after ten minutes), so building and updating
+cost about what IVF-Flat's do. docs/vectors.md has the figures at 1M-10M tracks.
 
 Building never holds the space's vectors in memory: pass 1 streams them (from DuckDB, in
 chunks) into the float16 row file while keeping a fixed random sample for training and
@@ -21,7 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -282,9 +283,3 @@ def tune(index, rows: VectorFile, queries: np.ndarray, query_ids: np.ndarray,
         if nprobe >= ivf.nlist:
             return best
         nprobe = min(ivf.nlist, nprobe * 2 if nprobe < 8 else int(nprobe * 1.5))
-
-
-def stream_blocks(ids: np.ndarray, vectors: np.ndarray, rows: int = 1 << 16) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """An in-memory matrix as chunks (tests and small benchmarks)."""
-    for start in range(0, len(ids), rows):
-        yield ids[start:start + rows], vectors[start:start + rows]

@@ -191,8 +191,6 @@ def rebuild(store: Store, space: str) -> IndexInfo:
     index is updated in place when the space's size allows (see :data:`RETRAIN_FACTOR`),
     or the index is built anew (:func:`build_index`).
     """
-    import faiss
-
     count, dim = store.embedding_shape(space)
     if compressed.wanted(count, dim, current=read_info(store.directory, space)):
         index, info = _compressed_in_step(store, space, count, dim)
@@ -279,7 +277,6 @@ def _compressed_in_step(store: Store, space: str, count: int, dim: int):
     its ids those of its row file), else built anew. Vectors are streamed from DuckDB."""
     chunks = lambda: store.embedding_chunks(space)  # noqa: E731
     info = read_info(store.directory, space)
-    generation = store.generation(space)
     if (info is not None and info.index_kind == compressed.KIND and info.dim == dim
             and info.trained_on / RETRAIN_FACTOR <= count <= info.trained_on * RETRAIN_FACTOR):
         try:
