@@ -185,7 +185,7 @@ def test_an_index_out_of_step_with_its_rows_is_built_anew(tmp_path, small_thresh
     rows = vectorfile.VectorFile.open(tmp_path, "musicnn", DIM)
     mapping = np.stack([np.asarray(rows.ids[1:]), np.asarray(rows.rows[1:])])
     np.save(vectorfile.map_path(tmp_path, "musicnn"), mapping)  # a map missing track 1
-    with pytest.raises(QueryError, match=r"the musicnn index .* cannot be read .*engine index sync --space musicnn"):
+    with pytest.raises(QueryError, match=r"the musicnn index .* cannot be used .*engine index sync --space musicnn"):
         with Searcher(tmp_path) as s:
             s.knn(2, "musicnn", 5)
     with Store.open(tmp_path) as store:
@@ -237,7 +237,7 @@ def test_a_row_file_from_elsewhere_is_refused_in_one_line(tmp_path, small_thresh
     _make(other, seed=5)  # same ids, other vectors
     for name in ("musicnn.f16", "musicnn.f16.map.npy"):
         (tmp_path / "mine" / name).write_bytes((other / name).read_bytes())
-    with pytest.raises(QueryError, match=r"^the musicnn index .* cannot be read \(holds another vector "
+    with pytest.raises(QueryError, match=r"^the musicnn index .* cannot be used \(holds another vector "
                                          r"for track \d+\): run `engine index sync --space musicnn`"):
         with Searcher(tmp_path / "mine") as s:
             s.knn(2, "musicnn", 5)
