@@ -29,9 +29,10 @@ def _key(key, scale) -> str | None:
 @format_option
 @click.option("--m3u8", "m3u8", type=_M3U8, help="Also write the track and its neighbours as a playlist.")
 @click.option("--relative", is_flag=True, help="Playlist paths relative to the playlist's folder.")
+@click.option("--force", is_flag=True, help="Overwrite an existing playlist file.")
 @store_option
 def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path | None,
-        relative: bool, store_dir: Path | None) -> None:
+        relative: bool, force: bool, store_dir: Path | None) -> None:
     """The K tracks most similar to a track (cosine similarity of embeddings).
 
     The track itself and exact duplicates of it are left out. A --where filter
@@ -40,13 +41,16 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
 
     Example: engine knn --track "Metal_madness" --space effnet -k 5 --where "bpm BETWEEN 120 AND 160"
     """
-    from index.playlist import write_m3u8
+    from index.playlist import check_target, tracks_by_id, write_m3u8
     from index.query import Searcher, check_space, resolve_track
 
     check_space(space)
+    if m3u8 is not None:  # before the search: a refused target costs nothing
+        check_target(m3u8.expanduser().absolute(), force=force, store_dir=store_dir)
     with Searcher(store_dir) as searcher:
         ref = resolve_track(searcher.store, track)
         found = searcher.knn(ref, space, k, where)
+        listed = tracks_by_id(searcher.store, [ref.track_id, *(n.track_id for n in found)])
     click.echo(f"{len(found)} nearest to {ref.track_id} {ref.label} ({ref.path}) in {space}", err=True)
     if fmt == "table":
         columns = ["rank", "similarity", "track", "path", "bpm", "key", "lufs", "dance", "voice",
@@ -63,8 +67,14 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
         rows = [tuple(asdict(n).values()) for n in found]
     click.echo(render(columns, rows, fmt))
     if m3u8 is not None:
-        count = write_m3u8([ref, *found], m3u8, relative=relative)
-        click.echo(f"wrote {count} tracks to {m3u8}", err=True)
+        _wrote(write_m3u8(listed, m3u8, relative=relative, force=force, store_dir=store_dir))
+
+
+def _wrote(written) -> None:
+    for line in written.skipped:
+        click.echo(f"warning: {line}", err=True)
+    count = written.count
+    click.echo(f"wrote {count} track{'s' if count != 1 else ''} to {written.path}", err=True)
 
 
 @click.command()
@@ -75,9 +85,10 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
 @click.option("--limit", type=click.IntRange(min=0), help="At most this many tracks.")
 @click.option("--m3u8", "m3u8", type=_M3U8, required=True, help="Playlist file to write (UTF-8 M3U).")
 @click.option("--relative", is_flag=True, help="Paths relative to the playlist's folder.")
+@click.option("--force", is_flag=True, help="Overwrite an existing playlist file.")
 @store_option
 def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, relative: bool,
-             store_dir: Path | None) -> None:
+             force: bool, store_dir: Path | None) -> None:
     """Write the tracks matching an SQL condition as an M3U8 playlist.
 
     Columns are those of the `tracks` table (see README); style('Name') is the
@@ -85,8 +96,8 @@ def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, re
 
     Example: engine playlist --where "voice < 0.3 AND bpm BETWEEN 120 AND 130" --order-by "style('Techno') DESC" --limit 50 --m3u8 techno.m3u8
     """
-    from index.playlist import select_tracks, write_m3u8
+    from index.playlist import check_target, select_tracks, write_m3u8
 
+    check_target(m3u8.expanduser().absolute(), force=force, store_dir=store_dir)
     tracks = select_tracks(store_dir, where, order_by, limit)
-    count = write_m3u8(tracks, m3u8, relative=relative)
-    click.echo(f"wrote {count} track{'s' if count != 1 else ''} to {m3u8}", err=True)
+    _wrote(write_m3u8(tracks, m3u8, relative=relative, force=force, store_dir=store_dir))

@@ -386,21 +386,32 @@ class Searcher:
     ``with Searcher(store_dir) as s: s.knn("Metal_madness", "effnet", k=10)``
     """
 
-    def __init__(self, store_dir: Path | str | None = None):
-        import duckdb
-
-        try:
-            self.store = Store.open_read_only(Path(store_dir) if store_dir else None)
-        except duckdb.IOException as exc:
-            raise QueryError(f"cannot open the store: {_one_line(exc)} (is a build running?)") from None
+    def __init__(self, store_dir: Path | str | None = None, *, store: Store | None = None):
+        # Given a ``store``, the caller owns it (and may :meth:`rebind` another one later).
+        self._owns_store = store is None
+        self.store = store if store is not None else Store.open_read_only(
+            Path(store_dir) if store_dir else None)
+        self._generations: dict[str, int] = {}
         self._indexes: dict[str, Any] = {}
         self._vector_rows: dict[str, Any] = {}  # space -> index.vectorfile.VectorFile (compressed kind)
         self._rerank: dict[str, int] = {}
+        self.stale: dict[str, str | None] = {}  # space -> why its file was not used (None: used)
         self._ids: dict[str, np.ndarray] = {}
         self._present: dict[str, np.ndarray] = {}
 
     def close(self) -> None:
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
+
+    def rebind(self, store: Store) -> None:
+        """Search through ``store`` from now on (a newer connection to the same store);
+        indexes whose space has changed since they were loaded are dropped."""
+        self.store = store
+        for space in list(self._indexes):
+            if store.generation(space) != self._generations.get(space):
+                for cache in (self._indexes, self._ids, self._present, self.stale,
+                              self._vector_rows, self._rerank):
+                    cache.pop(space, None)
 
     def __enter__(self) -> "Searcher":
         return self
@@ -409,48 +420,21 @@ class Searcher:
         self.close()
 
     def index(self, space: str):
-        """The space's FAISS index, rebuilt first when stale (in memory if the folder is
-        read-only). A compressed index (index.compressed) is never rebuilt here: that
-        streams the whole space; a stale one is searched as it is until `engine build`
-        or `engine index sync` brings it in step."""
+        """The space's FAISS index: the file when it is in step with DuckDB (contents
+        checked, index.vectors.check), else built in memory from DuckDB; never written.
+        A compressed index (index.compressed) is never built here: a stale one is searched
+        as it is, a damaged one is a QueryError naming the repair."""
         from index import vectors
 
         check_space(space)
         if space not in self._indexes:
-            index = None
+            self._generations[space] = self.store.generation(space)
             try:
-                opened = vectors.open_compressed(self.store.directory, space)
-                if opened is not None and vectors.is_fresh(self.store, space):
-                    why = vectors.rows_mismatch(self.store, space, opened[1])
-                    if why:
-                        raise ValueError(why)
-            except (OSError, RuntimeError, ValueError) as exc:
-                # Too large to build in memory here: say how to repair it instead.
-                raise QueryError(
-                    f"the {space} index in {self.store.directory} cannot be used "
-                    f"({_one_line(exc)}): run `engine index sync --space {space}` to rebuild "
-                    "it from the store") from None
-            try:
-                if opened is not None:
-                    index, self._vector_rows[space], self._rerank[space] = opened
-                else:
-                    if not vectors.is_fresh(self.store, space):
-                        vectors.rebuild(self.store, space)
-                    index = vectors.load(self.store.directory, space, mmap=True)
-                    opened = vectors.open_compressed(self.store.directory, space)
-                    if opened is not None:
-                        index, self._vector_rows[space], self._rerank[space] = opened
-            except (OSError, RuntimeError, ValueError) as exc:  # read-only folder or unreadable file
-                from index import compressed
-
-                if compressed.wanted(*self.store.embedding_shape(space)):
-                    raise QueryError(
-                        f"the {space} index in {self.store.directory} could not be built "
-                        f"({_one_line(exc)}) and is too large to build in memory: run `engine "
-                        f"index sync --space {space}` where the store folder is writable") from None
-                ids, vecs = self.store.embedding_matrix(space)
-                if len(ids):
-                    index = vectors.build_index(ids, vectors.normalise(vecs))
+                opened = vectors.open_for_search(self.store, space)
+            except vectors.IndexUnreadableError as exc:
+                raise QueryError(str(exc)) from None
+            index, self.stale[space] = opened.index, opened.why
+            self._vector_rows[space], self._rerank[space] = opened.rows, opened.rerank
             if index is None or index.ntotal == 0:
                 raise MissingEmbeddingsError(_missing_message(space))
             self._indexes[space] = index

@@ -1,27 +1,52 @@
 """FAISS indexes, one per embedding space, kept in step with DuckDB.
 
 DuckDB is the source of truth. Each index file ``<space>.faiss`` has a sidecar
-``<space>.faiss.json`` recording the store generation it was built from; when the
-store's generation for that space differs (or the file is missing or unreadable),
-the index is brought in step with the ``embeddings`` table: an exact (flat) index is
-rebuilt, an approximate (IVF) one is updated in place (see :data:`RETRAIN_FACTOR`).
-Files are written to a temporary name and renamed, so a crash never leaves a
-half-written index; an update compares the index's own contents with the table, so it
-is right whatever the sidecar says. Vectors are L2-normalised, so inner product =
-cosine similarity.
+``<space>.faiss.json`` recording the store generation it was built from and how it was
+trained; when the store's generation for that space differs (or the file is missing
+or unreadable), the index is brought in step with the ``embeddings`` table: an exact
+(flat) index is rebuilt, an approximate (IVF) one is updated in place (see
+:data:`RETRAIN_FACTOR`). Files are written to a temporary name and renamed, so a crash
+never leaves a half-written index; an update compares the index's own contents with
+the table, so it is right whatever the sidecar says. Vectors are L2-normalised, so
+inner product = cosine similarity.
+
+Contents are checked, not only the generation: a file changed behind the store's back
+(a vector negated in place, an index copied from another store with its sidecar) gave
+silently wrong neighbours. Writing an index records its size and SHA-256 in DuckDB
+(``meta`` key ``index:<space>``, see :class:`FileRecord`); :func:`check` compares the
+file with that record (the whole file up to :data:`FULL_DIGEST_MAX`, else spread
+windows of it) and a sample of the index's vectors with DuckDB's. A searcher that finds
+the file stale builds the index in memory from DuckDB (:func:`open_index`); ``engine
+build`` checks every byte (:func:`sync`) and rewrites what differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from engine.errors import EngineError
 from index import compressed, vectorfile
 from index.store import Store
+
+# Files up to this size are hashed whole whenever a searcher opens them (SHA-256 runs at
+# ≈1.4 GB/s here: 45 ms CPU for 64 MiB); larger ones by :data:`WINDOWS` spread windows
+# of :data:`WINDOW_BYTES`, plus the vector sample. ``engine build`` hashes every byte.
+FULL_DIGEST_MAX = 64 << 20
+WINDOWS = 16
+WINDOW_BYTES = 1 << 20
+# Vectors compared with DuckDB's when an index is opened: a wrong index (another
+# store's, or stale) differs in nearly every vector, so a small sample finds it.
+SAMPLE_VECTORS = 16
+
+
+class IndexWriteError(EngineError):
+    """An index file could not be written (disk full, read-only folder)."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +92,105 @@ def read_info(store_dir: Path, space: str) -> IndexInfo | None:
         return None
 
 
-def is_fresh(store: Store, space: str) -> bool:
+@dataclass(frozen=True)
+class FileRecord:
+    """What DuckDB remembers of an index file it was written with (``meta`` key
+    ``index:<space>``): the generation, the size, the SHA-256 of the whole file and of its
+    spread windows (see :func:`digests`)."""
+
+    generation: int
+    size: int
+    sha256: str
+    windows: str
+
+
+def _record_key(space: str) -> str:
+    return f"index:{space}"
+
+
+def read_record(store: Store, space: str) -> FileRecord | None:
+    try:
+        return FileRecord(**json.loads(store.meta(_record_key(space)) or "null"))
+    except (TypeError, ValueError):
+        return None
+
+
+def digests(path: Path, *, full: bool = True) -> tuple[int, str | None, str]:
+    """(size, SHA-256 of the whole file or None when not ``full``, SHA-256 of
+    :data:`WINDOWS` windows of :data:`WINDOW_BYTES` spread evenly over the file)."""
+    whole = hashlib.sha256() if full else None
+    spread = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        spread.update(size.to_bytes(8, "little"))
+        if whole is not None:
+            while chunk := f.read(1 << 22):
+                whole.update(chunk)
+        step = max(WINDOW_BYTES, size // WINDOWS)
+        for offset in range(0, size, step):
+            f.seek(offset)
+            spread.update(f.read(WINDOW_BYTES))
+    return size, whole.hexdigest() if whole is not None else None, spread.hexdigest()
+
+
+def is_fresh(store: Store, space: str, *, thorough: bool = False) -> bool:
+    """Whether ``space``'s index file is the one written for the store's current
+    embeddings: generation, size and digests as recorded (see :func:`check`)."""
+    return check(store, space, thorough=thorough) is None
+
+
+def check(store: Store, space: str, *, thorough: bool = False, index=None) -> str | None:
+    """Why ``space``'s index file cannot be trusted, or None when it can.
+
+    Compares the sidecar's and DuckDB's generations, the file's size and SHA-256 with
+    what DuckDB recorded when it was written (the whole file when ``thorough`` or small,
+    else spread windows), and, when ``index`` (the file, loaded) is given, its vector
+    count and a sample of its vectors with DuckDB's.
+    """
+    path = index_path(store.directory, space)
     info = read_info(store.directory, space)
-    return (
-        info is not None
-        and info.generation == store.generation(space)
-        and index_path(store.directory, space).is_file()
-    )
+    generation = store.generation(space)
+    record = read_record(store, space)
+    if info is None or not path.is_file():
+        return "missing"
+    if info.generation != generation or record is None or record.generation != generation:
+        return "stale"
+    try:
+        full = thorough or record.size <= FULL_DIGEST_MAX
+        size, whole, windows = digests(path, full=full)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if size != record.size or windows != record.windows or (full and whole != record.sha256):
+        return "changed since it was written"
+    if index is not None:
+        return _sample_mismatch(store, space, index)
+    return None
+
+
+def _sample_mismatch(store: Store, space: str, index) -> str | None:
+    """Why the loaded ``index`` differs from DuckDB (count, a sample of vectors), or None.
+    A compressed index holds no vectors: its float16 rows are compared (:func:`rows_mismatch`)."""
+    info = read_info(store.directory, space)
+    if info is not None and info.index_kind == compressed.KIND:
+        try:
+            rows = vectorfile.VectorFile.open(store.directory, space, info.dim)
+        except (OSError, ValueError) as exc:
+            return f"row file unreadable ({' '.join(str(exc).split())[:120]})"
+        count, _ = store.embedding_shape(space)
+        if index.ntotal != count or len(rows) != count:
+            return f"holds {index.ntotal} vectors ({len(rows)} rows), the store {count}"
+        return rows_mismatch(store, space, rows)
+    count, sample = store.embedding_sample(space, SAMPLE_VECTORS)
+    if index.ntotal != count:
+        return f"holds {index.ntotal} vectors, the store {count}"
+    for track_id, vector in sample:
+        try:
+            got = index.reconstruct(int(track_id))
+        except RuntimeError:
+            return f"lacks track {track_id}"
+        if not np.allclose(got, normalise(vector), atol=1e-5):
+            return f"holds another vector for track {track_id}"
+    return None
 
 
 def normalise(x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
@@ -184,45 +301,77 @@ def tune_nprobe(index, ids: np.ndarray, vectors: np.ndarray, *, rng=None, querie
 
 
 def rebuild(store: Store, space: str) -> IndexInfo:
-    """Bring ``space``'s index in step with DuckDB and write it atomically.
+    """Bring ``space``'s index in step with DuckDB, write it atomically and record its
+    digests in DuckDB (``store`` must be writable).
 
     A space above index.compressed.COMPRESS_MIN_FLOATS gets a compressed index, built or
     updated by streaming its vectors (bounded memory, index.compressed). Otherwise an IVF
     index is updated in place when the space's size allows (see :data:`RETRAIN_FACTOR`),
     or the index is built anew (:func:`build_index`).
+    Raises :class:`IndexWriteError` (one line) when the file cannot be written.
+    """
+    index, info = in_step(store, space)
+    return _write(store, space, index, info)
+
+
+def _write(store: Store, space: str, index, info: IndexInfo) -> IndexInfo:
+    """Write ``index`` and its sidecar atomically (temporary names, then renamed) and
+    record the file's digests in DuckDB; a row file left from a compressed kind goes."""
+    import faiss
+
+    path = index_path(store.directory, space)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        faiss.write_index(index, str(tmp))
+        size, whole, windows = digests(tmp)
+        os.replace(tmp, path)
+        tmp_info = _info_path(path).with_suffix(".tmp")
+        tmp_info.write_text(json.dumps(info.__dict__))
+        os.replace(tmp_info, _info_path(path))
+    except (RuntimeError, OSError) as exc:
+        for leftover in (tmp, _info_path(path).with_suffix(".tmp")):
+            leftover.unlink(missing_ok=True)
+        raise IndexWriteError(
+            f"cannot write the {space} index {path}: {_write_reason(exc)}; free some space (or "
+            "make the folder writable) and run `engine build` again: the store itself is intact "
+            "and the index is rebuilt from it") from None
+    if info.kind != compressed.KIND:
+        vectorfile.remove(store.directory, space)
+    store.set_meta(_record_key(space), json.dumps(asdict(FileRecord(info.generation, size, whole, windows))))
+    return info
+
+
+def _write_reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    for known in ("No space left on device", "Read-only file system", "Permission denied",
+                  "Disk quota exceeded", "File too large"):
+        if known.lower() in text.lower():
+            return known
+    return " ".join(text.split())[:200]
+
+
+def in_step(store: Store, space: str):
+    """(an index in step with DuckDB's ``space`` embeddings, its IndexInfo), in memory.
+
+    Reuses the file's IVF clustering when it may (:func:`_updated_ivf` compares its
+    contents with the table, so a wrong file is corrected, not trusted). A large space
+    gets a compressed index (index.compressed), streamed from DuckDB: its float16 row
+    file is written next to the index as a side effect.
     """
     count, dim = store.embedding_shape(space)
     if compressed.wanted(count, dim, current=read_info(store.directory, space)):
-        index, info = _compressed_in_step(store, space, count, dim)
-    else:
-        index, info = _in_memory_in_step(store, space)
-    return _write(store.directory, space, index, info)
-
-
-def _write(directory: Path, space: str, index, info: IndexInfo) -> IndexInfo:
-    """Write ``index`` and its sidecar atomically (temporary names, then renamed)."""
-    import faiss
-
-    path = index_path(directory, space)
-    tmp = path.with_name(path.name + ".tmp")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, path)
-    tmp_info = _info_path(path).with_suffix(".tmp")
-    tmp_info.write_text(json.dumps(info.__dict__))
-    os.replace(tmp_info, _info_path(path))
-    if info.kind != compressed.KIND:
-        vectorfile.remove(directory, space)
-    return info
+        return _compressed_in_step(store, space, count, dim)
+    return _in_memory_in_step(store, space)
 
 
 def write_built(store: Store, space: str, built: "compressed.Built") -> IndexInfo:
     """Write a compressed index built from any source (bench/vectors_scale.py)."""
-    return _write(store.directory, space, built.index, _built_info(store, space, built))
+    return _write(store, space, built.index, _built_info(store, space, built))
 
 
 def write_updated(store: Store, space: str, before: IndexInfo, done: "compressed.Updated") -> IndexInfo:
     """Write a compressed index updated from any source (bench/vectors_scale.py)."""
-    return _write(store.directory, space, done.index, _updated_info(store, space, before, done))
+    return _write(store, space, done.index, _updated_info(store, space, before, done))
 
 
 def _built_info(store: Store, space: str, built: "compressed.Built") -> IndexInfo:
@@ -315,7 +464,7 @@ def _updated_ivf(directory: Path, space: str, ids: np.ndarray, vecs: np.ndarray)
         return None, 0
     try:
         index = load(directory, space)
-    except RuntimeError:  # missing or unreadable: build anew
+    except (RuntimeError, OSError):  # missing or unreadable: build anew
         return None, 0
     if not isinstance(index, faiss.IndexIVFFlat) or index.d != dim:
         return None, 0
@@ -380,8 +529,89 @@ def ivf_contents(index) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sync(store: Store, spaces=("musicnn", "effnet", "mtt")) -> list[IndexInfo]:
-    """Update every stale or missing index (see :func:`rebuild`); returns what changed."""
-    return [rebuild(store, s) for s in spaces if not is_fresh(store, s)]
+    """Update every stale, missing or changed index (see :func:`rebuild`, :func:`check`:
+    every byte is hashed); returns what changed."""
+    return [rebuild(store, s) for s in spaces if _needs_rebuild(store, s)]
+
+
+def _needs_rebuild(store: Store, space: str) -> bool:
+    if check(store, space, thorough=True) is not None:
+        return True
+    try:
+        index = load(store.directory, space, mmap=True)
+    except (RuntimeError, OSError):
+        return True
+    return _sample_mismatch(store, space, index) is not None
+
+
+class IndexUnreadableError(EngineError):
+    """A compressed index that cannot be used and is too large to build in a search."""
+
+
+@dataclass
+class OpenedIndex:
+    """What a searcher uses for one space (:func:`open_index`)."""
+
+    index: object  # a FAISS index
+    rows: "vectorfile.VectorFile | None"  # float16 rows to re-rank with (compressed kind)
+    rerank: int  # candidates re-ranked from ``rows``
+    why: str | None  # why the file was not used as it is (None: it was)
+
+
+def open_index(store: Store, space: str):
+    """(``space``'s FAISS index for searching, why the file was not used or None): see
+    :func:`open_for_search`, which also gives a compressed index's float16 rows."""
+    opened = open_for_search(store, space)
+    return opened.index, opened.why
+
+
+def open_for_search(store: Store, space: str) -> OpenedIndex:
+    """``space``'s index for searching: the file when it is in step with DuckDB (mapped,
+    not read), else an index built in memory from DuckDB, with why the file was not used.
+
+    A compressed index is never built here (that streams the whole space): one older than
+    the store (a build is adding tracks) is searched as it is, one that fails its checks
+    raises :class:`IndexUnreadableError` naming the repair. Searchers never write:
+    ``engine build`` or ``engine index sync`` rewrite a stale or changed file.
+    """
+    info = read_info(store.directory, space)
+    if info is not None and info.index_kind == compressed.KIND:
+        return _open_compressed_checked(store, space)
+    why = check(store, space)
+    if why is None:
+        try:
+            index = load(store.directory, space, mmap=True)
+        except (RuntimeError, OSError) as exc:
+            why = f"unreadable ({' '.join(str(exc).split())[:120]})"
+        else:
+            why = _sample_mismatch(store, space, index)
+            if why is None:
+                return OpenedIndex(index, None, 0, None)
+    count, dim = store.embedding_shape(space)
+    if compressed.wanted(count, dim):
+        raise IndexUnreadableError(
+            f"the {space} index in {store.directory} is {why} and too large to build in memory "
+            f"here: run `engine index sync --space {space}`")
+    return OpenedIndex(in_step(store, space)[0], None, 0, why)
+
+
+def _open_compressed_checked(store: Store, space: str) -> OpenedIndex:
+    why = check(store, space)
+    stale = why == "stale"
+    if why is None or stale:
+        try:
+            index, rows, rerank = open_compressed(store.directory, space)
+        except (RuntimeError, OSError, ValueError) as exc:
+            why = f"unreadable ({' '.join(str(exc).split())[:120]})"
+        else:
+            if stale:  # searched as it is: tracks analysed since are missing until a sync
+                return OpenedIndex(index, rows, rerank, "older than the store")
+            why = rows_mismatch(store, space, rows)
+            if why is None:
+                return OpenedIndex(index, rows, rerank, None)
+    raise IndexUnreadableError(
+        f"the {space} index in {store.directory} cannot be used ({why}): run `engine index "
+        f"sync --space {space}` to rebuild it from the store")
 
 
 def open_compressed(store_dir: Path, space: str):
