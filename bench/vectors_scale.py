@@ -257,6 +257,45 @@ def phase_update(directory: Path, n: int, dim: int, source: str) -> dict:
             "update_write_s": write_s, "added": extra, "trained_on": info.trained_on, "count": info.count}
 
 
+def report(workdir: Path) -> str:
+    """Markdown tables of every result under ``workdir`` (for docs/vectors.md)."""
+    runs = []
+    for path in sorted(workdir.glob("*/results.json")):
+        n, dim, rest = path.parent.name.split("-", 2)
+        runs.append((int(n), int(dim), rest, json.loads(path.read_text())))
+    runs.sort(key=lambda r: (r[1], r[0], r[2]))
+    gb = 1e9
+    lines = ["| tracks | dim | source | index | build s (CPU s) | build peak RSS | index file | rows file "
+             "| DuckDB file | 1 % update s (CPU s) | update peak RSS |", "|" + "---|" * 11]
+    for n, dim, rest, r in runs:
+        b, u, st = r.get("build", {}), r.get("update", {}), r.get("store", {})
+        kind = b.get("kind", "?")
+        if kind == "ivf-rabitq":
+            kind = f"IVF-RaBitQ nprobe {b['nprobe']}, re-rank {b['rerank']}"
+        elif kind == "ivf-flat":
+            kind = f"IVF-Flat nprobe {b['nprobe']}"
+        lines.append(
+            f"| {n:,} | {dim} | {rest} | {kind} | {b.get('build_s', 0):.0f} ({b.get('build_cpu_s', 0):.0f}) "
+            f"| {b.get('peak_rss_mb', 0) / 1e3:.2f} GB | {b.get('index_bytes', 0) / gb:.2f} GB "
+            f"| {b.get('rows_bytes', 0) / gb:.2f} GB "
+            f"| {st.get('duckdb_bytes', 0) / gb:.2f} GB | "
+            + (f"{u['update_s']:.0f} ({u['update_cpu_s']:.0f}) | {u['peak_rss_mb'] / 1e3:.2f} GB |" if u else "- | - |"))
+    lines += ["", "| tracks | dim | index | filter | matching | p50 ms | p95 ms | CPU p95 ms | recall@10 "
+              "| fewer than k | load | search RSS after (anon + file) |", "|" + "---|" * 12]
+    for n, dim, rest, r in runs:
+        se, b = r.get("search"), r.get("build", {})
+        if not se:
+            continue
+        after = se["rss_after_mb"]
+        for name, f in se["filters"].items():
+            cpu = f"{f['cpu_p95_ms']:.1f}" if "cpu_p95_ms" in f else "-"
+            lines.append(
+                f"| {n:,} | {dim} | {b.get('kind', '?')} | {name} | {f['matching']:,} | {f['p50_ms']:.1f} "
+                f"| {f['p95_ms']:.1f} | {cpu} | {f['recall']:.3f} | {f['short']} | {f['load']:.1f} "
+                f"| {after['RssAnon'] / 1e3:.2f} + {after['RssFile'] / 1e3:.2f} GB |")
+    return "\n".join(lines)
+
+
 PHASES = {"store": phase_store, "build": phase_build, "search": phase_search, "update": phase_update}
 
 
@@ -284,12 +323,15 @@ def main() -> None:
                     help="index.compressed.COMPRESS_MIN_FLOATS for this run (0: compressed at any size)")
     ap.add_argument("--store-from", type=Path, default=None,
                     help="copy the DuckDB file of a store of the same size made before")
+    ap.add_argument("--report", action="store_true", help="print the results under --workdir as Markdown")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
         return child(args)
+    if args.report:
+        return print(report(args.workdir))
     n = parse_size(args.tracks)
     variant = "" if args.compress_above is None else f"-compress{args.compress_above}"
     directory = args.workdir / f"{n}-{args.dim}-{args.source}{variant}"
