@@ -4,7 +4,9 @@
     python bench/knn_speed.py --sizes 1M --dims 1280   # the big one (≈10 GB RAM, minutes)
 
 For each size and dimension it builds a real store folder (DuckDB ``tracks`` table +
-the FAISS index that index.vectors.build_index makes for that size), then times what
+the in-memory FAISS index that index.vectors.build_index makes for that size: exact or
+IVF-Flat; spaces past index.compressed.COMPRESS_MIN_FLOATS get a compressed index, which
+bench/vectors_scale.py measures), then times what
 ``engine knn`` does per query through index.query.Searcher: resolve the track, find
 its duplicates, run the DuckDB filter, FAISS search, fetch the rows. Loading the
 index is timed separately (the CLI pays it once per call; the TUI once).
