@@ -321,6 +321,7 @@ def main() -> None:
     ap.add_argument("--redo", action="store_true", help="run the phases again even if done")
     ap.add_argument("--compress-above", type=int, default=None, metavar="FLOATS",
                     help="index.compressed.COMPRESS_MIN_FLOATS for this run (0: compressed at any size)")
+    ap.add_argument("--tag", default="", help="appended to the run's folder name (a variant)")
     ap.add_argument("--store-from", type=Path, default=None,
                     help="copy the DuckDB file of a store of the same size made before")
     ap.add_argument("--report", action="store_true", help="print the results under --workdir as Markdown")
@@ -334,7 +335,7 @@ def main() -> None:
         return print(report(args.workdir))
     n = parse_size(args.tracks)
     variant = "" if args.compress_above is None else f"-compress{args.compress_above}"
-    directory = args.workdir / f"{n}-{args.dim}-{args.source}{variant}"
+    directory = args.workdir / f"{n}-{args.dim}-{args.source}{variant}{'-' + args.tag if args.tag else ''}"
     if args.compress_above is not None:
         os.environ["BENCH_COMPRESS_ABOVE"] = str(args.compress_above)
     if args.store_from is not None:
