@@ -85,7 +85,7 @@ def sql(query: str, store_dir: Path | None, fmt: str, limit: int | None, timeout
 
     Example: engine sql "SELECT title, bpm FROM library ORDER BY style(track_id, 'Techno') DESC LIMIT 10"
     """
-    from index.sql import SqlError, run_query, timeout_message
+    from index.sql import SqlError, empty_columns_note, run_query, timeout_message
 
     if query == "-":
         query = sys.stdin.read()
@@ -102,6 +102,9 @@ def sql(query: str, store_dir: Path | None, fmt: str, limit: int | None, timeout
                        "or allow more with --max-memory") from None
     finally:
         stop.cancel()
+    note = empty_columns_note(store_dir, query)
+    if note:
+        click.echo(note, err=True)
     rows = result.rows
     if fmt == "json":
         rows = [[_json_ready(v) for v in r] for r in rows]

@@ -120,10 +120,12 @@ class KnownFile:
     file_size: int
     mtime_ns: int
     content_hash: str
-    has_musicnn: bool  # the model ran on the file (its outputs may be empty: too short)
-    has_effnet: bool
+    # True: outputs stored; False: the model cannot take the track (too short);
+    # None: not computed yet (the model was missing).
+    has_musicnn: bool | None
+    has_effnet: bool | None
     has_quality: bool  # False for tracks analysed before the quality measures existed
-    has_mtt: bool = False  # as has_musicnn
+    has_mtt: bool | None = None  # as has_musicnn
 
 
 @dataclass(frozen=True)
@@ -288,8 +290,8 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "has_musicnn IS NOT NULL, has_effnet IS NOT NULL, quality IS NOT NULL, "
-            "has_mtt IS NOT NULL, path_bytes FROM tracks"
+            "has_musicnn, has_effnet, quality IS NOT NULL, has_mtt, path_bytes "
+            "FROM tracks"
         )
         known = (KnownFile(r[0], from_db(r[1], r[9]), *r[2:9]) for r in rows)
         return {k.path: k for k in known}
