@@ -535,6 +535,9 @@ def sync(store: Store, spaces=("musicnn", "effnet", "mtt")) -> list[IndexInfo]:
 
 
 def _needs_rebuild(store: Store, space: str) -> bool:
+    if read_info(store.directory, space) is None and not index_path(store.directory, space).exists() \
+            and not store.embedding_shape(space)[0]:
+        return False  # no vectors and never indexed (its model is missing): nothing to write
     if check(store, space, thorough=True) is not None:
         return True
     try:

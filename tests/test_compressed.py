@@ -223,8 +223,10 @@ def test_engine_index_sync_says_what_it_did(tmp_path):
     with Store.open(tmp_path) as store:
         _put(store, range(1, 101), _mixture(100, 2))
     runner = CliRunner()
-    result = runner.invoke(cli, ["index", "sync", "--store", str(tmp_path), "--space", "musicnn"])
-    assert result.exit_code == 0 and "musicnn: flat, 100 vectors" in result.output
+    result = runner.invoke(cli, ["index", "sync", "--store", str(tmp_path)])
+    assert result.exit_code == 0 and result.output == "musicnn: flat, 100 vectors\n"
+    # A space without vectors (its model missing) gets no index file.
+    assert not vectors.index_path(tmp_path, "effnet").exists()
     result = runner.invoke(cli, ["index", "sync", "--store", str(tmp_path), "--space", "musicnn"])
     assert "every index is in step" in result.output
     result = runner.invoke(cli, ["index", "sync", "--store", str(tmp_path), "--space", "openl3"])
@@ -247,3 +249,24 @@ def test_a_row_file_from_elsewhere_is_refused_in_one_line(tmp_path, small_thresh
     with Store.open_read_only(other) as store:  # its own rows agree with it
         rows = vectorfile.VectorFile.open(other, "musicnn", DIM)
         assert all(vectors.rows_mismatch(store, "musicnn", rows, seed=s) is None for s in range(5))
+
+
+def test_rerank_depth_is_bounded_by_the_bytes_of_rows_it_reads(compressed_store, monkeypatch):
+    directory, x, _ = compressed_store
+    index = vectors.load(directory, "musicnn")
+    rows = vectorfile.VectorFile.open(directory, "musicnn", DIM)
+    query_ids = np.arange(1, 101, dtype=np.int64)
+    queries = np.ascontiguousarray(x[query_ids - 1])
+    sims = queries @ x.T
+    sims[np.arange(len(query_ids)), query_ids - 1] = -np.inf  # a track is not its own neighbour
+    truth = [set((np.argsort(-s)[:10] + 1).tolist()) for s in sims]
+    loose = compressed.tune(index, rows, queries, query_ids, truth)
+    # A budget of 25 rows of this dimension: deeper re-ranking is refused, more lists probed.
+    monkeypatch.setattr(compressed, "RERANK_BUDGET_BYTES", 2 * DIM * compressed.RERANK_STEPS[0])
+    tight = compressed.tune(index, rows, queries, query_ids, truth)
+    import faiss
+
+    nlist = faiss.extract_index_ivf(index).nlist
+    assert loose.recall >= vectors.TUNED_RECALL and tight.recall >= vectors.TUNED_RECALL
+    assert tight.rerank == compressed.RERANK_STEPS[0] or tight.nprobe == nlist
+    assert loose.rerank > compressed.RERANK_STEPS[0] and tight.nprobe > loose.nprobe
