@@ -120,11 +120,29 @@ class VectorFile:
         return out
 
     def blocks(self, rows: int = BLOCK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, unit float32 vectors) of every mapped track, in file order, ``rows`` at a time."""
+        """(ids, unit float32 vectors) of every mapped track, in file order, ``rows`` at a time.
+
+        Read with ``pread``, not through the mapping: a pass over a mapped 10M x 1280 file
+        leaves its 26 GB of pages counted in the process's RSS (reclaimable, but the build's
+        peak RSS is what the memory bound is judged by); read, they stay in the page cache only.
+        """
         order = np.argsort(self.rows, kind="stable")
-        for start in range(0, len(order), rows):
-            pick = order[start:start + rows]
-            yield np.asarray(self.ids[pick]), _renormalised(self.data[self.rows[pick]])
+        in_file = np.asarray(self.rows)[order]
+        row_bytes = 2 * self.dim
+        with open(rows_path(self.directory, self.space), "rb") as f:
+            i = 0
+            while i < len(order):
+                # At most ``rows`` tracks, spanning at most 2 * ``rows`` rows of the file
+                # (dead rows between them are read and skipped).
+                j = min(i + rows, int(np.searchsorted(in_file, in_file[i] + 2 * rows)))
+                at = in_file[i:j]
+                lo, hi = int(at[0]), int(at[-1]) + 1
+                raw = os.pread(f.fileno(), (hi - lo) * row_bytes, lo * row_bytes)
+                if len(raw) != (hi - lo) * row_bytes:
+                    raise ValueError(f"{rows_path(self.directory, self.space)} ended before row {hi}")
+                span = np.frombuffer(raw, dtype=np.float16).reshape(hi - lo, self.dim)
+                yield np.asarray(self.ids[order[i:j]]), _renormalised(span[at - lo])
+                i = j
 
 
 class VectorFileWriter:

@@ -270,3 +270,24 @@ def test_rerank_depth_is_bounded_by_the_bytes_of_rows_it_reads(compressed_store,
     assert loose.recall >= vectors.TUNED_RECALL and tight.recall >= vectors.TUNED_RECALL
     assert tight.rerank == compressed.RERANK_STEPS[0] or tight.nprobe == nlist
     assert loose.rerank > compressed.RERANK_STEPS[0] and tight.nprobe > loose.nprobe
+
+
+def test_row_blocks_skip_dead_rows_and_stay_small(tmp_path):
+    rng = np.random.default_rng(5)
+    x = vectors.normalise(rng.standard_normal((3000, DIM)).astype(np.float32))
+    writer = vectorfile.VectorFileWriter(tmp_path, "musicnn", DIM)
+    writer.add(np.arange(1, 3001), x)
+    rows = writer.commit()
+    # Tracks 501-2500 re-analysed: their old rows are dead, a run of 2,000 in mid-file.
+    writer = vectorfile.VectorFileWriter(tmp_path, "musicnn", DIM, base=rows)
+    writer.add(np.arange(501, 2501), -x[500:2500])
+    rows = writer.commit()
+    seen_ids, seen = [], []
+    for ids, vecs in rows.blocks(rows=256):
+        assert len(ids) <= 256
+        seen_ids.append(ids)
+        seen.append(vecs)
+    ids, vecs = np.concatenate(seen_ids), np.concatenate(seen)
+    assert sorted(ids.tolist()) == list(range(1, 3001))
+    want = np.where(((ids >= 501) & (ids <= 2500))[:, None], -x[ids - 1], x[ids - 1])
+    np.testing.assert_allclose(vecs, want, atol=2e-3)
