@@ -228,7 +228,7 @@ def build(
         def models() -> "ModelStage":
             if not stages:
                 stages.append(ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces,
-                                          echo=echo))
+                                         echo=echo))
                 for extra in stages[0].notes:  # models present but not loadable
                     echo(extra)
                     summary.notes.append(extra)

@@ -14,21 +14,17 @@ STDOUT = Path("-")  # --m3u8 -: the playlist goes to standard output
 
 
 def _write_playlist(tracks, m3u8: Path, relative: bool, force: bool, store_dir: Path | None) -> None:
-    """The playlist to ``m3u8``, or to stdout for ``-`` (paths then relative to the cwd).
-
-    Tracks whose path cannot be written (a line break) are left out with a warning.
-    """
+    """The playlist to ``m3u8``, or to stdout for ``-`` (paths then relative to the cwd)."""
     from index.playlist import m3u8_lines, write_m3u8
 
     if m3u8 == STDOUT:
         tracks = list(tracks)
         text, skipped = m3u8_lines(tracks, Path.cwd() if relative else None)
         click.echo(text, nl=False)
-        count = len(tracks) - len(skipped)
-        where = "standard output"
+        count, where = len(tracks) - len(skipped), "standard output"
     else:
         written = write_m3u8(tracks, m3u8, relative=relative, force=force, store_dir=store_dir)
-        count, skipped, where = written.count, written.skipped, str(written.path)
+        skipped, count, where = written.skipped, written.count, str(written.path)
     for line in skipped:
         click.echo(f"warning: {line}", err=True)
     click.echo(f"wrote {count} track{'s' if count != 1 else ''} to {where}", err=True)

@@ -25,7 +25,7 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from engine.errors import EngineError
 from index import turns
@@ -388,16 +388,21 @@ def _refusal(kind: str, words: list[str]) -> str:
     return f"{'FORCE ' if first == 'FORCE' else ''}{key} {_REFUSED[key]}"
 
 
-def _check_tree(node: Any) -> None:
-    """Walk a ``json_serialize_sql`` tree; refuse outside reads and side effects."""
-    stack = [node]
+def _tree_nodes(tree: Any) -> Iterator[dict]:
+    """Every node (dict) of a ``json_serialize_sql`` tree, depth first."""
+    stack = [tree]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
             stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
+        elif isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+
+
+def _check_tree(node: Any) -> None:
+    """Walk a ``json_serialize_sql`` tree; refuse outside reads and side effects."""
+    for item in _tree_nodes(node):
         kind = item.get("type")
         if kind == "TABLE_FUNCTION":
             name = str((item.get("function") or {}).get("function_name", "")).lower()
@@ -416,7 +421,6 @@ def _check_tree(node: Any) -> None:
             name = str(item.get("function_name", "")).lower()
             if name in DENIED_FUNCTIONS:
                 raise SqlError(f"refused: {name}() has side effects; {_HINT}")
-        stack.extend(item.values())
 
 
 def create_views(con) -> None:
@@ -593,17 +597,9 @@ def _named(tree: Any) -> tuple[set[str], set[str]]:
     """Column names and function names a ``json_serialize_sql`` tree mentions."""
     columns: set[str] = set()
     functions: set[str] = set()
-    stack = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
+    for item in _tree_nodes(tree):
         if item.get("class") == "COLUMN_REF" and item.get("column_names"):
             columns.add(str(item["column_names"][-1]).lower())
         elif item.get("class") == "FUNCTION":
             functions.add(str(item.get("function_name", "")).lower())
-        stack.extend(item.values())
     return columns, functions
