@@ -285,7 +285,9 @@ def report(workdir: Path) -> str:
     runs = []
     for path in sorted(workdir.glob("*/results.json")):
         n, dim, rest = path.parent.name.split("-", 2)
-        runs.append((int(n), int(dim), rest, json.loads(path.read_text())))
+        result = json.loads(path.read_text())
+        if "build" in result:  # a run stopped before its index was built shows nothing
+            runs.append((int(n), int(dim), rest, result))
     runs.sort(key=lambda r: (r[1], r[0], r[2]))
     gb = 1e9
     lines = ["| tracks | dim | source | index | build s (CPU s) | build peak RSS | index file | rows file "
