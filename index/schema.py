@@ -69,6 +69,8 @@ TRACK_COLUMNS: tuple[Column, ...] = (
     Column("dc_offset", "DOUBLE", "largest absolute channel mean, fraction of full scale"),
     Column("silence_start_s", "DOUBLE", "leading silence (below -60 dBFS), seconds"),
     Column("silence_end_s", "DOUBLE", "trailing silence (below -60 dBFS), seconds"),
+    Column("band_levels", "FLOAT[]", "27 band levels, dB: p10/p50/p90 below 177 Hz and around "
+           "250..8k Hz (engine.bands; input of the listener_quality predictions)"),
     Column("arousal", "DOUBLE", "arousal, 1-9 (emoMusic head on MusiCNN)"),
     Column("valence", "DOUBLE", "valence, 1-9 (emoMusic head on MusiCNN)"),
     Column("mirex_mood", "VARCHAR", "most likely of the 5 MIREX mood clusters"),

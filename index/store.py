@@ -56,7 +56,7 @@ class KnownFile:
     content_hash: str
     has_musicnn: bool
     has_effnet: bool
-    has_quality: bool  # False for tracks analysed before the quality measures existed
+    has_quality: bool  # False for tracks analysed before the quality measures (or band levels) existed
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,8 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "coalesce(has_musicnn, false), coalesce(has_effnet, false), quality IS NOT NULL "
+            "coalesce(has_musicnn, false), coalesce(has_effnet, false), "
+            "quality IS NOT NULL AND band_levels IS NOT NULL "
             "FROM tracks"
         )
         return {r[1]: KnownFile(*r) for r in rows}
