@@ -104,6 +104,13 @@ TABLES_DDL = {
     "vector FLOAT[], PRIMARY KEY (track_id, space))",
     "failures": "CREATE TABLE IF NOT EXISTS failures (path VARCHAR PRIMARY KEY, stage VARCHAR, "
     "error VARCHAR, \"at\" TIMESTAMP, file_size BIGINT, mtime_ns BIGINT)",
+    # Listener profiles (engine listener add) and the predicted HAAQI of every track for
+    # each of them (models.hearing, filled by engine build and engine listener add).
+    "listeners": "CREATE TABLE IF NOT EXISTS listeners (name VARCHAR PRIMARY KEY, "
+    "audiogram DOUBLE[], added_at TIMESTAMP)",
+    "listener_quality": "CREATE TABLE IF NOT EXISTS listener_quality (track_id INTEGER, "
+    "listener VARCHAR, haaqi DOUBLE, model VARCHAR, scored_at TIMESTAMP, "
+    "PRIMARY KEY (track_id, listener))",
     # Key/value facts about the store (schema version, index generations).
     "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
 }
@@ -114,6 +121,11 @@ TABLE_MEANINGS = {
     "tags": "(track_id, source, tag, activation): MSD tags, MIREX moods, MTG-Jamendo tags, ...",
     "embeddings": "(track_id, space, vector): track-mean embeddings, space 'musicnn' or 'effnet'",
     "failures": "(path, stage, error, at): files that could not be analysed, with the reason",
+    "listeners": "(name, audiogram, added_at): listener profiles, audiogram = 8 thresholds in "
+    "dB HL at 250, 500, 1k, 2k, 3k, 4k, 6k, 8k Hz (engine listener add)",
+    "listener_quality": "(track_id, listener, haaqi, model, scored_at): predicted HAAQI 0-1 "
+    "of each track for each listener (1 = sounds to them as the clean recording would; "
+    "docs/hearing.md)",
 }
 
 TRACK_COLUMN_NAMES = tuple(c.name for c in TRACK_COLUMNS)

@@ -324,7 +324,7 @@ class Store:
             if ids:
                 spaces = [r[0] for r in self._exec(
                     "SELECT DISTINCT space FROM embeddings WHERE track_id IN (SELECT unnest(?))", [ids])]
-                for table in ("styles", "tags", "embeddings", "tracks"):
+                for table in ("styles", "tags", "embeddings", "listener_quality", "tracks"):
                     self._exec(f"DELETE FROM {table} WHERE track_id IN (SELECT unnest(?))", [ids])
                 self._bump(spaces)
             self._exec("DELETE FROM failures WHERE path IN (SELECT unnest(?))", [list(paths)])
