@@ -147,36 +147,34 @@ def parse_audiogram(text: str) -> Audiogram:
     return Audiogram(tuple(values))
 
 
+def _named(table: dict[str, tuple[float, ...]]) -> dict[str, Audiogram]:
+    return {name: Audiogram(levels) for name, levels in table.items()}
+
+
 # The standard audiograms of Bisgaard, Vlaming & Dahlquist (2010), "Standard audiograms
 # for the IEC 60118-15 measurement procedure", Trends in Amplification 14(2): N1-N7 flat
 # and moderately sloping, S1-S3 steep sloping, from near-normal to profound. Published at
 # 250, 375, 500, 750, 1k, 1.5k, 2k, 3k, 4k, 6k Hz; 8 kHz repeats 6 kHz.
-STANDARD_AUDIOGRAMS: dict[str, Audiogram] = {
-    name: Audiogram(levels)
-    for name, levels in {
-        "N1": (10, 10, 10, 15, 20, 30, 40, 40),
-        "N2": (20, 20, 25, 35, 40, 45, 50, 50),
-        "N3": (35, 35, 40, 50, 55, 60, 65, 65),
-        "N4": (55, 55, 55, 65, 70, 75, 80, 80),
-        "N5": (65, 70, 75, 80, 80, 80, 80, 80),
-        "N6": (75, 80, 85, 90, 95, 100, 100, 100),
-        "N7": (90, 95, 105, 105, 105, 105, 105, 105),
-        "S1": (10, 10, 10, 15, 30, 55, 70, 70),
-        "S2": (20, 20, 25, 55, 75, 95, 95, 95),
-        "S3": (30, 35, 60, 75, 80, 80, 85, 85),
-    }.items()
-}
+STANDARD_AUDIOGRAMS: dict[str, Audiogram] = _named({
+    "N1": (10, 10, 10, 15, 20, 30, 40, 40),
+    "N2": (20, 20, 25, 35, 40, 45, 50, 50),
+    "N3": (35, 35, 40, 50, 55, 60, 65, 65),
+    "N4": (55, 55, 55, 65, 70, 75, 80, 80),
+    "N5": (65, 70, 75, 80, 80, 80, 80, 80),
+    "N6": (75, 80, 85, 90, 95, 100, 100, 100),
+    "N7": (90, 95, 105, 105, 105, 105, 105, 105),
+    "S1": (10, 10, 10, 15, 30, 55, 70, 70),
+    "S2": (20, 20, 25, 55, 75, 95, 95, 95),
+    "S3": (30, 35, 60, 75, 80, 80, 85, 85),
+})
 
 # Listener audiograms quoted in the Clarity and Cadenza challenge documentation and in
 # pyclarity's tests (same 8 frequencies).
-EXAMPLE_AUDIOGRAMS: dict[str, Audiogram] = {
-    name: Audiogram(levels)
-    for name, levels in {
-        "normal": (0, 0, 0, 0, 0, 0, 0, 0),
-        "clarity_L0001": (10, 10, 20, 30, 40, 55, 55, 60),
-        "cadenza_L0001_left": (45, 45, 35, 45, 60, 65, 70, 65),
-        "cadenza_L0001_right": (40, 40, 45, 45, 60, 65, 80, 80),
-        "pyclarity_music_listener": (20, 30, 35, 45, 50, 60, 65, 60),
-        "pyclarity_listener_14": (20, 35, 40, 50, 60, 65, 75, 70),
-    }.items()
-}
+EXAMPLE_AUDIOGRAMS: dict[str, Audiogram] = _named({
+    "normal": (0, 0, 0, 0, 0, 0, 0, 0),
+    "clarity_L0001": (10, 10, 20, 30, 40, 55, 55, 60),
+    "cadenza_L0001_left": (45, 45, 35, 45, 60, 65, 70, 65),
+    "cadenza_L0001_right": (40, 40, 45, 45, 60, 65, 80, 80),
+    "pyclarity_music_listener": (20, 30, 35, 45, 50, 60, 65, 60),
+    "pyclarity_listener_14": (20, 35, 40, 50, 60, 65, 75, 70),
+})

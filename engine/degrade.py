@@ -303,20 +303,16 @@ def degrade(x, kind: str, severity: float, *, seed: int = 0,
     ValueError
         For an unknown ``kind`` (the message lists the known ones) or a malformed signal.
     """
-    if kind == "hiss":
-        return add_hiss(x, severity, seed=seed)
-    if kind == "clicks":
-        return add_clicks(x, severity, sample_rate=sample_rate, seed=seed)
-    if kind == "clipping":
-        return clip(x, severity)
-    if kind == "lowpass":
-        return lowpass(x, severity, sample_rate=sample_rate)
-    if kind == "mp3":
-        return mp3_roundtrip(x, severity, sample_rate=sample_rate)
-    if kind == "aac":
-        return aac_roundtrip(x, severity, sample_rate=sample_rate)
-    if kind == "hum":
-        return add_hum(x, severity, sample_rate=sample_rate, seed=seed)
-    if kind == "compression":
-        return compress(x, severity)
+    apply = {
+        "hiss": lambda: add_hiss(x, severity, seed=seed),
+        "clicks": lambda: add_clicks(x, severity, sample_rate=sample_rate, seed=seed),
+        "clipping": lambda: clip(x, severity),
+        "lowpass": lambda: lowpass(x, severity, sample_rate=sample_rate),
+        "mp3": lambda: mp3_roundtrip(x, severity, sample_rate=sample_rate),
+        "aac": lambda: aac_roundtrip(x, severity, sample_rate=sample_rate),
+        "hum": lambda: add_hum(x, severity, sample_rate=sample_rate, seed=seed),
+        "compression": lambda: compress(x, severity),
+    }.get(kind)
+    if apply is not None:
+        return apply()
     raise ValueError(f"unknown degradation {kind!r}; known: {', '.join(SEVERITIES)}")
