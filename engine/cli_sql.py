@@ -44,9 +44,10 @@ def _json_ready(v: Any) -> Any:
 def sql(query: str, store_dir: Path | None, fmt: str, limit: int | None) -> None:
     """Run one read-only SQL QUERY on the store (DuckDB SQL; `-` reads it from stdin).
 
-    Tables: tracks, styles, tags, embeddings, failures. Views and macros for common
-    questions: library, track_keys, track_styles, genres, top_styles, in_key('A minor'),
-    style(track_id, 'Techno'), tag(track_id, 'happy'). Only SELECT (and EXPLAIN SELECT)
+    Tables: tracks, styles, tags, embeddings, failures, listeners, listener_quality.
+    Views and macros for common questions: library, track_keys, track_styles, genres,
+    top_styles, in_key('A minor'), style(track_id, 'Techno'), tag(track_id, 'happy'),
+    haaqi(track_id, 'mum'). Only SELECT (and EXPLAIN SELECT)
     runs; anything that would write or read outside the store is refused.
 
     Example: engine sql "SELECT title, bpm FROM library ORDER BY style(track_id, 'Techno') DESC LIMIT 10"

@@ -127,16 +127,28 @@ def main() -> None:
         "without audiogram": deaf.predict_inputs(x[:, :n_track]),
         "quality score alone": np.clip(slope * np.nan_to_num(q, nan=np.nanmean(q)) + intercept, 0, 1),
     }
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(y[train]).tobytes()).hexdigest()[:8]
+    version = f"haaqi-student-1-{int(train.sum())}-{digest}"
     table = report(rows, audiograms, y, preds, test)
     print(table)
     print(f"\ntrained in {time.process_time() - t0:.0f} CPU-s", file=sys.stderr)
     if args.markdown:
-        args.markdown.write_text(table + "\n")
+        n_sources = {split: len({r.source for r in rows if r.split == split}) for split in ("train", "test")}
+        args.markdown.write_text(
+            "# Hearing-loss quality predictor: accuracy on held-out sources\n\n"
+            "Written by `python bench/haaqi/train.py --markdown docs/hearing-accuracy.md` (see "
+            "[hearing.md](hearing.md)). Real HAAQI (`engine/haaqi.py`) against the prediction on the "
+            f"test rows: {int(test.sum())} rows from {n_sources['test']} source files never seen in "
+            f"training ({int(train.sum())} rows from {n_sources['train']} files). LCC: Pearson, SRCC: "
+            "Spearman correlation, MSE: mean squared error (HAAQI 0-1). Baselines: the engine's "
+            "0-100 quality score alone (a straight line fitted on the training rows), and the "
+            "same model without the audiogram. Classes: WHO grade of the pure-tone average "
+            "(500-4k Hz) and flat/sloping (engine/audiogram.py).\n\n"
+            f"Model version `{version}`.\n\n" + table + "\n")
     if not args.no_write:
-        import hashlib
-
-        digest = hashlib.sha256(np.ascontiguousarray(y[train]).tobytes()).hexdigest()[:8]
-        final = HaaqiPredictor(f"haaqi-student-1-{int(train.sum())}-{digest}", full.feature_names,
+        final = HaaqiPredictor(version, full.feature_names,
                                full.mean, full.scale, full.layers)
         final.save(WEIGHTS_PATH)
         print(f"wrote {WEIGHTS_PATH} (version {final.version}, trained on the {int(train.sum())} "
