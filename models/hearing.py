@@ -4,7 +4,7 @@ HAAQI (:mod:`engine.haaqi`) needs the clean reference, which a collection never 
 This model predicts it from what the build stores for every track — the quality measures
 (:mod:`engine.quality`), loudness, and the band levels around each audiometric frequency
 (:mod:`engine.bands`) — and the listener's 8 audiogram thresholds, in numpy: no decoding,
-no model runtime, ≈1 µs per track and listener. It was trained on labels made by the
+no model runtime, a few µs per track and listener. It was trained on labels made by the
 real HAAQI (``bench/haaqi``: ``make_labels.py`` then ``train.py``, which writes the
 weights file shipped here); docs/hearing.md gives the data, the settings and the
 accuracy on held-out source tracks.
@@ -19,9 +19,10 @@ Inputs, per (track, listener) pair (:func:`pair_features`):
 - both: per audiometric region, typical and background level minus the threshold
   (what the listener's ear gets of the music and of its background).
 
-Missing values (a measure that was undefined, NULL in the store) take the training
-mean. The model is a small ensemble of multilayer perceptrons (ReLU), output clipped to
-0..1; the weights file records its version, the input names and the normalisation.
+Missing values (a measure that was undefined, NULL in the store) go down the branch
+training found best. The model is gradient-boosted regression trees (evaluated here in
+numpy: all trees at once, one level per step), output clipped to 0..1; the weights file
+records its version, the input names and the nodes.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ PAIR_FEATURE_NAMES: tuple[str, ...] = TRACK_FEATURE_NAMES + tuple(
     f"{r}_level_above_threshold" for r in _REGIONS[1:]) + tuple(
     f"{r}_background_above_threshold" for r in _REGIONS[1:])
 
-_SNR_CAP_DB = 80.0  # engine.quality caps SNR at 100; above 80 dB nothing is audible
+_SNR_CAP_DB = 80.0
+_CHUNK = 4096  # samples per step of the tree walk  # engine.quality caps SNR at 100; above 80 dB nothing is audible
 
 
 def _num(v: Any) -> float:
@@ -153,63 +155,96 @@ def pair_features(tracks: np.ndarray, audiograms: Sequence[Audiogram]) -> np.nda
 
 @dataclass(frozen=True)
 class HaaqiPredictor:
-    """The student model: standardised inputs -> ensemble of ReLU MLPs -> HAAQI 0..1.
+    """The student model: gradient-boosted regression trees -> HAAQI 0..1, in numpy.
+
+    Trained with scikit-learn's ``HistGradientBoostingRegressor`` (``bench/haaqi/train.py``)
+    and exported as flat node arrays, all trees concatenated; the prediction is
+    ``baseline + sum of the leaf values reached``, clipped to 0..1. A node sends a sample
+    left when its input is <= ``threshold``, and a missing input (NaN) the way training
+    found best (``missing_left``).
 
     Attributes
     ----------
     version : str
-        Identifies the weights; stored with every prediction (a new version rescores).
+        Identifies the weights; stored with every prediction (new weights rescore).
     feature_names : tuple of str
         Input names, in order (:data:`PAIR_FEATURE_NAMES`, or its first part for a model
         trained without the audiogram).
-    mean, scale : ndarray, shape [features]
-        Standardisation; ``mean`` also fills missing inputs.
-    layers : tuple of tuple of (W, b) per ensemble member
+    baseline : float
+    roots : ndarray, int64, shape [trees]
+        Index of each tree's root in the node arrays.
+    feature, threshold, missing_left, left, right, is_leaf, value : ndarray, shape [nodes]
+        Node arrays; ``left`` and ``right`` are absolute node indices.
     """
 
     version: str
     feature_names: tuple[str, ...]
-    mean: np.ndarray
-    scale: np.ndarray
-    layers: tuple[tuple[tuple[np.ndarray, np.ndarray], ...], ...]
+    baseline: float
+    roots: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    is_leaf: np.ndarray
+    value: np.ndarray
+
+    _ARRAYS = ("roots", "feature", "threshold", "missing_left", "left", "right", "is_leaf", "value")
 
     def predict_inputs(self, x: np.ndarray) -> np.ndarray:
-        """HAAQI for raw inputs ``x`` [..., features] (NaN = missing) -> [...] in 0..1."""
+        """HAAQI for raw inputs ``x`` [..., features] (NaN = missing) -> [...] in 0..1.
+
+        All trees step down together, one level per step: [samples, trees] node indices,
+        at most the trees' depth (< 16) steps of numpy gathers.
+        """
         x = np.asarray(x, dtype=np.float64)
         shape = x.shape[:-1]
         x = x.reshape(-1, x.shape[-1])
-        x = np.where(np.isfinite(x), x, self.mean)
-        z = (x - self.mean) / self.scale
-        total = np.zeros(z.shape[0])
-        for member in self.layers:
-            h = z
-            for i, (w, b) in enumerate(member):
-                h = h @ w + b
-                if i < len(member) - 1:
-                    np.maximum(h, 0.0, out=h)
-            total += h[:, 0]
-        return np.clip(total / len(self.layers), 0.0, 1.0).reshape(shape)
+        out = np.empty(x.shape[0])
+        for start in range(0, x.shape[0], _CHUNK):  # [chunk, trees] indices stay ~10 MB
+            out[start: start + _CHUNK] = self._raw(x[start: start + _CHUNK])
+        return np.clip(out, 0.0, 1.0).reshape(shape)
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        node = np.broadcast_to(self.roots, (x.shape[0], len(self.roots))).copy()
+        rows = np.arange(x.shape[0])[:, None]
+        while True:
+            inner = ~self.is_leaf[node]
+            if not inner.any():
+                break
+            values = x[rows, self.feature[node]]
+            go_left = np.where(np.isnan(values), self.missing_left[node], values <= self.threshold[node])
+            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+        return self.baseline + self.value[node].sum(axis=1)
 
     def predict(self, tracks: np.ndarray, audiograms: Sequence[Audiogram]) -> np.ndarray:
         """Predicted HAAQI, shape [n tracks, m audiograms], from :func:`track_features` rows."""
         x = pair_features(tracks, audiograms)
         return self.predict_inputs(x[..., : len(self.feature_names)])
 
+    @classmethod
+    def from_sklearn(cls, model, version: str, feature_names: Sequence[str]) -> "HaaqiPredictor":
+        """Export a fitted ``HistGradientBoostingRegressor`` (numeric inputs only)."""
+        parts = {k: [] for k in cls._ARRAYS if k != "roots"}
+        roots, offset = [], 0
+        for (tree,) in model._predictors:
+            nodes = tree.nodes
+            roots.append(offset)
+            parts["feature"].append(nodes["feature_idx"].astype(np.int64))
+            parts["threshold"].append(nodes["num_threshold"].astype(np.float64))
+            parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
+            parts["left"].append(nodes["left"].astype(np.int64) + offset)
+            parts["right"].append(nodes["right"].astype(np.int64) + offset)
+            parts["is_leaf"].append(nodes["is_leaf"].astype(bool))
+            parts["value"].append(nodes["value"].astype(np.float64))
+            offset += len(nodes)
+        return cls(version, tuple(feature_names), float(np.ravel(model._baseline_prediction)[0]),
+                   np.array(roots, dtype=np.int64), **{k: np.concatenate(v) for k, v in parts.items()})
+
     def save(self, path: Path) -> None:
-        arrays: dict[str, np.ndarray] = {
-            "version": np.array(self.version),
-            "feature_names": np.array(self.feature_names),
-            "mean": self.mean,
-            "scale": self.scale,
-            "members": np.array(len(self.layers)),
-        }
-        for k, member in enumerate(self.layers):
-            arrays[f"m{k}_depth"] = np.array(len(member))
-            for i, (w, b) in enumerate(member):
-                arrays[f"m{k}_w{i}"] = w.astype(np.float32)
-                arrays[f"m{k}_b{i}"] = b.astype(np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **arrays)
+        np.savez_compressed(path, version=np.array(self.version), feature_names=np.array(self.feature_names),
+                            baseline=np.array(self.baseline), **{k: getattr(self, k) for k in self._ARRAYS})
 
     @classmethod
     def load(cls, path: Path = WEIGHTS_PATH) -> "HaaqiPredictor":
@@ -217,19 +252,15 @@ class HaaqiPredictor:
 
         try:
             data = np.load(path, allow_pickle=False)
-        except OSError as exc:
+            names = tuple(str(n) for n in data["feature_names"])
+            arrays = {k: data[k] for k in cls._ARRAYS}
+            version, baseline = str(data["version"]), float(data["baseline"])
+        except (OSError, KeyError, ValueError) as exc:
             raise ModelError(f"cannot read the hearing model's weights {path}: {exc}") from None
-        names = tuple(str(n) for n in data["feature_names"])
         if names != PAIR_FEATURE_NAMES[: len(names)]:
             raise ModelError(f"{path}: its inputs do not match this engine's; retrain it "
                              "with bench/haaqi/train.py")
-        layers = []
-        for k in range(int(data["members"])):
-            depth = int(data[f"m{k}_depth"])
-            layers.append(tuple((data[f"m{k}_w{i}"].astype(np.float64), data[f"m{k}_b{i}"].astype(np.float64))
-                                for i in range(depth)))
-        return cls(str(data["version"]), names, data["mean"].astype(np.float64),
-                   data["scale"].astype(np.float64), tuple(layers))
+        return cls(version, names, baseline, **arrays)
 
 
 @functools.lru_cache(maxsize=1)
