@@ -195,7 +195,7 @@ class HaaqiPredictor:
         """HAAQI for raw inputs ``x`` [..., features] (NaN = missing) -> [...] in 0..1.
 
         All trees step down together, one level per step: [samples, trees] node indices,
-        at most the trees' depth (< 16) steps of numpy gathers.
+        as many steps as the deepest tree is deep (14 for the shipped weights).
         """
         x = np.asarray(x, dtype=np.float64)
         shape = x.shape[:-1]
@@ -206,16 +206,28 @@ class HaaqiPredictor:
         return np.clip(out, 0.0, 1.0).reshape(shape)
 
     def _raw(self, x: np.ndarray) -> np.ndarray:
+        # Leaves point to themselves, so every sample takes the same number of steps
+        # (the deepest tree's depth) with two gathers and one choice per step.
+        left = np.where(self.is_leaf, np.arange(len(self.left)), self.left)
+        right = np.where(self.is_leaf, np.arange(len(self.right)), self.right)
         node = np.broadcast_to(self.roots, (x.shape[0], len(self.roots))).copy()
         rows = np.arange(x.shape[0])[:, None]
-        while True:
-            inner = ~self.is_leaf[node]
-            if not inner.any():
-                break
+        for _ in range(self.depth):
             values = x[rows, self.feature[node]]
             go_left = np.where(np.isnan(values), self.missing_left[node], values <= self.threshold[node])
-            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+            node = np.where(go_left, left[node], right[node])
         return self.baseline + self.value[node].sum(axis=1)
+
+    @property
+    def depth(self) -> int:
+        """Steps from the roots to the deepest leaf."""
+        depth, level = 0, np.unique(self.roots)
+        while True:
+            inner = level[~self.is_leaf[level]]
+            if not len(inner):
+                return depth
+            level = np.concatenate((self.left[inner], self.right[inner]))
+            depth += 1
 
     def predict(self, tracks: np.ndarray, audiograms: Sequence[Audiogram]) -> np.ndarray:
         """Predicted HAAQI, shape [n tracks, m audiograms], from :func:`track_features` rows."""
