@@ -50,7 +50,7 @@ class BuildOptions:
     timeout_s: float = 600.0
     retry_failed: bool = False
     progress: bool = True
-    spaces: tuple[str, ...] = ("musicnn", "effnet")
+    spaces: tuple[str, ...] = ("musicnn", "effnet", "mtt")
     fetch: bool = True  # download missing models first (ENGINE_OFFLINE=1 turns it off)
 
 
@@ -227,6 +227,13 @@ def build(
             # Kept for the benchmark's per-stage breakdown.
             store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
         vectors.sync(store, spaces=spaces or options.spaces)
+        # Text search's caches (concept values, learned text space): ready for the first search.
+        from index.search import train_for_build
+
+        text_note = train_for_build(store)
+        if text_note and plan.tasks:
+            echo(text_note)
+            summary.notes.append(text_note)
     summary.seconds = time.perf_counter() - t_start
     return summary
 

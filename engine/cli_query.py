@@ -19,8 +19,9 @@ def _key(key, scale) -> str | None:
 @click.command()
 @click.option("--track", "-t", "track", required=True, metavar="X",
               help="Track id, file path, or a unique part of a path.")
-@click.option("--space", "-s", required=True, metavar="effnet|musicnn",
-              help="Embedding space: effnet (Discogs-EffNet, 1280-d) or musicnn (MSD-MusiCNN, 200-d).")
+@click.option("--space", "-s", required=True, metavar="effnet|musicnn|mtt",
+              help="Embedding space: effnet (Discogs-EffNet, 1280-d), musicnn (MSD-MusiCNN, 200-d) "
+              "or mtt (MagnaTagATune MusiCNN, 200-d).")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many neighbours.")
 @click.option("--where", "where", metavar="SQL",

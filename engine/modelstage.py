@@ -21,7 +21,7 @@ from models.registry import ModelSpec, Role
 
 log = logging.getLogger(__name__)
 
-SPACES = ("musicnn", "effnet")  # embedding spaces = backbone names
+SPACES = ("musicnn", "effnet", "mtt")  # embedding spaces = backbone names
 
 
 @dataclass
@@ -60,10 +60,11 @@ class ModelStage:
             except ModelError as exc:
                 self.notes.append(f"{spec.name} unavailable: {exc}")
                 return None
-            if spec.metadata is not None:
+            if spec.metadata is not None or spec.label_list is not None:
                 from models import paths
 
-                self.labels[spec.name] = registry.labels(spec, paths.models_dir() / spec.metadata.filename)
+                meta = paths.models_dir() / spec.metadata.filename if spec.metadata else None
+                self.labels[spec.name] = registry.labels(spec, meta)
             return model
 
         for space in spaces:
@@ -90,12 +91,18 @@ class ModelStage:
         from models import frontend
 
         results = [ModelOutputs() for _ in analyses]
+        # One mel spectrogram per file feeds every backbone; backbones built on another's
+        # graph (mtt on musicnn) also share its patches, so they add only their inference.
+        cut: dict[str, list] = {}
         for space, pipeline in self.pipelines.items():
             if spaces is not None and space not in spaces:
                 continue
             spec = pipeline.backbone.spec
             idx = [i for i, a in enumerate(analyses) if a.mel is not None]
-            per_track = [frontend.model_patches(spec, analyses[i].mel) for i in idx]
+            key = spec.template or spec.name
+            if key not in cut:
+                cut[key] = [frontend.model_patches(spec, analyses[i].mel) for i in idx]
+            per_track = cut[key]
             for i, outputs in zip(idx, pipeline.predict(per_track)):
                 if outputs.embedding is not None:
                     results[i].spaces[space] = outputs

@@ -104,6 +104,13 @@ def build_record(
             if source in p:
                 rec.tags += _rows(source, labels[source], p[source])
 
+    mtt = m.spaces.get("mtt")
+    if mtt is not None:
+        cols["has_mtt"] = True
+        rec.embeddings["mtt"] = mtt.embedding
+        if "mtt" in mtt.predictions:
+            rec.tags += _rows("mtt", labels["mtt"], mtt.predictions["mtt"])
+
     effnet = m.spaces.get("effnet")
     if effnet is not None:
         cols["has_effnet"] = True

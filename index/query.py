@@ -46,7 +46,7 @@ from index.store import Store
 from index.sql import _one_line  # DuckDB's message on one line (shared)
 
 # Embedding spaces and their dimensions (index.schema: embeddings.space).
-SPACES = {"musicnn": 200, "effnet": 1280}
+SPACES = {"musicnn": 200, "effnet": 1280, "mtt": 200}
 # Similarity at or above which a track counts as the same recording as the query.
 DUPLICATE_SIMILARITY = 0.99999
 # Candidates listed by an ambiguous-track error.

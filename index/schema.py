@@ -85,6 +85,7 @@ TRACK_COLUMNS: tuple[Column, ...] = (
     Column("genre", "VARCHAR", "parent genre of top_style (e.g. 'Electronic')"),
     Column("has_musicnn", "BOOLEAN", "MusiCNN outputs are present"),
     Column("has_effnet", "BOOLEAN", "Discogs-EffNet outputs are present"),
+    Column("has_mtt", "BOOLEAN", "MagnaTagATune MusiCNN outputs are present"),
     Column("analysed_at", "TIMESTAMP", "when the track was analysed"),
 )
 
@@ -96,10 +97,10 @@ TABLES_DDL = {
     "styles": "CREATE TABLE IF NOT EXISTS styles (track_id INTEGER, genre VARCHAR, "
     "style VARCHAR, activation FLOAT)",
     # Every other multi-label output: source is the model name (musicnn = MSD tags,
-    # moods_mirex, mtg_jamendo_genre, mtg_jamendo_moodtheme, mtg_jamendo_top50tags, ...).
+    # mtt = MagnaTagATune tags, moods_mirex, mtg_jamendo_genre, mtg_jamendo_moodtheme, mtg_jamendo_top50tags, ...).
     "tags": "CREATE TABLE IF NOT EXISTS tags (track_id INTEGER, source VARCHAR, "
     "tag VARCHAR, activation FLOAT)",
-    # Track-mean embeddings; space is 'musicnn' (200-d) or 'effnet' (1280-d).
+    # Track-mean embeddings; space is 'musicnn' (200-d), 'mtt' (200-d) or 'effnet' (1280-d).
     "embeddings": "CREATE TABLE IF NOT EXISTS embeddings (track_id INTEGER, space VARCHAR, "
     "vector FLOAT[], PRIMARY KEY (track_id, space))",
     "failures": "CREATE TABLE IF NOT EXISTS failures (path VARCHAR PRIMARY KEY, stage VARCHAR, "
@@ -118,8 +119,9 @@ TABLES_DDL = {
 TABLE_MEANINGS = {
     "tracks": "one row per analysed track (columns below)",
     "styles": "(track_id, genre, style, activation): 400 Discogs styles per track (EffNet)",
-    "tags": "(track_id, source, tag, activation): MSD tags, MIREX moods, MTG-Jamendo tags, ...",
-    "embeddings": "(track_id, space, vector): track-mean embeddings, space 'musicnn' or 'effnet'",
+    "tags": "(track_id, source, tag, activation): MSD tags (source 'musicnn'), MagnaTagATune "
+    "tags ('mtt'), MIREX moods, MTG-Jamendo tags, ...",
+    "embeddings": "(track_id, space, vector): track-mean embeddings, space 'musicnn', 'mtt' or 'effnet'",
     "failures": "(path, stage, error, at): files that could not be analysed, with the reason",
     "listeners": "(name, audiogram, added_at): listener profiles, audiogram = 8 thresholds in "
     "dB HL at 250, 500, 1k, 2k, 3k, 4k, 6k, 8k Hz (engine listener add)",

@@ -57,6 +57,7 @@ class KnownFile:
     has_musicnn: bool
     has_effnet: bool
     has_quality: bool  # False for tracks analysed before the quality measures (or band levels) existed
+    has_mtt: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class Store:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
             "coalesce(has_musicnn, false), coalesce(has_effnet, false), "
-            "quality IS NOT NULL AND band_levels IS NOT NULL "
+            "quality IS NOT NULL AND band_levels IS NOT NULL, coalesce(has_mtt, false) "
             "FROM tracks"
         )
         return {r[1]: KnownFile(*r) for r in rows}

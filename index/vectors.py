@@ -266,7 +266,7 @@ def ivf_contents(index) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts])
 
 
-def sync(store: Store, spaces=("musicnn", "effnet")) -> list[IndexInfo]:
+def sync(store: Store, spaces=("musicnn", "effnet", "mtt")) -> list[IndexInfo]:
     """Update every stale or missing index (see :func:`rebuild`); returns what changed."""
     return [rebuild(store, s) for s in spaces if not is_fresh(store, s)]
 

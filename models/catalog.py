@@ -9,7 +9,7 @@ from models import registry
 from models.errors import ModelError
 from models.export import ensure_onnx, onnx_path
 from models.fetch import present
-from models.registry import ModelSpec
+from models.registry import ModelSpec, Role
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class ModelStatus:
 
 
 def status(spec: ModelSpec) -> ModelStatus:
-    if onnx_path(spec) is not None:
+    if spec.role is not Role.TEXT and onnx_path(spec) is not None:
         return ModelStatus(spec, "converted")
     return ModelStatus(spec, "present" if present(spec) else "missing")
 
@@ -34,6 +34,9 @@ def export_models(names: Iterable[str] | None = None) -> Iterator[tuple[str, str
     for spec in specs:
         if not names and not present(spec):
             yield spec.name, "missing (skipped)"
+            continue
+        if spec.role is Role.TEXT:  # read from its wheel as it is (models.text)
+            yield spec.name, "no conversion needed"
             continue
         already = onnx_path(spec) is not None
         try:

@@ -50,6 +50,7 @@ _MUSICNN_F_MIN = 0.0
 # batchSize=64, which in effect never uses the final frame (see patches()).
 _WRAPPER_PATCHING: dict[str, tuple[LastPatch, bool]] = {
     "musicnn": ("discard", False),
+    "mtt": ("discard", False),  # the same MusiCNN wrapper, other weights
     "effnet": ("discard", True),
 }
 

@@ -149,6 +149,7 @@ def quantize_musicnn(
     block: int | None = None,
     min_cosine: float | None = None,
     max_check_patches: int = 57,
+    tol: float = 1e-6,
 ) -> Path:
     """Write the fast MusiCNN for ``float_onnx`` (tf2onnx's msd-musicnn-1) to ``out``.
 
@@ -158,7 +159,7 @@ def quantize_musicnn(
     evaluate the result) serve as a check: on the first ``max_check_patches`` of
     them every per-patch embedding must keep cosine ≥ ``min_cosine`` (default
     0.99999; the rebuild gives ≈1 - 2e-7) against ``float_onnx``, else
-    ``ValueError``. With ``int8=True`` the pruned model's two timbral convs are also
+    ``ValueError``. ``tol`` is :func:`prune_musicnn`'s bound for dropping a filter. With ``int8=True`` the pruned model's two timbral convs are also
     statically quantised on all of them (:func:`int8_convs`): ≈25 % less time on an
     AVX-512 VNNI CPU, but track-mean cosine ≈0.9997, arousal/valence within ≈0.04,
     and CPU-dependent numbers (default ``min_cosine`` then 0.995).
@@ -174,7 +175,7 @@ def quantize_musicnn(
         min_cosine = 0.995 if int8 else 0.99999
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         pruned = Path(tmp) / "pruned.onnx"
-        info = prune_musicnn(float_onnx, pruned, block=block)
+        info = prune_musicnn(float_onnx, pruned, block=block, tol=tol)
         log.info("musicnn pruned: live filters %s of %s, %.0f MMAC/patch", info.live, info.total, info.macs_per_patch / 1e6)
         result = pruned
         if int8:

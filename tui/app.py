@@ -266,8 +266,9 @@ class EngineApp(App):
         if event.append:
             table.put_rows(event.page.offset, event.page.rows)
         else:
+            ranked = event.seeded_from or event.page.sort == "relevance"
             table.show_rows(event.page.rows, event.page.total,
-                            sort=None if event.seeded_from else self.sort, descending=self.descending)
+                            sort=None if ranked else self.sort, descending=self.descending)
         self._update_title()
         self.shown_generation = event.generation
         self.results_shown.set()
@@ -287,6 +288,8 @@ class EngineApp(App):
         table = self.table
         if self.seeded_from:
             table.border_title = f"{table.total} most like {self.seeded_from} · b: back"
+        elif self.filters.text:
+            table.border_title = f"{table.total:,} best matches for {self.filters.text!r}"
         else:
             arrow = "▼" if self.descending else "▲"
             table.border_title = f"{table.total:,} tracks · by {self.sort} {arrow}"
@@ -376,6 +379,10 @@ class EngineApp(App):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_focus_search(self) -> None:
+        self.panel.display = True
+        self.panel.query_one("#search").focus()
 
     def action_focus_filters(self) -> None:
         self.panel.display = True

@@ -37,6 +37,7 @@ _ENHARMONIC = {"C#": ("C#", "Db"), "D#": ("D#", "Eb"), "F#": ("F#", "Gb"),
 PROFILES = ("temperley", "krumhansl", "edma")
 SPACES = ("effnet", "musicnn")
 PAGE_SIZE = 200
+SEARCH_RESULTS = 500  # tracks a text search lists, best first
 
 # Results columns: (heading, SQL expression). The first is the row key.
 RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -120,6 +121,7 @@ class Filters:
     style: str | None = None
     style_min: float = 0.0
     where: str = ""  # the user's free SQL
+    text: str = ""  # search words (index.search): the list is then ranked by relevance
 
 
 def _literal(text: str) -> str:
@@ -248,6 +250,9 @@ class Catalog:
         self._details = _Conn(self.directory)
         self._searcher: Searcher | None = None
         self._search_lock = threading.Lock()
+        self._text_searcher = None  # index.search.TextSearcher, opened on the first search
+        self._text_lock = threading.Lock()
+        self._text_hits: tuple[tuple[str, str | None], list[int]] | None = None
         self._checked: dict[str, str] = {}
 
     def close(self) -> None:
@@ -257,6 +262,9 @@ class Catalog:
         if self._searcher is not None:
             with self._search_lock:
                 self._searcher.close()
+        if self._text_searcher is not None:
+            with self._text_lock:
+                self._text_searcher.close()
 
     # -- user SQL ---------------------------------------------------------------------
     def check_where(self, where: str) -> str | None:
@@ -296,6 +304,8 @@ class Catalog:
         again."""
         import duckdb
 
+        if f.text.strip():
+            return self.search_page(f, offset, limit)
         if sort not in SORTABLE:
             raise TuiError(f"cannot sort by {sort!r}: use one of {', '.join(SORTABLE)}")
         source, where = self._source(f), filter_sql(f)
@@ -312,6 +322,28 @@ class Catalog:
             raise BadSQLError(f"bad filter: {_one_line(exc)}") from None
         return Page(tuple(ResultRow(r[0], r[1], r[2], tuple(r[3:])) for r in rows), int(total),
                     offset, sort, descending)
+
+    def search_page(self, f: Filters, offset: int = 0, limit: int = PAGE_SIZE) -> Page:
+        """Rows ``offset``.. of the :data:`SEARCH_RESULTS` best matches of ``f.text`` among
+        the tracks the other filters keep, best first (``sort`` is ``"relevance"``)."""
+        from index.search import TextSearcher
+
+        where = combined_where(f)
+        key = (f.text.strip(), where)
+        with self._text_lock:
+            if self._text_hits is None or self._text_hits[0] != key:
+                try:
+                    if self._text_searcher is None:
+                        self._text_searcher = TextSearcher(self.directory)
+                    hits = self._text_searcher.search(key[0], SEARCH_RESULTS, where).hits
+                except BadSQLError:
+                    raise
+                except QueryError as exc:  # no match, empty query, missing model: one line
+                    raise TuiError(str(exc)) from None
+                self._text_hits = (key, [h.track_id for h in hits])
+            ids = self._text_hits[1]
+        rows = self.rows_for(ids[offset : offset + limit])
+        return Page(rows, len(ids), offset, "relevance", False)
 
     def rows_for(self, track_ids: Sequence[int]) -> tuple[ResultRow, ...]:
         """Result rows for these tracks, in the order given (for a k-NN seeded list)."""

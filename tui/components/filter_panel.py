@@ -1,4 +1,4 @@
-"""The filter panel: ranges, key, voice, style and a free SQL WHERE box.
+"""The filter panel: search words, ranges, key, voice, style and a free SQL WHERE box.
 
 Posts :class:`FilterPanel.Changed` with a :class:`tui.data.Filters` whenever a valid
 value changes; a range that cannot be read is marked and reported inline instead. The
@@ -47,6 +47,9 @@ class FilterPanel(VerticalScroll):
         return self._filters
 
     def compose(self) -> ComposeResult:
+        with Horizontal(classes="row"):
+            yield Label("Search", classes="label")
+            yield Input(placeholder="e.g. calm piano", id="search", compact=True)
         for field, label, placeholder in RANGES:
             with Horizontal(classes="row"):
                 yield Label(label, classes="label")
@@ -140,7 +143,8 @@ class FilterPanel(VerticalScroll):
         filters = Filters(
             key=sel("key"), scale=sel("scale"), profile=sel("profile") or "temperley",
             voice=sel("voice"), style=self.query_one("#style", Input).value.strip() or None,
-            where=self.query_one("#sql", Input).value, **values)
+            where=self.query_one("#sql", Input).value,
+            text=self.query_one("#search", Input).value.strip(), **values)
         if filters != self._filters:
             self._filters = filters
             self.post_message(self.Changed(filters))
