@@ -9,7 +9,35 @@ import click
 from engine.options import store_option
 from engine.output import format_option, render
 
-_M3U8 = click.Path(dir_okay=False, writable=True, path_type=Path)
+_M3U8 = click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Path)
+STDOUT = Path("-")  # --m3u8 -: the playlist goes to standard output
+
+
+def _write_playlist(tracks, m3u8: Path, relative: bool) -> None:
+    """The playlist to ``m3u8``, or to stdout for ``-`` (paths then relative to the cwd)."""
+    from index.playlist import m3u8_text, write_m3u8
+
+    if m3u8 == STDOUT:
+        tracks = list(tracks)
+        click.echo(m3u8_text(tracks, Path.cwd() if relative else None), nl=False)
+        count = len(tracks)
+        where = "standard output"
+    else:
+        count = write_m3u8(tracks, m3u8, relative=relative)
+        where = str(m3u8)
+    click.echo(f"wrote {count} track{'s' if count != 1 else ''} to {where}", err=True)
+
+
+def _note_empty_columns(store_dir: Path | None, where: str | None, order_by: str | None = None) -> None:
+    """On stderr: which columns the user's SQL names are empty in this store, and why."""
+    from index.sql import empty_columns_note
+
+    if not (where or order_by):
+        return
+    sql = f"SELECT 1 FROM tracks WHERE ({where or 'TRUE'})" + (f" ORDER BY {order_by}" if order_by else "")
+    note = empty_columns_note(store_dir, sql)
+    if note:
+        click.echo(note, err=True)
 
 
 def _key(key, scale) -> str | None:
@@ -27,7 +55,8 @@ def _key(key, scale) -> str | None:
 @click.option("--where", "where", metavar="SQL",
               help="Only tracks matching this SQL condition on `tracks` (applied before ranking).")
 @format_option
-@click.option("--m3u8", "m3u8", type=_M3U8, help="Also write the track and its neighbours as a playlist.")
+@click.option("--m3u8", "m3u8", type=_M3U8,
+              help="Also write the track and its neighbours as a playlist (- : to stdout, instead of the table).")
 @click.option("--relative", is_flag=True, help="Playlist paths relative to the playlist's folder.")
 @store_option
 def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path | None,
@@ -40,13 +69,13 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
 
     Example: engine knn --track "Metal_madness" --space effnet -k 5 --where "bpm BETWEEN 120 AND 160"
     """
-    from index.playlist import write_m3u8
     from index.query import Searcher, check_space, resolve_track
 
     check_space(space)
     with Searcher(store_dir) as searcher:
         ref = resolve_track(searcher.store, track)
         found = searcher.knn(ref, space, k, where)
+    _note_empty_columns(store_dir, where)
     click.echo(f"{len(found)} nearest to {ref.track_id} {ref.label} ({ref.path}) in {space}", err=True)
     if fmt == "table":
         columns = ["rank", "similarity", "track", "path", "bpm", "key", "lufs", "dance", "voice",
@@ -61,10 +90,10 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
 
         columns = [f.name for f in fields(Neighbour)]
         rows = [tuple(asdict(n).values()) for n in found]
-    click.echo(render(columns, rows, fmt))
+    if m3u8 != STDOUT:
+        click.echo(render(columns, rows, fmt))
     if m3u8 is not None:
-        count = write_m3u8([ref, *found], m3u8, relative=relative)
-        click.echo(f"wrote {count} tracks to {m3u8}", err=True)
+        _write_playlist([ref, *found], m3u8, relative)
 
 
 @click.command()
@@ -73,20 +102,21 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
 @click.option("--order-by", "order_by", metavar="SQL",
               help="SQL sort order, e.g. \"style('Techno') DESC\" or \"arousal DESC\" (default: path).")
 @click.option("--limit", type=click.IntRange(min=0), help="At most this many tracks.")
-@click.option("--m3u8", "m3u8", type=_M3U8, required=True, help="Playlist file to write (UTF-8 M3U).")
+@click.option("--m3u8", "m3u8", type=_M3U8, required=True,
+              help="Playlist file to write (UTF-8 M3U); - writes it to standard output.")
 @click.option("--relative", is_flag=True, help="Paths relative to the playlist's folder.")
 @store_option
 def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, relative: bool,
              store_dir: Path | None) -> None:
     """Write the tracks matching an SQL condition as an M3U8 playlist.
 
-    Columns are those of the `tracks` table (see README); style('Name') is the
+    Columns are those of the `tracks` table (docs/columns.md); style('Name') is the
     activation (0-1) of a Discogs style, for ranking or filtering.
 
     Example: engine playlist --where "voice < 0.3 AND bpm BETWEEN 120 AND 130" --order-by "style('Techno') DESC" --limit 50 --m3u8 techno.m3u8
     """
-    from index.playlist import select_tracks, write_m3u8
+    from index.playlist import select_tracks
 
     tracks = select_tracks(store_dir, where, order_by, limit)
-    count = write_m3u8(tracks, m3u8, relative=relative)
-    click.echo(f"wrote {count} track{'s' if count != 1 else ''} to {m3u8}", err=True)
+    _note_empty_columns(store_dir, where, order_by)
+    _write_playlist(tracks, m3u8, relative)
