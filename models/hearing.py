@@ -74,8 +74,8 @@ PAIR_FEATURE_NAMES: tuple[str, ...] = TRACK_FEATURE_NAMES + tuple(
     f"{r}_level_above_threshold" for r in _REGIONS[1:]) + tuple(
     f"{r}_background_above_threshold" for r in _REGIONS[1:])
 
-_SNR_CAP_DB = 80.0
-_CHUNK = 4096  # samples per step of the tree walk  # engine.quality caps SNR at 100; above 80 dB nothing is audible
+_SNR_CAP_DB = 80.0  # engine.quality caps SNR at 100 dB; above 80 dB a difference is inaudible
+_CHUNK = 4096  # samples per pass of the tree walk: its [chunk, trees] node indices stay ~10 MB
 
 
 def _num(v: Any) -> float:
@@ -201,7 +201,7 @@ class HaaqiPredictor:
         shape = x.shape[:-1]
         x = x.reshape(-1, x.shape[-1])
         out = np.empty(x.shape[0])
-        for start in range(0, x.shape[0], _CHUNK):  # [chunk, trees] indices stay ~10 MB
+        for start in range(0, x.shape[0], _CHUNK):
             out[start: start + _CHUNK] = self._raw(x[start: start + _CHUNK])
         return np.clip(out, 0.0, 1.0).reshape(shape)
 

@@ -375,6 +375,8 @@ def test_listener_scores_in_sql_and_where(small_store, tmp_path):
     assert m3u8.read_text().splitlines()[-1] == worst["path"]
     bad = _run("sql", "SELECT haaqi(track_id, 'nobody') FROM tracks", "--store", store)
     assert bad.exit_code == 1 and "no listener named 'nobody' in the store" in bad.stderr
+    typo = _run("sql", "SELECT haaqi(track_id, 'Mum') FROM tracks", "--store", store)
+    assert typo.exit_code == 1 and "did you mean 'mum', 'dad'?" in typo.stderr, typo.stderr
 
 
 def test_listener_errors_are_one_line(small_store, tmp_path):
