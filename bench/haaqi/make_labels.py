@@ -31,6 +31,7 @@ import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass, fields
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,16 @@ def read_labels(path: Path = LABELS) -> list[Row]:
     return out
 
 
+def first_of_kinds(rows: list[Row], kinds: list[str]) -> list[Row]:
+    """The rows of ``kinds`` only, taking one of each kind in turn (row ids unchanged, so a
+    later full run skips them)."""
+    unknown = sorted(set(kinds) - set(KINDS) - {"clean"})
+    if unknown:
+        sys.exit(f"--kinds: unknown {', '.join(unknown)} (known: clean, {', '.join(KINDS)})")
+    per_kind = [[r for r in rows if r.kind == k] for k in kinds]
+    return [r for turn in zip_longest(*per_kind) for r in turn if r is not None]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=17)
@@ -200,12 +211,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0, help="excerpt length")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new rows (0: all)")
+    ap.add_argument("--kinds", help="only rows of these versions (comma-separated, e.g. aac,hum), "
+                    "taking the kinds in turn: fills a gap in a partial run first")
     ap.add_argument("--out", type=Path, default=LABELS)
     args = ap.parse_args()
 
     rows = plan(args.seed, args.excerpts, args.versions, args.seconds)
     done = {r.row_id for r in read_labels(args.out)}
     todo = [r for r in rows if r.row_id not in done]
+    if args.kinds:
+        todo = first_of_kinds(todo, args.kinds.split(","))
     if args.limit:
         todo = todo[: args.limit]
     print(f"{len(rows)} rows planned, {len(done)} done, {len(todo)} to do", file=sys.stderr, flush=True)
