@@ -21,7 +21,8 @@ Inputs, per (track, listener) pair (:func:`pair_features`):
 
 Missing values (a measure that was undefined, NULL in the store) go down the branch
 training found best. The model is gradient-boosted regression trees (evaluated here in
-numpy: all trees at once, one level per step), output clipped to 0..1; the weights file
+numpy: all trees at once, one level per step) predicting ``log(1 - HAAQI + 0.02)``,
+turned back into HAAQI and clipped to 0..1; the weights file
 records its version, the input names and the nodes.
 """
 
@@ -175,6 +176,11 @@ class HaaqiPredictor:
         Index of each tree's root in the node arrays.
     feature, threshold, missing_left, left, right, is_leaf, value : ndarray, shape [nodes]
         Node arrays; ``left`` and ``right`` are absolute node indices.
+    log_offset : float
+        The trees predict ``log(1 - HAAQI + log_offset)``, so HAAQI is
+        ``1 + log_offset - exp(sum)``; 0 means they predict HAAQI itself. The log spreads
+        the scores crowded near 1 (most rows: damage the listener barely hears), which
+        ranks them better (grouped CV on 519 training rows: SRCC 0.70 -> 0.80).
     """
 
     version: str
@@ -188,6 +194,7 @@ class HaaqiPredictor:
     right: np.ndarray
     is_leaf: np.ndarray
     value: np.ndarray
+    log_offset: float = 0.0
 
     _ARRAYS = ("roots", "feature", "threshold", "missing_left", "left", "right", "is_leaf", "value")
 
@@ -203,6 +210,8 @@ class HaaqiPredictor:
         out = np.empty(x.shape[0])
         for start in range(0, x.shape[0], _CHUNK):
             out[start: start + _CHUNK] = self._raw(x[start: start + _CHUNK])
+        if self.log_offset > 0:
+            out = 1.0 + self.log_offset - np.exp(out)
         return np.clip(out, 0.0, 1.0).reshape(shape)
 
     def _raw(self, x: np.ndarray) -> np.ndarray:
@@ -235,8 +244,10 @@ class HaaqiPredictor:
         return self.predict_inputs(x[..., : len(self.feature_names)])
 
     @classmethod
-    def from_sklearn(cls, model, version: str, feature_names: Sequence[str]) -> "HaaqiPredictor":
-        """Export a fitted ``HistGradientBoostingRegressor`` (numeric inputs only)."""
+    def from_sklearn(cls, model, version: str, feature_names: Sequence[str],
+                     log_offset: float = 0.0) -> "HaaqiPredictor":
+        """Export a fitted ``HistGradientBoostingRegressor`` (numeric inputs only), trained
+        on HAAQI or (``log_offset`` > 0) on ``log(1 - HAAQI + log_offset)``."""
         parts = {k: [] for k in cls._ARRAYS if k != "roots"}
         roots, offset = [], 0
         for (tree,) in model._predictors:
@@ -251,12 +262,14 @@ class HaaqiPredictor:
             parts["value"].append(nodes["value"].astype(np.float64))
             offset += len(nodes)
         return cls(version, tuple(feature_names), float(np.ravel(model._baseline_prediction)[0]),
-                   np.array(roots, dtype=np.int64), **{k: np.concatenate(v) for k, v in parts.items()})
+                   np.array(roots, dtype=np.int64), **{k: np.concatenate(v) for k, v in parts.items()},
+                   log_offset=float(log_offset))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, version=np.array(self.version), feature_names=np.array(self.feature_names),
-                            baseline=np.array(self.baseline), **{k: getattr(self, k) for k in self._ARRAYS})
+                            baseline=np.array(self.baseline), log_offset=np.array(self.log_offset),
+                            **{k: getattr(self, k) for k in self._ARRAYS})
 
     @classmethod
     def load(cls, path: Path = WEIGHTS_PATH) -> "HaaqiPredictor":
@@ -267,12 +280,13 @@ class HaaqiPredictor:
             names = tuple(str(n) for n in data["feature_names"])
             arrays = {k: data[k] for k in cls._ARRAYS}
             version, baseline = str(data["version"]), float(data["baseline"])
+            log_offset = float(data["log_offset"]) if "log_offset" in data.files else 0.0
         except (OSError, KeyError, ValueError) as exc:
             raise ModelError(f"cannot read the hearing model's weights {path}: {exc}") from None
         if names != PAIR_FEATURE_NAMES[: len(names)]:
             raise ModelError(f"{path}: its inputs do not match this engine's; retrain it "
                              "with bench/haaqi/train.py")
-        return cls(version, names, baseline, **arrays)
+        return cls(version, names, baseline, **arrays, log_offset=log_offset)
 
 
 @functools.lru_cache(maxsize=1)

@@ -264,6 +264,20 @@ def test_shipped_weights_load_and_match_the_inputs():
     assert p.version.startswith("haaqi-student-")
 
 
+def test_weights_round_trip_through_a_file(tmp_path, version_columns):
+    from models.hearing import HaaqiPredictor, load_predictor, track_features
+
+    shipped = load_predictor()
+    assert shipped.log_offset > 0  # trained on log(1 - HAAQI + offset): the inverse is applied
+    shipped.save(tmp_path / "w.npz")
+    again = HaaqiPredictor.load(tmp_path / "w.npz")
+    tracks = np.stack([track_features(c) for c in version_columns.values()])
+    np.testing.assert_array_equal(again.predict(tracks, PROFILES), shipped.predict(tracks, PROFILES))
+    (tmp_path / "bad.npz").write_bytes(b"not numpy")
+    with pytest.raises(Exception, match="cannot read the hearing model's weights .*bad.npz"):
+        HaaqiPredictor.load(tmp_path / "bad.npz")
+
+
 def test_clean_track_scores_above_its_degraded_versions_for_every_profile(version_columns):
     clean = _predict(version_columns["clean"])
     assert (clean > 0.9).all(), clean

@@ -36,7 +36,11 @@ from models.hearing import (  # noqa: E402
     track_features,
 )
 
-PARAMS = dict(max_iter=400, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=10,
+# Chosen by 5-fold CV grouped by source on the 519 training rows (LCC / SRCC): 400 trees
+# at 0.05 on HAAQI 0.847 / 0.703; on log(1 - HAAQI + 0.02) 0.864 / 0.800; 200 trees at
+# 0.1 on the log 0.870 / 0.801 (half the trees, same accuracy).
+LOG_OFFSET = 0.02
+PARAMS = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=10,
               l2_regularization=1.0, early_stopping=False, random_state=0)
 
 
@@ -61,9 +65,9 @@ def fit(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = PAIR_FEATURE_NAME
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    model = HistGradientBoostingRegressor(**PARAMS).fit(x, y)
-    exported = HaaqiPredictor.from_sklearn(model, version, names)
-    check = np.clip(model.predict(x[:200]), 0.0, 1.0)
+    model = HistGradientBoostingRegressor(**PARAMS).fit(x, np.log(1.0 - y + LOG_OFFSET))
+    exported = HaaqiPredictor.from_sklearn(model, version, names, log_offset=LOG_OFFSET)
+    check = np.clip(1.0 + LOG_OFFSET - np.exp(model.predict(x[:200])), 0.0, 1.0)
     assert np.allclose(exported.predict_inputs(x[:200]), check, atol=1e-9), "export differs from sklearn"
     return exported
 
