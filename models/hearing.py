@@ -202,7 +202,7 @@ class HaaqiPredictor:
         """HAAQI for raw inputs ``x`` [..., features] (NaN = missing) -> [...] in 0..1.
 
         All trees step down together, one level per step: [samples, trees] node indices,
-        as many steps as the deepest tree is deep (14 for the shipped weights).
+        as many steps as the deepest tree is deep (12 for the shipped weights).
         """
         x = np.asarray(x, dtype=np.float64)
         shape = x.shape[:-1]
