@@ -356,19 +356,24 @@ def _parse_error(con, bare: str | None, fragment: str) -> str | None:
     return None
 
 
-def _add_track_id_to_style(node: Any) -> bool:
-    """Rewrite every one-argument style(x) to style(tracks.track_id, x), in place.
+# index.sql macros whose first argument is the track id, which a filter may leave out.
+_ROW_MACROS = frozenset({"style", "haaqi"})
 
-    DuckDB macros cannot see the calling row, so index.sql's ``style`` takes the track
-    id; in a filter or sort order over ``tracks`` the row is implied, so
-    ``style('Techno')`` is accepted as well.
+
+def _add_track_id_to_style(node: Any) -> bool:
+    """Rewrite every one-argument style(x) or haaqi(x) to f(tracks.track_id, x), in place.
+
+    DuckDB macros cannot see the calling row, so index.sql's ``style`` and ``haaqi`` take
+    the track id; in a filter or sort order over ``tracks`` the row is implied, so
+    ``style('Techno')`` and ``haaqi('mum')`` are accepted as well.
     """
     changed = False
     stack = [node]
     while stack:
         n = stack.pop()
         if isinstance(n, dict):
-            if (n.get("class") == "FUNCTION" and str(n.get("function_name", "")).lower() == "style"
+            if (n.get("class") == "FUNCTION"
+                    and str(n.get("function_name", "")).lower() in _ROW_MACROS
                     and not n.get("schema") and len(n.get("arguments", [])) == 1):
                 n["arguments"].insert(0, {"name": "", "expression": {
                     "class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "",

@@ -124,7 +124,7 @@ class KnownFile:
     # None: not computed yet (the model was missing).
     has_musicnn: bool | None
     has_effnet: bool | None
-    has_quality: bool  # False for tracks analysed before the quality measures existed
+    has_quality: bool  # False for tracks analysed before the quality measures (or band levels) existed
     has_mtt: bool | None = None  # as has_musicnn
 
 
@@ -290,7 +290,7 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "has_musicnn, has_effnet, quality IS NOT NULL, has_mtt, path_bytes "
+            "has_musicnn, has_effnet, quality IS NOT NULL AND band_levels IS NOT NULL, has_mtt, path_bytes "
             "FROM tracks"
         )
         known = (KnownFile(r[0], from_db(r[1], r[9]), *r[2:9]) for r in rows)
@@ -418,7 +418,7 @@ class Store:
             if ids:
                 spaces = [r[0] for r in self._exec(
                     "SELECT DISTINCT space FROM embeddings WHERE track_id IN (SELECT unnest(?))", [ids])]
-                for table in ("styles", "tags", "embeddings", "tracks"):
+                for table in ("styles", "tags", "embeddings", "listener_quality", "tracks"):
                     self._exec(f"DELETE FROM {table} WHERE track_id IN (SELECT unnest(?))", [ids])
                 self._bump(spaces)
             self._exec("DELETE FROM failures WHERE path IN (SELECT unnest(?))", [list(paths)])

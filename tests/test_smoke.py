@@ -62,6 +62,12 @@ def test_every_command_runs_from_the_installed_console_script(corpus, shared_mod
     assert again.stderr.strip().splitlines()[-1].startswith("analysed 0, updated 0, unchanged 4,")
 
     assert engine("sql", "SELECT count(*) AS n FROM tracks", "--format", "csv").stdout.split() == ["n", "4"]
+    engine("listener", "add", "mum", "--audiogram", "20,20,25,30,40,50,60,65")  # the student's weights: package data
+    assert "mum" in engine("listener", "list").stdout
+    worst = json.loads(engine("quality", "--listener", "mum", "--format", "json").stdout)
+    scores = [row["haaqi"] for row in worst]
+    assert len(worst) >= 3 and scores == sorted(scores) and all(0 <= s <= 1 for s in scores), worst
+    engine("listener", "delete", "mum")
     title = "Hungarian Dance No. 5"  # its title tag: a track is found by its title
     near = engine("knn", "--track", title, "--space", "musicnn", "-k", "2", "--format", "json")
     assert len(json.loads(near.stdout)) == 2 and f"– {title} (" in near.stderr
