@@ -283,6 +283,13 @@ def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary:
         spaces = stage.spaces
         _run(plan, writer, stage, workers, options, summary)
     with writer.session() as store:
+        # Listener profiles: predicted quality for new or re-analysed tracks, from the
+        # stored columns (no decoding); also rescores everything after a model update.
+        from engine.listeners import score_listeners
+
+        scored = score_listeners(store)
+        if scored.total:
+            summary.stage_seconds["listeners"] = scored.seconds
         if plan.tasks:  # kept for the benchmark's per-stage breakdown
             store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
         vectors.sync(store, spaces=spaces or options.spaces)

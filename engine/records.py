@@ -69,6 +69,8 @@ def file_columns(a: FileAnalysis) -> dict[str, Any]:
         )
     if a.quality is not None:
         cols.update(a.quality.columns())
+    if a.band_levels is not None:
+        cols["band_levels"] = [float(v) for v in a.band_levels]
     notes = list(a.warnings) + _undefined_values(cols)
     cols["notes"] = "; ".join(notes) or None
     return cols
