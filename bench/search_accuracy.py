@@ -54,6 +54,12 @@ def chance_ap(n: int, n_relevant: int, trials: int = 20_000, seed: int = 0) -> f
     return float(np.mean([average_precision(list(rng.permutation(rel)), n_relevant) for _ in range(trials)]))
 
 
+def load_truth() -> dict[str, dict[str, str]]:
+    """``ground_truth.csv`` of the rendered clips: file name -> its row."""
+    with open(SHARED / "corpus" / "rendered" / "ground_truth.csv", newline="") as fh:
+        return {r["file"]: r for r in csv.DictReader(fh)}
+
+
 def main() -> None:
     from index.search import NoMatchError, TextSearcher
 
@@ -62,8 +68,7 @@ def main() -> None:
     ap.add_argument("--text-model-dir", type=Path, default=TEXT_MODEL_DIR)
     args = ap.parse_args()
     store = build_corpus_store(args.store, args.text_model_dir)
-    with open(SHARED / "corpus" / "rendered" / "ground_truth.csv", newline="") as fh:
-        truth = {r["file"]: r for r in csv.DictReader(fh)}
+    truth = load_truth()
     where = "path LIKE '%/rendered/%'"
     lines = ["| query | relevant | chance | tags only | sentence model only | combined |", "|---|---|---|---|---|---|"]
     results: dict[str, dict[str, float]] = {}
