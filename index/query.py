@@ -47,6 +47,9 @@ from index.sql import _one_line  # DuckDB's message on one line (shared)
 
 # Embedding spaces and their dimensions (index.schema: embeddings.space).
 SPACES = {"musicnn": 200, "effnet": 1280, "mtt": 200}
+# The space used when none is asked for: the best same-album precision measured on the
+# library (bench/similarity_quality.py, docs/playlists.md); EffNet cannot be measured here.
+DEFAULT_SPACE = "musicnn"
 # Similarity at or above which a track counts as the same recording as the query.
 DUPLICATE_SIMILARITY = 0.99999
 # Candidates listed by an ambiguous-track error.
@@ -478,6 +481,33 @@ class Searcher:
 
         return normalise(np.asarray(row[0][0], dtype=np.float32)[None, :])
 
+    def vectors(self, space: str, track_ids: Sequence[int]) -> np.ndarray:
+        """Normalised vectors ``[len(track_ids), d]`` (float32) of tracks in ``space``'s
+        index, as the search compares them; raises MissingEmbeddingsError for an id without one."""
+        ids = np.asarray(track_ids, dtype=np.int64)
+        index = self.index(space)
+        if not len(ids):
+            return np.zeros((0, index.d), np.float32)
+        missing = np.setdiff1d(ids, self.in_index(space, ids))
+        if len(missing):
+            raise MissingEmbeddingsError(f"track {int(missing[0])} has no {space} embedding")
+        with _faiss_threads():
+            return np.asarray(index.reconstruct_batch(ids), dtype=np.float32)
+
+    def allowed(self, space: str, where: str | None) -> np.ndarray | None:
+        """Track ids of ``space``'s index that the SQL ``where`` keeps; None without a filter."""
+        if where is None or not where.strip():
+            return None
+        return self.in_index(space, filter_ids(self.store, where))
+
+    def nearest(self, space: str, q: np.ndarray, k: int, *, exclude: set[int] | None = None,
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (track ids, cosine similarities) for a normalised query vector ``q``
+        ``[d]``, best first: ``allowed`` (from :meth:`allowed`) restricts the candidates,
+        ``exclude`` removes ids. Exact duplicates of ``q`` (similarity >= 0.99999) are skipped."""
+        q = np.ascontiguousarray(np.asarray(q, dtype=np.float32).reshape(1, -1))
+        return _search(self.index(space), q, k, set(exclude or ()), allowed)
+
     def knn(self, track: str | int | TrackRef, space: str, k: int = 10,
             where: str | None = None) -> list[Neighbour]:
         """The ``k`` tracks most similar to ``track`` in ``space``, best first.
@@ -503,12 +533,19 @@ class Searcher:
             if not copies:
                 break
             exclude |= copies
-        out = []
-        pairs = ((int(i), round(float(s), 6)) for i, s in zip(ids, sims) if int(i) in rows)
-        for rank, (tid, sim) in enumerate(pairs, 1):
-            r = rows[tid]
-            out.append(Neighbour(rank, tid, r[0], sim, *r[2:]))
-        return out
+        return self._neighbours(zip(ids, sims), rows)
+
+    def neighbours(self, ranked: Sequence[tuple[int, float]]) -> list[Neighbour]:
+        """:class:`Neighbour` rows (ranks from 1) for (track id, similarity) pairs, in the
+        order given; ids no longer in the store are left out."""
+        ranked = list(ranked)
+        return self._neighbours(ranked, self._rows(np.array([t for t, _ in ranked], np.int64)))
+
+    @staticmethod
+    def _neighbours(ranked, rows: dict[int, tuple]) -> list[Neighbour]:
+        pairs = ((int(i), round(float(s), 6)) for i, s in ranked if int(i) in rows)
+        return [Neighbour(rank, tid, rows[tid][0], sim, *rows[tid][2:])
+                for rank, (tid, sim) in enumerate(pairs, 1)]
 
     def _rows(self, ids: np.ndarray) -> dict[int, tuple]:
         """track_id -> (path, content_hash, descriptors...) for ``ids``."""
