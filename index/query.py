@@ -551,11 +551,11 @@ class Searcher:
         """track_id -> (path, content_hash, descriptors...) for ``ids``."""
         if not len(ids):
             return {}
-        # A literal IN list lets DuckDB skip row groups by their min/max track_id.
-        id_list = ", ".join(str(int(i)) for i in ids)
+        # A list parameter: as fast as literal ids for 10-40 of 100k tracks (3-7 ms CPU), and
+        # literal ids cost 62 ms for 500, 123 ms for 1,000 (a playlist's candidates).
         rows = self.store.con.execute(
             f"SELECT track_id, path, content_hash, {_DESCRIPTOR_SQL} FROM tracks "
-            f"WHERE track_id IN ({id_list})"
+            "WHERE track_id IN (SELECT unnest(?))", [[int(i) for i in ids]]
         ).fetchall()
         return {r[0]: r[1:] for r in rows}
 

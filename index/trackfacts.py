@@ -63,8 +63,10 @@ def track_facts(store: Store, track_ids: Iterable[int]) -> dict[int, TrackFacts]
     ids = sorted({int(t) for t in track_ids})
     if not ids:
         return {}
-    id_list = ", ".join(map(str, ids))  # a literal list: DuckDB skips row groups by min/max
-    rows = store.con.execute(f"SELECT {_FACTS_SQL} FROM tracks WHERE track_id IN ({id_list})").fetchall()
+    # A list parameter, not literal ids: at 100k tracks 1,000 literal ids cost 123 ms of CPU
+    # to plan and run, the parameter 7 ms (bench/out, DuckDB 1.x).
+    rows = store.con.execute(f"SELECT {_FACTS_SQL} FROM tracks WHERE track_id IN (SELECT unnest(?))",
+                             [ids]).fetchall()
     return {r[0]: _facts(r) for r in rows}
 
 
