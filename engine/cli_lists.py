@@ -214,13 +214,12 @@ def duplicates(space: str | None, fmt: str, store_dir: Path | None) -> None:
     from index.duplicates import find_duplicates
     from index.query import DEFAULT_SPACE, Searcher, check_space
     from index.trackfacts import all_track_facts
-    from index.vectors import normalise
 
     space = space or DEFAULT_SPACE
     check_space(space)
     with Searcher(store_dir) as searcher:
-        ids, vecs = searcher.store.embedding_matrix(space)
-        groups = find_duplicates(ids, normalise(vecs), all_track_facts(searcher.store))
+        ids, vecs = searcher.matrix(space)
+        groups = find_duplicates(ids, vecs, all_track_facts(searcher.store))
     click.echo(f"{len(groups)} group{'s' if len(groups) != 1 else ''} of near-duplicate recordings in {space}",
                err=True)
     columns = ["group", "track_id", "similarity", "duration", "path"]

@@ -2,8 +2,8 @@
 
 No click here: the CLI (engine/cli_query.py) and the TUI call these functions.
 
-k-NN is cosine similarity in one embedding space (FAISS inner product on L2-normalised
-vectors, see index.vectors). A ``where`` filter is an SQL boolean expression over the
+k-NN is cosine similarity in one embedding space (FAISS inner product on vectors centred
+on the collection's mean and L2-normalised, see index.vectors). A ``where`` filter is an SQL boolean expression over the
 ``tracks`` table; it is applied *before* ranking, so a filtered search returns k tracks
 whenever at least k tracks match it (and have an embedding in that space). The query
 track and exact duplicates of it (same ``content_hash``, or similarity >= 0.99999) are
@@ -397,6 +397,7 @@ class Searcher:
         except duckdb.IOException as exc:
             raise QueryError(f"cannot open the store: {_one_line(exc)} (is a build running?)") from None
         self._indexes: dict[str, Any] = {}
+        self._centres: dict[str, np.ndarray | None] = {}  # index.vectors.prepare's centre
         self._ids: dict[str, np.ndarray] = {}
         self._present: dict[str, np.ndarray] = {}
 
@@ -415,18 +416,21 @@ class Searcher:
 
         check_space(space)
         if space not in self._indexes:
-            index = None
+            index = centre = None
             try:
                 if not vectors.is_fresh(self.store, space):
                     vectors.rebuild(self.store, space)
                 index = vectors.load(self.store.directory, space, mmap=True)
+                info = vectors.read_info(self.store.directory, space)
+                centre = None if info is None or info.centre is None else np.asarray(info.centre, np.float32)
             except (OSError, RuntimeError):  # read-only folder or unreadable file
                 ids, vecs = self.store.embedding_matrix(space)
                 if len(ids):
-                    index = vectors.build_index(ids, vectors.normalise(vecs))
+                    index, centre = vectors.index_from_matrix(ids, vecs)
             if index is None or index.ntotal == 0:
                 raise MissingEmbeddingsError(_missing_message(space))
             self._indexes[space] = index
+            self._centres[space] = centre
         return self._indexes[space]
 
     def indexed_ids(self, space: str) -> np.ndarray:
@@ -477,9 +481,10 @@ class Searcher:
                 f"`engine build` on its folder again" + (
                     " after `engine models fetch effnet`" if space == "effnet" else "")
             )
-        from index.vectors import normalise
+        from index.vectors import prepare
 
-        return normalise(np.asarray(row[0][0], dtype=np.float32)[None, :])
+        self.index(space)  # loads the centre
+        return prepare(np.asarray(row[0][0], dtype=np.float32)[None, :], self._centres.get(space))
 
     def vectors(self, space: str, track_ids: Sequence[int]) -> np.ndarray:
         """Normalised vectors ``[len(track_ids), d]`` (float32) of tracks in ``space``'s
@@ -493,6 +498,15 @@ class Searcher:
             raise MissingEmbeddingsError(f"track {int(missing[0])} has no {space} embedding")
         with _faiss_threads():
             return np.asarray(index.reconstruct_batch(ids), dtype=np.float32)
+
+    def matrix(self, space: str) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids int64 [n], vectors float32 [n, d]) of every track in ``space``, from
+        DuckDB, prepared as the index holds them (index.vectors.prepare)."""
+        from index.vectors import prepare
+
+        self.index(space)  # loads the centre
+        ids, raw = self.store.embedding_matrix(space)
+        return ids, prepare(raw, self._centres.get(space), inplace=True)
 
     def allowed(self, space: str, where: str | None) -> np.ndarray | None:
         """Track ids of ``space``'s index that the SQL ``where`` keeps; None without a filter."""

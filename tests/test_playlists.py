@@ -25,7 +25,7 @@ from index.paths import PathError, best_path, progress, song_path
 from index.query import Searcher, TrackRef, resolve_track
 from index.radio import RadioError, radio
 from index.trackfacts import all_track_facts, track_facts
-from index.vectors import normalise
+from index.vectors import centre_of, normalise, prepare
 from tests.listdata import make_list_store
 
 SLOW_SETTINGS = settings(max_examples=30, deadline=None,
@@ -42,7 +42,7 @@ def lists(tmp_path_factory):
     data = make_list_store(directory)
     with Searcher(directory) as s:
         data["facts"] = all_track_facts(s.store)
-        data["unit"] = normalise(data["x"])
+        data["unit"] = prepare(data["x"], centre_of(data["x"]))  # as the index holds them
         data["dir"] = directory
         data["searcher"] = s
         yield data
