@@ -212,6 +212,58 @@ async def test_more_like_this_then_export_and_copy(corpus_store, tmp_path):
         assert app.seeded_from is None and app.table.total == 61
 
 
+def test_marks_toggle_one_role_per_track():
+    from tui.marks import MarkRole, Marks
+
+    m = Marks()
+    assert m.toggle(5, MarkRole.SEED) is MarkRole.SEED and m.glyph(5) == "+"
+    m.toggle(7, MarkRole.SEED)
+    assert m.toggle(5, MarkRole.AVOID) is MarkRole.AVOID  # one role per track: now avoided
+    assert m.of(MarkRole.SEED) == [7] and m.of(MarkRole.AVOID) == [5] and m.glyph(5) == "−"
+    assert m.toggle(5, MarkRole.AVOID) is None and m.glyph(5) == " "  # again: unmarked
+    assert m.summary() == "1 seed"
+
+
+@_sync
+async def test_marks_make_lists_more_like_path_radio(synthetic_store, tmp_path):
+    app = _app(synthetic_store)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _settle(app, pilot)
+        order = app.table.order
+        await pilot.press("a")  # row 0: a seed
+        await pilot.press("down", "z")  # row 1: avoid
+        await pilot.press("down", "down", "a")  # row 3: a second seed
+        await pilot.pause()
+        lines = [app.table.render_line(i + 1).text for i in range(4)]
+        assert [line[0] for line in lines] == ["+", "−", " ", "+"]  # the marks are visible
+        assert "2 seeds · 1 avoid" in str(app.table.border_subtitle)
+        seeds, avoid = [order[0].track_id, order[3].track_id], order[1].track_id
+        await pilot.press("m")
+        await _settle(app, pilot)
+        listed = [r.track_id for r in app.table.order]
+        assert app.seeded_from and "most like" in str(app.table.border_title)
+        assert listed and not set(listed) & {*seeds, avoid}
+        assert set(app.why) == set(listed)
+        # a path from the first seed, through the second, to the track under the cursor
+        app.table.move_cursor(5)
+        target = app.table.selected.track_id
+        await pilot.press("g")
+        await _settle(app, pilot)
+        path = [r.track_id for r in app.table.order]
+        assert path[0] == seeds[0] and path[-1] == target and seeds[1] in path
+        assert len(path) == len(set(path)) and "path of" in str(app.table.border_title)
+        await pilot.press("o")  # a radio from the seeds
+        await _settle(app, pilot)
+        radio = [r.track_id for r in app.table.order]
+        assert radio[:2] == seeds and len(radio) == len(set(radio))
+        await pilot.press("u")
+        await pilot.pause()
+        assert app.marks.summary() == "" and app.table.render_line(1).text[0] == " "
+        await pilot.press("b")
+        await _settle(app, pilot)
+        assert app.seeded_from is None
+
+
 @_sync
 async def test_export_filter_results(corpus_store, tmp_path):
     app = _app(corpus_store)
