@@ -3,12 +3,21 @@
     nice -n 19 python -m bench.similarity_quality [--out bench/out/similarity] [--max-seconds 450]
 
 For each recording of ``../shared/corpus/library`` (51 files in album folders), the
-share of its 10 nearest neighbours (cosine, among the library's other tracks) that
-come from the same album folder. The track itself never counts; nor does another
-file of the same source song (none in this corpus: each file is its own song, which
-the script checks by content hash and by near-identical embeddings). A folder with a
-single track cannot score and is left out of the mean. ``P@10 max`` is the best any
-space could reach (an album of n tracks gives at most (n-1)/10 per track).
+share of its 10 nearest neighbours (cosine) that come from the same album folder, never
+counting the same source song. Two measures:
+
+- **tracks**: each whole track (as ``engine build`` analyses it) against the others;
+  the track itself does not count. 49 queries: one file gives no patch (0.09 s), one
+  folder holds a single track (it cannot score).
+- **excerpts**: each track cut into 30 s excerpts (19 MusiCNN patches, a new excerpt
+  every 10 patches ≈ 15 s: 1-5 per track); an excerpt's neighbours are the excerpts of
+  the other songs (excerpts of its own song are left out, neither hits nor misses).
+  113 queries, closer to a collection of many songs per album.
+
+Every file is its own song here (the script checks by near-identical embeddings).
+``max`` is the best any space could reach. Each variant's gain over the baseline
+(MusiCNN, mean, raw: what the store held before) comes with a paired bootstrap 95 %
+interval over the queries and the count of queries it improves / worsens.
 
 Variants (see docs/playlists.md for the figures):
 
@@ -118,39 +127,77 @@ def transform(x: np.ndarray, how: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Item:
+    """One query/candidate: a track or an excerpt of it."""
+
+    song: str
+    album: str
+    patches: dict  # space -> [patches, 200]
+
+
+def items(tracks: dict[str, dict], excerpt: int | None = None, hop: int = 10) -> list[Item]:
+    out = []
+    for name, t in sorted(tracks.items()):
+        n = len(t[SPACES[0]])
+        if not n or not all(len(t[s]) for s in SPACES):
+            continue
+        starts = [0] if excerpt is None or n <= excerpt else list(range(0, n - excerpt + 1, hop))
+        for a in starts:
+            cut = slice(a, a + excerpt) if excerpt else slice(None)
+            out.append(Item(name, str(Path(name).parent), {s: t[s][cut] for s in SPACES}))
+    return out
+
+
+def per_query(vectors: np.ndarray, its: list[Item], k: int = K) -> tuple[np.ndarray, float]:
+    """(P@k per scored query, the mean best possible)."""
+    songs = np.array([i.song for i in its])
+    albums = np.array([i.album for i in its])
+    sims = vectors @ vectors.T
+    out, best = [], []
+    for q in range(len(its)):
+        other = np.flatnonzero(songs != songs[q])  # never the same source song
+        same = int((albums[other] == albums[q]).sum())
+        if not same:
+            continue
+        top = other[np.argsort(-sims[q, other], kind="stable")[:k]]
+        out.append(float((albums[top] == albums[q]).mean()))
+        best.append(min(same, k) / k)
+    return np.array(out), float(np.mean(best))
+
+
+def spaces_for(its: list[Item], pooling: str, how: str) -> dict[str, np.ndarray]:
+    per_space = {s: transform(np.stack([pool(i.patches[s], pooling) for i in its]), how) for s in SPACES}
+    per_space["musicnn+mtt"] = np.concatenate([per_space["musicnn"], per_space["mtt"]], 1) / np.sqrt(2)
+    return per_space
+
+
+@dataclass(frozen=True)
 class Score:
     variant: str
-    precision: float  # mean P@10 over scored tracks
-    best_possible: float
-    scored: int
+    precision: float  # mean P@10 over scored queries
+    gain: float  # over the baseline, paired
+    low: float  # 95 % bootstrap interval of the gain
+    high: float
+    better: int
+    worse: int
 
 
-def precision_at_k(vectors: np.ndarray, albums: list[str], k: int = K) -> tuple[float, float, int]:
-    sims = vectors @ vectors.T
-    np.fill_diagonal(sims, -np.inf)
-    albums_a = np.asarray(albums)
-    per, best = [], []
-    for i in range(len(albums)):
-        size = int((albums_a == albums_a[i]).sum())
-        if size < 2:
-            continue
-        top = np.argsort(-sims[i], kind="stable")[:k]
-        per.append(float((albums_a[top] == albums_a[i]).mean()))
-        best.append(min(size - 1, k) / k)
-    return float(np.mean(per)), float(np.mean(best)), len(per)
-
-
-def evaluate(tracks: dict[str, dict]) -> list[Score]:
-    names = sorted(n for n, t in tracks.items() if all(len(t[s]) for s in SPACES))
-    albums = [str(Path(n).parent) for n in names]
-    scores = []
+def evaluate(its: list[Item], seed: int = 0) -> tuple[list[Score], float, int]:
+    results = {}
     for pooling, how in itertools.product(("mean", "mean+std"), ("raw", "centred", "zscore", "whitened")):
-        per_space = {s: transform(np.stack([pool(tracks[n][s], pooling) for n in names]), how) for s in SPACES}
-        per_space["musicnn+mtt"] = np.concatenate([per_space["musicnn"], per_space["mtt"]], 1) / np.sqrt(2)
-        for space, vecs in per_space.items():
-            p, best, n = precision_at_k(vecs, albums)
-            scores.append(Score(f"{space:<12} {pooling:<9} {how}", p, best, n))
-    return scores
+        for space, vecs in spaces_for(its, pooling, how).items():
+            results[(space, pooling, how)], best = per_query(vecs, its)
+    base = results[("musicnn", "mean", "raw")]
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(base), (2000, len(base)))
+    scores = []
+    for (space, pooling, how), v in results.items():
+        d = v - base
+        boot = d[draws].mean(1)
+        scores.append(Score(f"{space:<12} {pooling:<9} {how}", float(v.mean()), float(d.mean()),
+                            float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)),
+                            int((d > 0).sum()), int((d < 0).sum())))
+    return sorted(scores, key=lambda s: -s.precision), best, len(base)
 
 
 def check_distinct(tracks: dict[str, dict]) -> list[tuple[str, str, float]]:
@@ -172,13 +219,18 @@ def main() -> None:
     tracks = extract(args.out, args.max_seconds)
     same = check_distinct(tracks)
     print(f"{len(tracks)} tracks; near-identical pairs (same source song): {same or 'none'}")
-    scores = evaluate(tracks)
-    print(f"\n{'space':<12} {'pooling':<9} {'transform':<9}  P@10   (max {scores[0].best_possible:.3f}, "
-          f"{scores[0].scored} tracks)")
-    for s in sorted(scores, key=lambda s: -s.precision):
-        print(f"{s.variant:<33} {s.precision:.3f}")
+    report = {}
+    for measure, its in (("tracks", items(tracks)), ("excerpts", items(tracks, excerpt=19))):
+        scores, best, n = evaluate(its)
+        report[measure] = [s.__dict__ for s in scores]
+        print(f"\n{measure}: {n} queries, P@10 max {best:.3f}; gain over musicnn/mean/raw, paired")
+        print(f"{'space':<12} {'pooling':<9} {'transform':<9} {'P@10':>6} {'gain':>7} {'95 % interval':>16} "
+              f"{'better/worse':>13}")
+        for s in scores:
+            print(f"{s.variant:<33} {s.precision:>5.3f} {s.gain:>+7.3f} {s.low:>+7.3f} .. {s.high:>+6.3f} "
+                  f"{s.better:>6}/{s.worse}")
     if args.json:
-        args.json.write_text(json.dumps([s.__dict__ for s in scores], indent=1))
+        args.json.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -36,8 +36,8 @@ FUSION_K = 60  # reciprocal rank fusion's constant
 
 
 class SeedError(QueryError):
-    """Named tracks that cannot be used; one line per track (the CLI prefixes each with
-    ``error:``)."""
+    """Named tracks that cannot be used: one line per track (the CLI prefixes each with
+    ``error:``); an ambiguous one is followed by its candidates, indented."""
 
     def __init__(self, problems: Sequence[str]):
         self.problems = tuple(problems)
@@ -63,9 +63,12 @@ def resolve_seeds(searcher: Searcher, space: str, named: Sequence[Named]) -> lis
         try:
             ref = resolve_track(searcher.store, n.text)
         except AmbiguousTrackError as exc:
-            shown = "; ".join(f"{c.track_id} {c.path}" for c in exc.candidates[:3])
-            problems.append(f"{n.option} {n.text!r} matches {exc.total} tracks (e.g. {shown}): "
-                            "give more of the path or title, or a track id")
+            lines = [f"{n.option} {n.text!r} matches {exc.total} tracks: give more of the path or title, "
+                     "or a track id:"]
+            lines += [f"  {c.track_id:>6}  {c.path}" for c in exc.candidates]
+            if exc.total > len(exc.candidates):
+                lines.append(f"  … and {exc.total - len(exc.candidates)} more")
+            problems.append("\n".join(lines))
             continue
         except UnknownTrackError:
             problems.append(f"{n.option} {n.text!r}: no track in the store matches it; give a "
