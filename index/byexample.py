@@ -70,9 +70,8 @@ def resolve_seeds(searcher: Searcher, space: str, named: Sequence[Named]) -> lis
                 lines.append(f"  … and {exc.total - len(exc.candidates)} more")
             problems.append("\n".join(lines))
             continue
-        except UnknownTrackError:
-            problems.append(f"{n.option} {n.text!r}: no track in the store matches it; give a "
-                            "track id, a file path, a title or a unique part of one")
+        except UnknownTrackError as exc:
+            problems.append(f"{n.option}: {exc}")  # names the text and what to give instead
             continue
         if not len(searcher.in_index(space, np.array([ref.track_id], np.int64))):
             try:

@@ -6,8 +6,8 @@ every track, with its collection mean and spread) and names:
 
 - tags and Discogs styles both tracks hold clearly: activation >= :data:`SHARED_MIN`
   and at least :data:`SHARED_Z` standard deviations above the collection's mean for
-  both, strongest first (a MIREX mood cluster by its first adjective; a word shown once
-  when several models have it);
+  both, the most unusual first (the smaller of the two z-scores; a MIREX mood cluster by
+  its first adjective; a word shown once when several models have it);
 - descriptor words of engine search (index.vocabulary: ``calm``, ``loud``, ``instrumental``,
   ``danceable``, ``sad``...) whose measure is at least :data:`WORD_Z` standard deviations
   on the word's side of the mean for both;
@@ -96,7 +96,9 @@ class Explainer:
         other_v = theirs[np.arange(len(rows)), best]
         other_z = z[:, 1:][np.arange(len(rows)), best]
         ok = (mine >= SHARED_MIN) & (other_v >= SHARED_MIN) & (z[:, 0] >= SHARED_Z) & (other_z >= SHARED_Z)
-        strength = np.minimum(mine, other_v)
+        # Most distinctive first: a tag both hold far above the collection's usual level
+        # ("choir" on two chorales) says more than one every track holds a bit of.
+        strength = np.minimum(z[:, 0], other_z)
         names: list[str] = []
         for i in np.flatnonzero(ok)[np.argsort(-strength[ok], kind="stable")]:
             c = t.concepts[rows[i]]

@@ -213,7 +213,7 @@ def test_seed_errors_are_one_line_each(lists):
                                      Named("--not", "0007")])
     lines = [line for line in f"error: {info.value}".splitlines() if not line.startswith("  ")]
     assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)  # one line per track
-    assert "--track 'nothing-like-this': no track in the store matches it" in lines[0]
+    assert "--track: no track in the store matches 'nothing-like-this'" in lines[0]
     assert "--track 'Artist 1/' matches" in lines[1] and "give more of the path" in lines[1]
     candidates = [line for line in str(info.value).splitlines() if line.startswith("  ")]
     assert len(candidates) == 11 and candidates[-1].startswith("  … and ")  # the first ten, then a count
