@@ -117,6 +117,15 @@ def emit(items: Sequence, table_columns: Sequence[str], table_row, fmt: str, why
         write_playlist(items if playlist is None else playlist, m3u8, relative)
 
 
+def emit_play_order(entries: Sequence, fmt: str, why: list[str] | None, m3u8: Path | None,
+                    relative: bool) -> None:
+    """A path or radio (index.lists.PlaylistEntry): position, similarity to the previous
+    track, role, track, path."""
+    emit(entries, ["#", "sim", "role", "track", "path"],
+         lambda t: (t.position, None if t.similarity is None else round(t.similarity, 3), t.role, t.label, t.path),
+         fmt, why, m3u8, relative)
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 @click.command()
@@ -153,9 +162,7 @@ def path(start: str, end: str, via: tuple[str, ...], length: int | None, minutes
     steps = result.steps
     click.echo(f"path of {len(steps)} tracks ({result.seconds / 60:.0f} min) from {refs[0].label} to "
                f"{refs[-1].label} in {space}: worst step {result.worst_step:.3f} (cosine distance)", err=True)
-    emit(steps, ["#", "sim", "role", "track", "path"],
-         lambda s: (s.position, None if s.similarity is None else round(s.similarity, 3), s.role, s.label, s.path),
-         fmt, why, m3u8, relative)
+    emit_play_order(steps, fmt, why, m3u8, relative)
 
 
 @click.command()
@@ -193,9 +200,7 @@ def radio(seeds: tuple[str, ...], length: int | None, minutes: float | None, var
     minutes_total = sum(t.duration or 0 for t in tracks) / 60
     click.echo(f"radio of {len(tracks)} tracks ({minutes_total:.0f} min) from "
                f"{', '.join(r.label for r in refs)} in {space}", err=True)
-    emit(tracks, ["#", "sim", "role", "track", "path"],
-         lambda t: (t.position, None if t.similarity is None else round(t.similarity, 3), t.role, t.label, t.path),
-         fmt, why, m3u8, relative)
+    emit_play_order(tracks, fmt, why, m3u8, relative)
 
 
 @click.command()

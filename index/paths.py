@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from index.duplicates import is_near_duplicate
-from index.lists import ListRules, violations
+from index.lists import ListRules, PlaylistEntry, violations
 from index.query import QueryError, Searcher, TrackRef, check_space
 from index.trackfacts import TrackFacts, track_facts
 
@@ -51,30 +51,12 @@ class PathError(QueryError):
 
 
 @dataclass(frozen=True)
-class PathStep:
-    """One track of a path, in play order (``position`` from 1).
+class PathStep(PlaylistEntry):
+    """One track of a path: ``role`` is ``from``, ``via``, ``to`` (tracks the user gave) or
+    ``step``; ``progress`` runs from 0 (the first track) to 1 (the last), each segment
+    between two given tracks taking an equal share; it never decreases."""
 
-    ``role`` is ``from``, ``via``, ``to`` (tracks the user gave) or ``step``;
-    ``similarity`` is the cosine with the previous track (None for the first);
-    ``progress`` runs from 0 (the first track) to 1 (the last), each segment between
-    two given tracks taking an equal share; it never decreases.
-    """
-
-    position: int
-    track_id: int
-    path: str
-    artist: str | None
-    title: str | None
-    duration: float | None
-    role: str
-    similarity: float | None
     progress: float
-
-    @property
-    def label(self) -> str:
-        from index.query import track_label
-
-        return track_label(self.artist, self.title, self.path)
 
 
 @dataclass(frozen=True)

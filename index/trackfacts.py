@@ -8,6 +8,7 @@ albums), else the folder that holds the file (the Artist/Album/track layout).
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Iterable
@@ -26,9 +27,21 @@ class TrackFacts:
     duration: float | None  # seconds, whole file
     bpm: float | None
     key: str | None  # "C# minor" (Temperley profile, as the store's key_temperley/scale_temperley)
-    artist_key: str | None  # normalised artist, None when unknown
-    album_key: str  # normalised album (tag or folder)
+    album_artist: str | None = None
+    album: str | None = None
     content_hash: str | None = None
+
+    # Worked out on first use: only caps need them (a radio reads ~1,000 rows of facts,
+    # and making both keys for each cost 40 ms of Python).
+    @functools.cached_property
+    def artist_key(self) -> str | None:
+        """Normalised artist, None when the track has no artist tag."""
+        return artist_key(self.artist, self.album_artist)
+
+    @functools.cached_property
+    def album_key(self) -> str:
+        """Normalised album (tag with the artist, else the folder)."""
+        return album_key(self.album, self.artist_key, self.path)
 
 
 def _first(value: str | None) -> str:
@@ -53,9 +66,7 @@ _FACTS_SQL = ("track_id, path, artist, title, duration, bpm, "
 
 
 def _facts(row: tuple) -> TrackFacts:
-    tid, path, artist, title, duration, bpm, key, album_artist, album, content_hash = row
-    a = artist_key(artist, album_artist)
-    return TrackFacts(tid, path, artist, title, duration, bpm, key, a, album_key(album, a, path), content_hash)
+    return TrackFacts(*row)
 
 
 def track_facts(store: Store, track_ids: Iterable[int]) -> dict[int, TrackFacts]:

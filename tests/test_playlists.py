@@ -90,7 +90,7 @@ def test_pick_keeps_every_rule_and_follows_the_ranking(lists, order, rules, n):
 def test_pick_defers_a_track_the_gap_holds_back():
     from index.trackfacts import TrackFacts
 
-    facts = {i: TrackFacts(i, f"/m/{a}/{i}.flac", a, None, 200.0 + i * 10, None, None, a, f"/m/{a}")
+    facts = {i: TrackFacts(i, f"/m/{a}/{i}.flac", a, None, 200.0 + i * 10, None, None)
              for i, a in ((1, "x"), (2, "x"), (3, "y"), (4, "z"))}
     b = ListBuilder(ListRules(artist_gap=1), facts, {})
     assert pick(b, [1, 2, 3, 4], 4) == [1, 3, 2, 4]  # 2 waits one track, not to the end
