@@ -210,7 +210,7 @@ def radio(seeds: tuple[str, ...], length: int | None, minutes: float | None, var
 def duplicates(space: str | None, fmt: str, store_dir: Path | None) -> None:
     """List near-duplicate recordings: the same audio in two files or formats.
 
-    Found from the embeddings (cosine >= 0.97), durations (within 1 s or 1 %) and, where
+    Found from the embeddings (centred cosine >= 0.95), durations (within 1 s or 1 %) and, where
     measured, tempo and key; files with identical content too. Lists (knn, path, radio,
     playlist) show one track of each group unless --keep-duplicates.
 

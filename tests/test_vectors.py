@@ -65,7 +65,8 @@ def test_ivf_index_is_updated_in_place_then_retrained_past_the_factor(tmp_path, 
         info = vectors.sync(store, spaces=("musicnn",))[0]
         assert info.trained_on == n and info.count == n
         centre = _centre(store)
-        np.testing.assert_allclose(centre, _vectors(n, 1).mean(0), atol=1e-5)  # the collection's mean
+        shrunk = _vectors(n, 1).mean(0) * n / (n + vectors.CENTRE_PRIOR)
+        np.testing.assert_allclose(centre, shrunk, atol=1e-5)  # the collection's mean (shrunk)
         index = vectors.load(tmp_path, "musicnn")
         centroids = index.quantizer.reconstruct_n(0, index.nlist)
         nprobe = index.nprobe
@@ -130,7 +131,7 @@ def test_an_index_from_before_centring_is_rebuilt_centred(tmp_path):
         assert vectors.sync(store, spaces=("musicnn",))[0].centre is not None
     with Searcher(tmp_path) as s:
         ids, raw = s.store.embedding_matrix("musicnn")
-        prepared = vectors.prepare(raw, raw.mean(0))
+        prepared = vectors.prepare(raw, raw.sum(0) / (len(raw) + vectors.CENTRE_PRIOR))
         np.testing.assert_allclose(s.vectors("musicnn", [7])[0], prepared[6], atol=1e-5)
         # a track's vector read from DuckDB is prepared the same way as the index's
         s._indexes["musicnn"].remove_ids(np.array([7], np.int64))
