@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Callable, Sequence
 from engine.analysis import AnalysisTask, FileAnalysis, analyse_file
 from engine.decode import DEFAULT_MAX_SECONDS
 from engine.errors import EngineError
+from engine.summary import BuildSummary
 from engine.workers import TaskFailed, WorkerPool, default_processes
 from index.store import FailedFile, KnownFile, Store
 
@@ -57,6 +59,7 @@ class BuildOptions:
 @dataclass
 class Plan:
     tasks: list[AnalysisTask] = field(default_factory=list)
+    known: set[str] = field(default_factory=set)  # task paths already stored: "updated", not "analysed"
     unchanged: int = 0
     moved: list[tuple[KnownFile, str, int, int]] = field(default_factory=list)
     touched: list[tuple[KnownFile, int, int]] = field(default_factory=list)
@@ -66,34 +69,6 @@ class Plan:
     @property
     def updates(self) -> int:
         return sum(1 for t in self.tasks if not t.dsp)
-
-
-@dataclass
-class BuildSummary:
-    found: int = 0
-    analysed: int = 0
-    updated: int = 0  # existing tracks that gained outputs of newly available models
-    unchanged: int = 0
-    moved: int = 0
-    deleted: int = 0
-    failed: int = 0
-    skipped_failures: int = 0
-    seconds: float = 0.0
-    interrupted: bool = False
-    notes: list[str] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        out = [
-            f"analysed {self.analysed}, updated {self.updated}, unchanged {self.unchanged}, "
-            f"moved {self.moved}, deleted {self.deleted}, failed {self.failed}"
-            + (f" (+{self.skipped_failures} earlier failures skipped; --retry-failed retries them)"
-               if self.skipped_failures else "")
-            + f" in {self.seconds:.1f} s"
-        ]
-        if self.interrupted:
-            out.append("interrupted: run the same command again to resume")
-        return out
 
 
 def plan_build(
@@ -117,12 +92,16 @@ def plan_build(
         found_paths.add(path)
         k = known.get(path)
         if k is not None and (k.file_size, k.mtime_ns) == (f.size, f.mtime_ns):
-            missing = [s for s in available_spaces if not getattr(k, f"has_{s}")]
+            # None: not computed yet; False: the model ran and cannot give this track
+            # an output (too short), so asking again would never help.
+            missing = [s for s in available_spaces if getattr(k, f"has_{s}") is None]
             if not k.has_quality:
                 # Analysed by an engine without the quality measures: redo the file.
                 plan.tasks.append(_task(f, k.content_hash, options, dsp=True))
+                plan.known.add(path)
             elif missing:
                 plan.tasks.append(_task(f, k.content_hash, options, dsp=False))
+                plan.known.add(path)
             else:
                 plan.unchanged += 1
             continue
@@ -151,6 +130,8 @@ def plan_build(
             gone.pop(moved.path, None)
             continue
         plan.tasks.append(_task(f, digest, options, dsp=True))
+        if k is not None:
+            plan.known.add(str(f.path))  # the file changed: its track is updated
     plan.deleted = sorted(gone)
     return plan, n
 
@@ -189,6 +170,7 @@ def build(
     workers = options.workers or cores
     threads = options.threads or cores
     summary = BuildSummary()
+    _check_has_audio(root)
     if options.fetch and os.environ.get("ENGINE_OFFLINE", "") in ("", "0"):
         _fetch_missing_models(options, echo)
     note = missing_models_note(options.spaces)
@@ -210,7 +192,7 @@ def build(
         summary.moved = len(plan.moved)
         summary.deleted = store.delete(plan.deleted)
         if plan.tasks:
-            stage = ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces)
+            stage = ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces, echo=echo)
             for extra in stage.notes:  # models present but not loadable
                 echo(extra)
                 summary.notes.append(extra)
@@ -230,13 +212,25 @@ def build(
     return summary
 
 
+def _check_has_audio(root: Path) -> None:
+    """Refuse a folder without audio before fetching models or touching the store.
+
+    An empty folder is also what an unmounted drive looks like: going on would
+    forget every track stored from it.
+    """
+    from engine.scan import scan
+
+    if next(iter(scan(root)), None) is None:
+        raise EngineError(f"no audio files found under {root} (nothing was changed)")
+
+
 def _fetch_missing_models(options: BuildOptions, echo: Callable[[str], None]) -> None:
     from models.fetch import fetch_missing
 
     report = fetch_missing(progress=options.progress)
     if report is not None and report.failed:
-        name, reason = report.failed[0]
-        echo(f"could not download models ({reason}); going on with the models present")
+        _, reason = report.failed[0]
+        echo(f"could not download models: {reason}; going on with the models present")
 
 
 def _run(plan: Plan, store: Store, stage, workers: int, options: BuildOptions, summary: BuildSummary) -> None:
@@ -245,7 +239,8 @@ def _run(plan: Plan, store: Store, stage, workers: int, options: BuildOptions, s
     results: queue.Queue = queue.Queue(maxsize=max(2, 2 * options.batch))
     errors: list[BaseException] = []
     writer = threading.Thread(
-        target=_write_loop, args=(results, store, stage, options, summary, errors), daemon=True
+        target=_write_loop, args=(results, store, stage, options, summary, errors, plan.known),
+        daemon=True,
     )
     writer.start()
     bar = tqdm(
@@ -287,14 +282,14 @@ def _run(plan: Plan, store: Store, stage, workers: int, options: BuildOptions, s
 
 
 def _write_loop(results: queue.Queue, store: Store, stage, options: BuildOptions,
-                summary: BuildSummary, errors: list) -> None:
+                summary: BuildSummary, errors: list, known: set[str] = frozenset()) -> None:
     """Model-stage thread: batch finished analyses, run the models, write transactions."""
     batch: list[FileAnalysis] = []
     failures: list[FailedFile] = []
 
     def flush() -> None:
         if batch or failures:
-            _write_batch(batch, failures, store, stage, summary)
+            _write_batch(batch, failures, store, stage, summary, known)
         batch.clear()
         failures.clear()
 
@@ -305,7 +300,8 @@ def _write_loop(results: queue.Queue, store: Store, stage, options: BuildOptions
                 break
             task, outcome = item
             if isinstance(outcome, TaskFailed):
-                failures.append(FailedFile(task.path, task.file_size, task.mtime_ns, outcome.stage, outcome.error))
+                failures.append(FailedFile(task.path, task.file_size, task.mtime_ns, outcome.stage,
+                                           failure_reason(outcome.error, task.path)))
                 summary.failed += 1
             else:
                 batch.append(outcome)
@@ -316,7 +312,20 @@ def _write_loop(results: queue.Queue, store: Store, stage, options: BuildOptions
         errors.append(exc)
 
 
-def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], store: Store, stage, summary: BuildSummary) -> None:
+def failure_reason(error: str, path: str) -> str:
+    """``error`` without the file's path: the failures table has the path in its own column.
+
+    Decoders name the file in their messages ("cannot decode /music/x.mp3: empty
+    file"); repeated in the reason it pushed the reason itself out of a table's view.
+    """
+    for named in (repr(path), f'"{path}"', path):
+        error = error.replace(named, "")
+    error = re.sub(r"\s+([:;,)])", r"\1", error)
+    return " ".join(error.split()) or "unknown error"
+
+
+def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], store: Store, stage,
+                 summary: BuildSummary, known: set[str] = frozenset()) -> None:
     from engine.records import build_record
 
     t0 = time.perf_counter()
@@ -327,10 +336,10 @@ def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], store: S
         records.append(build_record(a, m, stage.labels, with_file_columns=a.task.dsp))
         for k, v in a.timings.items():
             summary.stage_seconds[k] = summary.stage_seconds.get(k, 0.0) + v
-        if a.task.dsp:
-            summary.analysed += 1
-        else:
+        if a.task.path in known:
             summary.updated += 1
+        else:
+            summary.analysed += 1
     t0 = time.perf_counter()
     store.write_tracks(records, failures)
     summary.stage_seconds["store"] = summary.stage_seconds.get("store", 0.0) + time.perf_counter() - t0

@@ -13,7 +13,8 @@ from pathlib import Path
 import click
 
 from engine.errors import EngineError
-from engine.options import store_option
+from engine.options import models_option, store_option
+from engine.summary import summary_help
 
 
 class _Group(click.Group):
@@ -22,6 +23,10 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a bad option value or argument of a command
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            click.echo(f"error: {exc.format_message().rstrip('.')} (see `{where} --help`)", err=True)
+            ctx.exit(exc.exit_code)
         except EngineError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
@@ -40,12 +45,14 @@ def cli() -> None:
 def models() -> None:
     """List, fetch and convert Essentia's pre-trained models.
 
-    Model files are read from $ENGINE_MODELS when set, else from the user cache
-    folder that `engine models fetch` downloads to. Licence: CC BY-NC-SA 4.0 (MTG-UPF).
+    Model files are read from --models DIR or $ENGINE_MODELS when given, else from
+    the user cache folder that `engine models fetch` downloads to. Offline, point
+    --models at a folder holding the official files. Licence: CC BY-NC-SA 4.0 (MTG-UPF).
     """
 
 
 @models.command("list")
+@models_option
 def models_list() -> None:
     """Show each model: present / missing / converted, and what it enables.
 
@@ -59,13 +66,17 @@ def models_list() -> None:
         click.echo(f"{r.spec.name:<{width}}  {r.state:<9}  {r.spec.role.value:<8}  {r.spec.enables}")
     missing = [r for r in rows if r.state == "missing"]
     if missing:
+        from engine.errors import models_hint
+        from models.paths import models_dir
+
         names = " ".join(r.spec.name for r in missing)
-        click.echo(f"\nmissing models can be downloaded with: engine models fetch {names}", err=True)
+        click.echo(f"\nmodels missing from {models_dir()}: {models_hint(names)}", err=True)
 
 
 @models.command("fetch")
 @click.argument("names", nargs=-1)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@models_option
 def models_fetch(names: tuple[str, ...], quiet: bool) -> None:
     """Download models from the official URLs (resumable, SHA-256 checked).
 
@@ -80,14 +91,19 @@ def models_fetch(names: tuple[str, ...], quiet: bool) -> None:
         click.echo(f"fetched  {path}")
     for path in report.already_present:
         click.echo(f"present  {path}")
-    for filename, reason in report.failed:
-        click.echo(f"failed   {filename}: {reason}", err=True)
+    for line in report.failure_lines():
+        click.echo(f"failed   {line}", err=True)
     if report.failed:
+        from engine.errors import models_hint
+
+        click.echo(f"{len(report.failed)} of {len(report.failed) + len(report.fetched) + len(report.already_present)} "
+                   f"files not fetched into {report.dest_dir}: {models_hint()}", err=True)
         sys.exit(1)
 
 
 @models.command("export")
 @click.argument("names", nargs=-1)
+@models_option
 def models_export(names: tuple[str, ...]) -> None:
     """Convert present TensorFlow models to ONNX (needs the `export` extra).
 
@@ -102,32 +118,38 @@ def models_export(names: tuple[str, ...]) -> None:
         click.echo(f"{name:<22} {outcome}")
 
 
-@cli.command()
+@cli.command(epilog=summary_help(74))
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @store_option
-@click.option("--workers", type=int, default=0, show_default="one per core", help="Decode/DSP processes.")
-@click.option("--threads", type=int, default=0, show_default="one per core", help="onnxruntime threads.")
-@click.option("--batch", type=int, default=8, show_default=True, help="Files per model run and per commit.")
-@click.option("--max-seconds", type=float, default=450.0, show_default=True,
+@models_option
+@click.option("--workers", type=click.IntRange(min=1), default=None, show_default="one per core",
+              help="Decode/DSP processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, show_default="one per core",
+              help="onnxruntime threads.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Files per model run and per commit.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=450.0, show_default=True,
               help="Audio analysed per file; longer files are analysed from the start up to this.")
-@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True,
-              help="Seconds one file may take before it is recorded as failed.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=600.0,
+              show_default=True, help="Seconds one file may take before it is recorded as failed.")
 @click.option("--retry-failed", is_flag=True, help="Analyse again files that failed before.")
 @click.option("--no-fetch", is_flag=True, help="Do not download missing models.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def build(folder: Path, store_dir: Path | None, workers: int, threads: int, batch: int,
+def build(folder: Path, store_dir: Path | None, workers: int | None, threads: int | None, batch: int,
           max_seconds: float, timeout_s: float, retry_failed: bool, no_fetch: bool, quiet: bool) -> None:
     """Analyse every audio file under FOLDER into the store.
 
     Re-running only analyses what is new or changed; an interrupted build resumes;
-    files that fail are recorded (see the `failures` table) and skipped.
+    files that fail are recorded (see the `failures` table) and skipped. Missing
+    models are downloaded first; offline, pass --models DIR (or set ENGINE_MODELS)
+    to a folder of the official model files.
 
     Example: engine build ~/Music
     """
     from engine.build import BuildOptions, build as run_build
 
     options = BuildOptions(
-        workers=workers, threads=threads, batch=max(1, batch), max_seconds=max_seconds,
+        workers=workers or 0, threads=threads or 0, batch=batch, max_seconds=max_seconds,
         timeout_s=timeout_s, retry_failed=retry_failed, progress=not quiet, fetch=not no_fetch,
     )
     summary = run_build(folder, store_dir, options, echo=lambda s: click.echo(s, err=True))

@@ -97,6 +97,18 @@ def write_playlist(tracks, m3u8: Path, relative: bool) -> None:
     click.echo(f"wrote {len(tracks)} track{'s' if len(tracks) != 1 else ''} to {where}", err=True)
 
 
+def note_empty_columns(store_dir: Path | None, where: str | None, order_by: str | None = None) -> None:
+    """On stderr: which columns the user's SQL names are empty in this store, and why."""
+    from index.sql import empty_columns_note
+
+    if not (where or order_by):
+        return
+    sql = f"SELECT 1 FROM tracks WHERE ({where or 'TRUE'})" + (f" ORDER BY {order_by}" if order_by else "")
+    note = empty_columns_note(store_dir, sql)
+    if note:
+        click.echo(note, err=True)
+
+
 def emit(items: Sequence, table_columns: Sequence[str], table_row, fmt: str, why: list[str] | None,
          m3u8: Path | None, relative: bool, playlist: Sequence | None = None) -> None:
     """Print ``items`` (dataclasses) as a table (``table_row(item)``) or as JSON/CSV of their
@@ -159,6 +171,7 @@ def path(start: str, end: str, via: tuple[str, ...], length: int | None, minutes
         result = song_path(searcher, refs[0], refs[-1], space, via=refs[1:-1], length=length, minutes=minutes,
                            where=where, rules=rules)
         why = _why_previous(searcher, [s.track_id for s in result.steps]) if explain else None
+    note_empty_columns(store_dir, where)
     steps = result.steps
     click.echo(f"path of {len(steps)} tracks ({result.seconds / 60:.0f} min) from {refs[0].label} to "
                f"{refs[-1].label} in {space}: worst step {result.worst_step:.3f} (cosine distance)", err=True)
@@ -197,6 +210,7 @@ def radio(seeds: tuple[str, ...], length: int | None, minutes: float | None, var
         tracks = make_radio(searcher, refs, space, length=length, minutes=minutes, variety=variety,
                             where=where, rules=rules, random_seed=random_seed)
         why = _why_previous(searcher, [t.track_id for t in tracks]) if explain else None
+    note_empty_columns(store_dir, where)
     minutes_total = sum(t.duration or 0 for t in tracks) / 60
     click.echo(f"radio of {len(tracks)} tracks ({minutes_total:.0f} min) from "
                f"{', '.join(r.label for r in refs)} in {space}", err=True)

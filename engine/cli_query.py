@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from engine.cli_lists import (M3U8_PATH, emit, list_rules_options, named, output_options, space_option,
-                              write_playlist)
+from engine.cli_lists import (M3U8_PATH, emit, list_rules_options, named, note_empty_columns, output_options,
+                              space_option, write_playlist)
 from engine.options import store_option
 
 def _key(key, scale) -> str | None:
@@ -56,6 +56,7 @@ def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: i
 
             ex = Explainer(searcher.store)
             why = [ex.why(n.track_id, [s.track_id for s in seeds]) for n in found]
+    note_empty_columns(store_dir, where)
     names = ", ".join(f"{r.track_id} {r.label} ({r.path})" for r in seeds)
     unlike = f", not like {', '.join(r.label for r in avoided)}" if avoided else ""
     how = f" ({combine})" if len(seeds) > 1 else ""
@@ -82,7 +83,7 @@ def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, re
              store_dir: Path | None) -> None:
     """Write the tracks matching an SQL condition as an M3U8 playlist.
 
-    Columns are those of the `tracks` table (see README); style('Name') is the
+    Columns are those of the `tracks` table (docs/columns.md); style('Name') is the
     activation (0-1) of a Discogs style, for ranking or filtering. A near-duplicate
     recording is listed once (see `engine duplicates`); --max-per-artist and friends
     cap the list, which then fills up to --limit with the next tracks in order.
@@ -103,4 +104,5 @@ def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, re
             break
         ask = None
     by_id = {t.track_id: t for t in tracks}
+    note_empty_columns(store_dir, where, order_by)
     write_playlist([by_id[t] for t in kept], m3u8, relative)

@@ -51,11 +51,14 @@ def sql(query: str, store_dir: Path | None, fmt: str, limit: int | None) -> None
 
     Example: engine sql "SELECT title, bpm FROM library ORDER BY style(track_id, 'Techno') DESC LIMIT 10"
     """
-    from index.sql import run_query
+    from index.sql import empty_columns_note, run_query
 
     if query == "-":
         query = sys.stdin.read()
     result = run_query(store_dir, query, limit=limit)
+    note = empty_columns_note(store_dir, query)
+    if note:
+        click.echo(note, err=True)
     rows = result.rows
     if fmt == "json":
         rows = [[_json_ready(v) for v in r] for r in rows]

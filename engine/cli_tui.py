@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -16,11 +17,13 @@ def tui(store_dir: Path | None) -> None:
 
     Filters (tempo, key, voice, danceability, arousal/valence, style, free SQL WHERE)
     re-query as you type; the selected track's descriptors and its nearest tracks in
-    effnet and musicnn are shown below. Press ? for keys, Ctrl+P for commands.
-    Playback uses $ENGINE_PLAYER, else mpv, ffplay or vlc.
+    effnet and musicnn are shown below. Press ? for keys, Ctrl+P for commands,
+    Ctrl+Q to quit. Playback uses $ENGINE_PLAYER, else mpv, ffplay or vlc.
 
     Example: engine tui --store ~/music-store
     """
-    from tui.app import EngineApp
+    from tui.app import run
 
-    EngineApp(store_dir).run()
+    status = run(store_dir)
+    if status:  # a crash: Textual has printed it
+        sys.exit(status)

@@ -11,3 +11,13 @@ class ScanError(EngineError):
 
 class DecodeError(EngineError):
     """An audio file cannot be decoded; the message names the file and the reason."""
+
+
+def models_hint(names: str = "") -> str:
+    """The two ways to get missing models, which every message about them names.
+
+    ``names``: the models to fetch (``"effnet"``); empty for all of them.
+    """
+    fetch = f"engine models fetch {names}".rstrip()
+    return (f"with internet run `{fetch}`; offline, point --models DIR (or ENGINE_MODELS=DIR) "
+            "at a folder holding the official model files")

@@ -9,9 +9,14 @@ command that fetches it, and the stage goes on with what is available.
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
+
+import numpy as np
 
 from engine.analysis import FileAnalysis
 from models import registry
@@ -22,14 +27,24 @@ from models.registry import ModelSpec, Role
 log = logging.getLogger(__name__)
 
 SPACES = ("musicnn", "effnet", "mtt")  # embedding spaces = backbone names
+# Seconds to convert one TensorFlow graph to ONNX, for the first build's estimate.
+# Measured: 7.0-10.0 CPU-s per model (emomusic 82 KB ... musicnn 3.2 MB alike:
+# the converter subprocess's TensorFlow import dominates), 2-core EPYC.
+CONVERT_SECONDS = 8.0
 
 
 @dataclass
 class ModelOutputs:
-    """One file's model outputs; a space is absent when its backbone is unavailable."""
+    """One file's model outputs; a space is absent when its backbone is unavailable.
+
+    ``too_short`` lists the spaces whose backbone ran but had no patch to take:
+    the file is shorter than :func:`shortest_seconds`. The store records that, so
+    the next build does not ask again.
+    """
 
     spaces: dict[str, TrackOutputs] = field(default_factory=dict)
     tempocnn: tuple[float, float] | None = None  # (bpm, confidence)
+    too_short: tuple[str, ...] = ()
 
 
 class ModelStage:
@@ -41,9 +56,12 @@ class ModelStage:
         Threads, device and batch size for onnxruntime.
     spaces : sequence of str
         Backbones to run (default both); a missing backbone is skipped with a note.
+    echo : callable, optional
+        Gets a line per model converted to ONNX (the first build's only silent wait).
     """
 
-    def __init__(self, options: RuntimeOptions | None = None, spaces: Sequence[str] = SPACES):
+    def __init__(self, options: RuntimeOptions | None = None, spaces: Sequence[str] = SPACES,
+                 *, echo: Callable[[str], None] | None = None):
         from models.fetch import present
 
         self.options = options or RuntimeOptions.from_env()
@@ -51,12 +69,14 @@ class ModelStage:
         self.labels: dict[str, tuple[str, ...]] = {}
         self.notes: list[str] = []
         self.tempocnn: OnnxModel | None = None
+        progress = _ConversionProgress(_to_convert(spaces), echo)
 
         def try_load(spec: ModelSpec) -> OnnxModel | None:
             if not present(spec):
                 return None  # reported by missing_models_note, once per build
             try:
-                model = load(spec, self.options)
+                with progress.step(spec):
+                    model = load(spec, self.options)
             except ModelError as exc:
                 self.notes.append(f"{spec.name} unavailable: {exc}")
                 return None
@@ -106,12 +126,97 @@ class ModelStage:
             for i, outputs in zip(idx, pipeline.predict(per_track)):
                 if outputs.embedding is not None:
                     results[i].spaces[space] = outputs
+                else:  # no patch: shorter than one patch of this backbone
+                    results[i].too_short += (space,)
         if self.tempocnn is not None:
             for res, a in zip(results, analyses):
                 if a.tempocnn_input is not None and len(a.tempocnn_input):
                     probs = self.tempocnn.run(a.tempocnn_input)["predictions"]
                     res.tempocnn = frontend.tempo_from_activations(probs)
         return results
+
+
+@functools.lru_cache(maxsize=None)
+def shortest_frames(space: str) -> int:
+    """Fewest mel frames (:func:`models.frontend.mel_bands`) that give ``space`` one patch."""
+    from models import frontend
+
+    spec = registry.get(space)
+    n = spec.patch_frames
+    while not len(frontend.model_patches(spec, np.zeros((n, registry.MEL.n_mels), np.float32))):
+        n += 1  # EffNet's wrapper drops the last frame: one more
+    return n
+
+
+def shortest_seconds(space: str) -> float:
+    """Shortest audio, in seconds, that ``space``'s backbone can take (musicnn ≈ 2.96, effnet ≈ 2.03).
+
+    ``mel_bands`` cuts ``ceil(n / hop) + 1`` centred frames from ``n`` samples.
+    """
+    mel = registry.MEL
+    return ((shortest_frames(space) - 2) * mel.hop_size + 1) / mel.sample_rate
+
+
+def too_short_reason(seconds: float, spaces: Sequence[str] = SPACES) -> str | None:
+    """Why a file of ``seconds`` has no output in some of ``spaces``, or None.
+
+    E.g. ``too short for musicnn and effnet: 0.20 s of audio (musicnn needs 2.96 s, effnet 2.03 s)``.
+    """
+    short = [s for s in spaces if seconds < shortest_seconds(s)]
+    if not short:
+        return None
+    needs = ", ".join(f"{s} {'needs ' if i == 0 else ''}{shortest_seconds(s):.2f} s"
+                      for i, s in enumerate(short))
+    names = " and ".join(short) if len(short) < 3 else ", ".join(short[:-1]) + " and " + short[-1]
+    return f"too short for {names}: {seconds:.2f} s of audio ({needs})"
+
+
+def _wanted(spaces: Sequence[str]) -> list[ModelSpec]:
+    """The models a stage over ``spaces`` wants: the backbones, the heads of those present, TempoCNN."""
+    from models.fetch import present
+
+    wanted = [registry.get(s) for s in spaces]
+    for space in spaces:
+        if present(registry.get(space)):
+            wanted += list(registry.heads_of(space))
+    return wanted + [registry.get("tempocnn")]
+
+
+def _to_convert(spaces: Sequence[str]) -> list[ModelSpec]:
+    """Present models without a ready ONNX file (converted once, then cached)."""
+    from models.export import export_available, onnx_path
+    from models.fetch import present
+
+    if not export_available():
+        return []  # each load then fails with a note that names the `export` extra
+    return [s for s in _wanted(spaces) if present(s) and onnx_path(s) is None]
+
+
+class _ConversionProgress:
+    """Lines about the ONNX conversions of a first build: what, which one, how long."""
+
+    def __init__(self, specs: list[ModelSpec], echo: Callable[[str], None] | None):
+        self.specs, self.echo = specs, echo or (lambda line: None)
+        self.done, self.spent = 0, 0.0
+        if specs:
+            self.echo(f"converting {len(specs)} model{'s' if len(specs) != 1 else ''} to ONNX, once (later builds reuse them; "
+                      f"≈{len(specs) * CONVERT_SECONDS:.0f} s)")
+
+    @contextmanager
+    def step(self, spec: ModelSpec):
+        if spec not in self.specs:
+            yield
+            return
+        left = len(self.specs) - self.done
+        per_model = self.spent / self.done if self.done else CONVERT_SECONDS
+        self.echo(f"  converting {spec.name} ({self.done + 1}/{len(self.specs)}, "
+                  f"≈{left * per_model:.0f} s left)")
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.done += 1
+            self.spent += time.perf_counter() - t0
 
 
 def available_spaces(spaces: Sequence[str] = SPACES) -> tuple[str, ...]:
@@ -125,12 +230,7 @@ def missing_models_note(spaces: Sequence[str] = SPACES) -> str | None:
     """The plain-words note about missing models a build prints once, or None."""
     from models.fetch import present
 
-    wanted = [registry.get(s) for s in spaces]
-    for space in spaces:
-        if present(registry.get(space)):
-            wanted += list(registry.heads_of(space))
-    wanted.append(registry.get("tempocnn"))
-    missing = [s for s in wanted if not present(s)]
+    missing = [s for s in _wanted(spaces) if not present(s)]
     return _missing_note(missing) if missing else None
 
 
@@ -138,11 +238,12 @@ def _missing_note(missing: list[ModelSpec]) -> str:
     backbones = [s for s in missing if s.role is Role.BACKBONE]
     names = " ".join(s.name for s in missing)
     what = "; ".join(f"{s.name} ({s.enables})" for s in backbones) or ", ".join(s.name for s in missing)
+    from engine.errors import models_hint
     from models import paths
 
     return (
-        f"models not installed, their outputs stay empty: {what}. "
-        f"Fetch them with `engine models fetch {names}` (into {paths.models_dir()}), "
-        "then run the build again: only the missing outputs are computed."
+        f"models not in {paths.models_dir()}, their outputs stay empty: {what}. "
+        f"To get them, {models_hint(names)}; then run the build again: only the missing "
+        "outputs are computed."
     )
 

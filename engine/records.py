@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from engine.analysis import FileAnalysis
-from engine.modelstage import ModelOutputs
+from engine.modelstage import ModelOutputs, too_short_reason
 from index.store import TrackRecord
 from models import registry
 
@@ -87,6 +87,13 @@ def build_record(
     rec = TrackRecord(path=a.task.path, columns=cols)
     if m.tempocnn is not None:
         cols["bpm_tempocnn"] = m.tempocnn[0]
+    for space in m.too_short:
+        cols[f"has_{space}"] = False  # ran and cannot: the next build does not ask again
+    if m.too_short or with_file_columns:
+        # About every space, so an update that adds one model keeps the others' reason.
+        cols["no_output_reason"] = (
+            (too_short_reason(a.analysed_seconds) or f"too short for {' and '.join(m.too_short)}")
+            if m.too_short else None)
 
     musicnn = m.spaces.get("musicnn")
     if musicnn is not None:

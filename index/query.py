@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engine.errors import EngineError
+from engine.errors import EngineError, models_hint
 from index.store import Store
 from index.sql import _one_line  # DuckDB's message on one line (shared)
 
@@ -80,7 +80,7 @@ class AmbiguousTrackError(QueryError):
         self.text = text
         self.candidates = tuple(candidates)
         self.total = total
-        lines = [f"{text!r} matches {total} tracks; give more of the path or a track id:"]
+        lines = [f"{text!r} matches {total} tracks; give more of the path or title, or a track id:"]
         lines += [f"  {c.track_id:>6}  {c.path}" for c in self.candidates]
         if total > len(self.candidates):
             lines.append(f"  … and {total - len(self.candidates)} more")
@@ -159,12 +159,20 @@ def track_label(artist: str | None, title: str | None, path: str) -> str:
 
 # -- finding a track --------------------------------------------------------------------
 
-def resolve_track(store: Store, text: str | int) -> TrackRef:
-    """The track that ``text`` names: a track id, a file path, or a unique part of a path.
+# A track's title and "artist – title", lower-case and NFC, for matching what users type.
+_TITLE_SQL = "lower(nfc_normalize(coalesce(title, '')))"
+_LABEL_SQL = "lower(nfc_normalize(coalesce(artist, '') || ' – ' || coalesce(title, '')))"
 
-    A number is tried as a track id first. Path parts match case-insensitively, with
-    Unicode normalised (NFC). Raises :class:`AmbiguousTrackError` (listing candidates)
-    when a part matches several tracks, :class:`UnknownTrackError` when nothing does.
+
+def resolve_track(store: Store, text: str | int) -> TrackRef:
+    """The track that ``text`` names: a track id, a file path, a title or "artist – title",
+    or a unique part of one of them.
+
+    A number is tried as a track id first, then an exact path, then an exact title or
+    "artist – title" (" - " works as the dash), then a part of any of them. Matching is
+    case-insensitive, with Unicode normalised (NFC). Raises :class:`AmbiguousTrackError`
+    (listing candidates) when a part matches several tracks, :class:`UnknownTrackError`
+    when nothing does.
     """
     text = str(text).strip()
     if not text:
@@ -188,18 +196,21 @@ def resolve_track(store: Store, text: str | int) -> TrackRef:
     if len(rows) == 1:
         return TrackRef(*rows[0])
     part = unicodedata.normalize("NFC", text).lower()
-    total = con.execute(
-        "SELECT count(*) FROM tracks WHERE contains(lower(nfc_normalize(path)), ?)", [part]
-    ).fetchone()[0]
-    if total == 0:
+    label = part.replace(" - ", " – ")
+    for condition, args in (
+        (f"{_TITLE_SQL} = ? OR {_LABEL_SQL} = ?", [part, label]),
+        (f"contains(lower(nfc_normalize(path)), ?) OR contains({_LABEL_SQL}, ?)", [part, label]),
+    ):
+        total = con.execute(f"SELECT count(*) FROM tracks WHERE {condition}", args).fetchone()[0]
+        if total:
+            break
+    else:
         raise UnknownTrackError(
-            f"no track in the store matches {text!r}: give a track id, a file path or a "
-            "unique part of one"
+            f"no track in the store matches {text!r}: give a track id, a file path, a title, "
+            "'artist – title', or a unique part of one"
         )
     rows = con.execute(
-        f"SELECT {_REF_SQL} FROM tracks WHERE contains(lower(nfc_normalize(path)), ?) "
-        f"ORDER BY path LIMIT {MAX_CANDIDATES}",
-        [part],
+        f"SELECT {_REF_SQL} FROM tracks WHERE {condition} ORDER BY path LIMIT {MAX_CANDIDATES}", args,
     ).fetchall()
     if total == 1:
         return TrackRef(*rows[0])
@@ -262,27 +273,35 @@ def _select_sql(store: Store, columns: str, where: str | None, order_by: str | N
     where_sql = "TRUE" if where is None or not where.strip() else where
     # Fragments on lines of their own: a trailing -- comment cannot swallow what follows.
     base = f"SELECT {columns} FROM tracks WHERE (\n{where_sql}\n)"
-    checked = _checked(store, base, "WHERE filter", where_sql, order=False, limit=False)
+    checked = _checked(store, base, "WHERE filter", where_sql, order=False, limit=False,
+                       bare=f"SELECT 1 FROM tracks WHERE\n{where_sql}")
     has_order = order_by is not None and bool(order_by.strip())
     if not has_order and then_by is None and limit is None:
         return checked
     sql = base
     if has_order:
-        sql = f"{base} ORDER BY\n{order_by}\n"
-        _checked(store, sql, "ORDER BY", order_by, order=True, limit=False)
-        if then_by:
-            sql += f", {then_by}"
+        sql = f"{base} ORDER BY\n{order_by}\n" + (f", {then_by}" if then_by else "")
+        _checked(store, sql, "ORDER BY", order_by, order=True, limit=False,
+                 bare=f"SELECT 1 FROM tracks ORDER BY\n{order_by}")
     elif then_by:
         sql = f"{base} ORDER BY {then_by}"
     if limit is not None:
         if int(limit) < 0:
             raise BadSQLError(f"limit must be 0 or more, not {limit}")
         sql = f"{sql} LIMIT {int(limit)}"
-    return _checked(store, sql, "query", sql, order=has_order or bool(then_by), limit=limit is not None)
+    # Each fragment passed on its own; name the user's text, not the composed query.
+    what, fragment = ("ORDER BY", order_by) if has_order else ("WHERE filter", where_sql)
+    return _checked(store, sql, what, fragment, order=has_order or bool(then_by), limit=limit is not None)
 
 
-def _checked(store: Store, sql: str, what: str, fragment: str, *, order: bool, limit: bool) -> str:
-    """Parse ``sql``; check its shape; return the SQL to run (with style() rewritten)."""
+def _checked(store: Store, sql: str, what: str, fragment: str, *, order: bool, limit: bool,
+             bare: str | None = None) -> str:
+    """Parse ``sql``; check its shape; return the SQL to run (with style() rewritten).
+
+    ``bare`` is the fragment in a statement without the parentheses and columns we
+    add: when ``sql`` does not parse, its error is the one that speaks of what the
+    user typed ("at end of input" rather than "at or near ')'").
+    """
     import duckdb
 
     con = store.con
@@ -291,13 +310,18 @@ def _checked(store: Store, sql: str, what: str, fragment: str, *, order: bool, l
         raise BadSQLError(f"{bad}: contains a NUL character")
     try:
         statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise BadSQLError(f"{bad}: {_parse_error(con, bare, fragment) or _one_line(exc)}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise BadSQLError(f"{bad}: it must be part of one SELECT statement")
+    try:
         tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
     except duckdb.Error as exc:
         raise BadSQLError(f"{bad}: {_one_line(exc)}") from None
     if tree.get("error"):
         raise BadSQLError(f"{bad}: {tree.get('error_message', 'not a SELECT')}")
     nodes = tree.get("statements", [])
-    if len(statements) != 1 or len(nodes) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+    if len(nodes) != 1:
         raise BadSQLError(f"{bad}: it must be part of one SELECT statement")
     node = nodes[0]["node"]
     kinds = sorted(m.get("type") for m in node.get("modifiers", []))
@@ -318,6 +342,21 @@ def _checked(store: Store, sql: str, what: str, fragment: str, *, order: bool, l
         return con.execute("SELECT json_deserialize_sql(?::JSON)", [json.dumps(tree)]).fetchone()[0]
     except duckdb.Error as exc:  # pragma: no cover - DuckDB prints what it parsed
         raise BadSQLError(f"{bad}: {_one_line(exc)}") from None
+
+
+def _parse_error(con, bare: str | None, fragment: str) -> str | None:
+    """What is wrong with the user's ``fragment`` alone (in ``bare``), or None if nothing is."""
+    import duckdb
+
+    if bare is None:
+        return None
+    try:
+        statements = con.extract_statements(bare)
+    except duckdb.Error as exc:
+        return _one_line(exc)
+    if len(statements) > 1 or fragment.rstrip().endswith(";"):
+        return "it must be part of one SELECT statement: remove the ';'"
+    return None
 
 
 def _add_track_id_to_style(node: Any) -> bool:
@@ -476,11 +515,7 @@ class Searcher:
             "SELECT vector FROM embeddings WHERE track_id = ? AND space = ?", [track.track_id, space]
         ).fetchall()
         if not row:
-            raise MissingEmbeddingsError(
-                f"track {track.track_id} ({track.path}) has no {space} embedding: run "
-                f"`engine build` on its folder again" + (
-                    " after `engine models fetch effnet`" if space == "effnet" else "")
-            )
+            raise MissingEmbeddingsError(self._no_vector_reason(track, space))
         from index.vectors import prepare
 
         self.index(space)  # loads the centre
@@ -521,6 +556,22 @@ class Searcher:
         ``exclude`` removes ids. Exact duplicates of ``q`` (similarity >= 0.99999) are skipped."""
         q = np.ascontiguousarray(np.asarray(q, dtype=np.float32).reshape(1, -1))
         return _search(self.index(space), q, k, set(exclude or ()), allowed)
+
+    def _no_vector_reason(self, track: TrackRef, space: str) -> str:
+        """Why ``track`` has no vector in ``space``, and what (if anything) fixes it."""
+        import duckdb
+
+        head = f"track {track.track_id} ({track.path}) has no {space} embedding"
+        try:
+            has, reason = self.store.con.execute(
+                f"SELECT has_{space}, no_output_reason FROM tracks WHERE track_id = ?",
+                [track.track_id]).fetchone()
+        except duckdb.Error:  # a store written before no_output_reason existed
+            has, reason = None, None
+        if has is False:  # the model ran and could not take it: no build changes that
+            return f"{head}: {reason or 'the model cannot take this track'}"
+        return (f"{head}: the {space} model was missing when it was analysed. To get it, "
+                f"{models_hint(space)}; then run `engine build` on its folder again")
 
     def knn(self, track: str | int | TrackRef, space: str, k: int = 10,
             where: str | None = None) -> list[Neighbour]:
@@ -575,11 +626,9 @@ class Searcher:
 
 
 def _missing_message(space: str) -> str:
-    if space == "effnet":
-        return ("the store has no effnet embeddings: the Discogs-EffNet backbone is missing; "
-                "`engine models fetch effnet` fixes it, then run `engine build` on your music again")
-    return (f"the store has no {space} embeddings: run `engine models fetch {space}`, then "
-            "`engine build` on your music again")
+    backbone = "Discogs-EffNet" if space == "effnet" else "MusiCNN"
+    return (f"the store has no {space} embeddings: the {backbone} backbone is missing. "
+            f"To get it, {models_hint(space)}; then run `engine build` on your music again")
 
 
 @contextmanager

@@ -22,6 +22,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from engine.errors import models_hint
 from index.store import Store
 
 #: Activation at or above which a Discogs style counts as present in a track. The
@@ -54,13 +55,13 @@ _PITCH_CLASS = {
 
 EFFNET_MISSING = (
     "No track in this store has Discogs-EffNet outputs: the EffNet backbone was missing "
-    "when it was built. `engine models fetch effnet`, then `engine build <music folder>` "
-    "computes just the missing outputs."
+    f"when it was built. To get it, {models_hint('effnet')}; then "
+    "`engine build <music folder>` computes just the missing outputs."
 )
 MUSICNN_MISSING = (
     "No track in this store has arousal/valence: the MusiCNN backbone or its emoMusic "
-    "head was missing when it was built. `engine models fetch musicnn emomusic`, then "
-    "`engine build <music folder>` computes just the missing outputs."
+    f"head was missing when it was built. To get them, {models_hint('musicnn emomusic')}; "
+    "then `engine build <music folder>` computes just the missing outputs."
 )
 
 
@@ -69,7 +70,7 @@ def _effnet_missing(facts: "Facts", head: str) -> str:
     if not facts.with_effnet:
         return EFFNET_MISSING
     return (f"The store has EffNet outputs but none from its `{head}` head: the head was missing "
-            f"when the store was built. `engine models fetch {head}`, then "
+            f"when the store was built. To get it, {models_hint(head)}; then "
             "`engine build <music folder>` computes just the missing outputs.")
 
 

@@ -1,8 +1,8 @@
 """The store's SQL interface: every table and column, with its meaning, in one place.
 
-This is the stable interface users query with ``engine sql``; the README's schema
-section is generated from it (``python -m index.schema``). Change a name here and
-nowhere else.
+This is the stable interface users query with ``engine sql``; docs/columns.md is
+generated from it (``python docs/generate.py``, checked by tests/test_docs.py). Change
+a name here and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ class Column:
     name: str
     sql_type: str
     meaning: str
+    # Models that must be present at build time for this column to have values
+    # (named as `engine models fetch` takes them); empty for file facts and DSP.
+    needs: tuple[str, ...] = ()
 
 
 # One row per analysed track. NULL where the model or measure is unavailable.
@@ -43,7 +46,8 @@ TRACK_COLUMNS: tuple[Column, ...] = (
     Column("track_number", "INTEGER", "track number tag"),
     Column("bpm", "DOUBLE", "tempo, beats per minute (RhythmExtractor2013 multifeature)"),
     Column("bpm_confidence", "DOUBLE", "tempo confidence, 0-1 (RhythmExtractor2013's 0-5.32 scaled)"),
-    Column("bpm_tempocnn", "DOUBLE", "tempo from TempoCNN, BPM (a second opinion)"),
+    Column("bpm_tempocnn", "DOUBLE", "tempo from TempoCNN, BPM (a second opinion)",
+           needs=('tempocnn',)),
     Column("key_temperley", "VARCHAR", "key tonic (C, C#, ... B), Temperley profile"),
     Column("scale_temperley", "VARCHAR", "major or minor, Temperley profile"),
     Column("key_strength_temperley", "DOUBLE", "key strength 0-1, Temperley profile"),
@@ -69,21 +73,34 @@ TRACK_COLUMNS: tuple[Column, ...] = (
     Column("dc_offset", "DOUBLE", "largest absolute channel mean, fraction of full scale"),
     Column("silence_start_s", "DOUBLE", "leading silence (below -60 dBFS), seconds"),
     Column("silence_end_s", "DOUBLE", "trailing silence (below -60 dBFS), seconds"),
-    Column("arousal", "DOUBLE", "arousal, 1-9 (emoMusic head on MusiCNN)"),
-    Column("valence", "DOUBLE", "valence, 1-9 (emoMusic head on MusiCNN)"),
-    Column("mirex_mood", "VARCHAR", "most likely of the 5 MIREX mood clusters"),
-    Column("danceable", "DOUBLE", "probability of being danceable, 0-1 (EffNet head)"),
-    Column("voice", "DOUBLE", "probability of vocals, 0-1 (EffNet voice/instrumental head)"),
-    Column("mood_happy", "DOUBLE", "probability of a happy mood, 0-1 (EffNet head)"),
-    Column("mood_sad", "DOUBLE", "probability of a sad mood, 0-1 (EffNet head)"),
-    Column("mood_relaxed", "DOUBLE", "probability of a relaxed mood, 0-1 (EffNet head)"),
-    Column("mood_aggressive", "DOUBLE", "probability of an aggressive mood, 0-1 (EffNet head)"),
-    Column("top_style", "VARCHAR", "most activated Discogs style (e.g. 'Techno')"),
-    Column("top_style_activation", "DOUBLE", "activation of top_style, 0-1"),
-    Column("genre", "VARCHAR", "parent genre of top_style (e.g. 'Electronic')"),
-    Column("has_musicnn", "BOOLEAN", "MusiCNN outputs are present"),
-    Column("has_effnet", "BOOLEAN", "Discogs-EffNet outputs are present"),
-    Column("has_mtt", "BOOLEAN", "MagnaTagATune MusiCNN outputs are present"),
+    Column("arousal", "DOUBLE", "arousal, 1-9 (emoMusic head on MusiCNN)",
+           needs=('musicnn', 'emomusic')),
+    Column("valence", "DOUBLE", "valence, 1-9 (emoMusic head on MusiCNN)",
+           needs=('musicnn', 'emomusic')),
+    Column("mirex_mood", "VARCHAR", "most likely of the 5 MIREX mood clusters",
+           needs=('musicnn', 'moods_mirex')),
+    Column("danceable", "DOUBLE", "probability of being danceable, 0-1 (EffNet head)",
+           needs=('effnet', 'danceability')),
+    Column("voice", "DOUBLE", "probability of vocals, 0-1 (EffNet voice/instrumental head)",
+           needs=('effnet', 'voice_instrumental')),
+    Column("mood_happy", "DOUBLE", "probability of a happy mood, 0-1 (EffNet head)",
+           needs=('effnet', 'mood_happy')),
+    Column("mood_sad", "DOUBLE", "probability of a sad mood, 0-1 (EffNet head)",
+           needs=('effnet', 'mood_sad')),
+    Column("mood_relaxed", "DOUBLE", "probability of a relaxed mood, 0-1 (EffNet head)",
+           needs=('effnet', 'mood_relaxed')),
+    Column("mood_aggressive", "DOUBLE", "probability of an aggressive mood, 0-1 (EffNet head)",
+           needs=('effnet', 'mood_aggressive')),
+    Column("top_style", "VARCHAR", "most activated Discogs style (e.g. 'Techno')",
+           needs=('effnet',)),
+    Column("top_style_activation", "DOUBLE", "activation of top_style, 0-1", needs=('effnet',)),
+    Column("genre", "VARCHAR", "parent genre of top_style (e.g. 'Electronic')", needs=('effnet',)),
+    Column("has_musicnn", "BOOLEAN", "MusiCNN outputs are present (false: the model cannot take "
+           "this track, see no_output_reason; NULL: not computed yet)"),
+    Column("has_effnet", "BOOLEAN", "Discogs-EffNet outputs are present (false and NULL as for has_musicnn)"),
+    Column("has_mtt", "BOOLEAN", "MagnaTagATune MusiCNN outputs are present (false and NULL as for has_musicnn)"),
+    Column("no_output_reason", "VARCHAR", "why a model present gave this track no output "
+           "(e.g. 'too short for musicnn: 0.20 s of audio ...'); NULL when none"),
     Column("analysed_at", "TIMESTAMP", "when the track was analysed"),
 )
 
@@ -118,13 +135,17 @@ TABLE_MEANINGS = {
 
 TRACK_COLUMN_NAMES = tuple(c.name for c in TRACK_COLUMNS)
 
+# Tables filled by models only, with the models they need (see Column.needs).
+TABLE_NEEDS = {"styles": ("effnet",), "tags": ("musicnn",)}
+
 
 def markdown() -> str:
-    """The schema as Markdown, for the README."""
+    """The schema as Markdown tables, for docs/columns.md."""
     lines = ["| table | rows |", "|---|---|"]
     lines += [f"| `{t}` | {m} |" for t, m in TABLE_MEANINGS.items()]
-    lines += ["", "| `tracks` column | type | meaning |", "|---|---|---|"]
-    lines += [f"| `{c.name}` | {c.sql_type} | {c.meaning} |" for c in TRACK_COLUMNS]
+    lines += ["", "| `tracks` column | type | meaning | empty without the models |", "|---|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.sql_type} | {c.meaning} | {' + '.join(f'`{m}`' for m in c.needs)} |"
+              for c in TRACK_COLUMNS]
     return "\n".join(lines)
 
 

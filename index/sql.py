@@ -101,7 +101,7 @@ _EXPECTED = {
 # DuckDB refuses the clash.
 _IN_KEY = """
     WITH wanted AS (SELECT parse_key(key_name) AS w)
-    SELECT l.*, k.strength AS key_strength
+    SELECT l.* REPLACE (k.name AS key), k.strength AS key_strength
     FROM library l JOIN track_keys k USING (track_id), wanted
     WHERE k.profile = CASE WHEN lower({profile}) IN ('temperley', 'krumhansl', 'edma')
                            THEN lower({profile})
@@ -153,6 +153,7 @@ VIEWS_AND_MACROS: tuple[str, ...] = (
                             ELSE 'minor' END}
     END FROM parts)""",
     # Library rows in a key under a profile (default temperley): FROM in_key('A minor', 'edma').
+    # Their `key` column is the profile's key, the one asked about.
     "CREATE OR REPLACE TEMP MACRO in_key(key_name) AS TABLE " + _IN_KEY.format(profile="'temperley'")
     + ", (key_name, key_profile) AS TABLE " + _IN_KEY.format(profile="key_profile"),
     # Styles with their rank within the track (1 = the track's top_style). Ties go by the
@@ -161,9 +162,15 @@ VIEWS_AND_MACROS: tuple[str, ...] = (
     SELECT track_id, genre, style, activation,
            row_number() OVER (PARTITION BY track_id ORDER BY activation DESC, rowid) AS rank
     FROM styles""",
+    # The 3 names most like a misspelt one, quoted and comma-separated.
+    """CREATE OR REPLACE TEMP MACRO closest_names(known_names, wanted_name) AS (
+    SELECT string_agg('''' || n || '''', ', ')
+    FROM (SELECT n FROM unnest(known_names) AS u(n)
+          ORDER BY jaro_winkler_similarity(lower(n), lower(wanted_name)) DESC, n LIMIT 3))""",
     # Activation of a style for a track: ORDER BY style(track_id, 'Techno') DESC. The name
-    # is a style ('Techno', any case) or 'Genre---Style'; an unknown name is an error,
-    # unless the store has no styles at all (no EffNet outputs yet): NULL then.
+    # is a style ('Techno', any case) or 'Genre---Style'; an unknown name is an error that
+    # suggests the closest names, unless the store has no styles at all (no EffNet
+    # outputs yet): NULL then.
     """CREATE OR REPLACE TEMP MACRO style(id, style_name) AS coalesce(
         (SELECT max(s.activation) FROM styles s
          WHERE s.track_id = id
@@ -174,16 +181,20 @@ VIEWS_AND_MACROS: tuple[str, ...] = (
                              OR lower(s.genre || '---' || s.style) = lower(style_name))
                   OR NOT EXISTS (SELECT 1 FROM styles)
              THEN NULL
-             ELSE error('no style named ''' || style_name || ''' in the store; list them with: '
-                        || 'SELECT DISTINCT genre, style FROM styles ORDER BY ALL') END)""",
+             ELSE error('no style named ''' || style_name || ''' in the store; did you mean '
+                        || closest_names((SELECT list(DISTINCT s.style) FROM styles s), style_name)
+                        || '? List them all with: SELECT DISTINCT genre, style FROM styles ORDER BY ALL')
+        END)""",
     # Activation of a tag for a track, from one source or (two arguments) the best of any.
     """CREATE OR REPLACE TEMP MACRO tag(id, tag_name) AS coalesce(
         (SELECT max(t.activation) FROM tags t
          WHERE t.track_id = id AND lower(t.tag) = lower(tag_name)),
         CASE WHEN EXISTS (SELECT 1 FROM tags t WHERE lower(t.tag) = lower(tag_name))
                   OR NOT EXISTS (SELECT 1 FROM tags) THEN NULL
-             ELSE error('no tag named ''' || tag_name || ''' in the store; list them with: '
-                        || 'SELECT DISTINCT source, tag FROM tags ORDER BY ALL') END),
+             ELSE error('no tag named ''' || tag_name || ''' in the store; did you mean '
+                        || closest_names((SELECT list(DISTINCT t.tag) FROM tags t), tag_name)
+                        || '? List them all with: SELECT DISTINCT source, tag FROM tags ORDER BY ALL')
+        END),
     (id, tag_source, tag_name) AS coalesce(
         (SELECT max(t.activation) FROM tags t
          WHERE t.track_id = id AND t.source = tag_source AND lower(t.tag) = lower(tag_name)),
@@ -191,8 +202,15 @@ VIEWS_AND_MACROS: tuple[str, ...] = (
                           WHERE t.source = tag_source AND lower(t.tag) = lower(tag_name))
                   OR NOT EXISTS (SELECT 1 FROM tags) THEN NULL
              ELSE error('no tag named ''' || tag_name || ''' from source ''' || tag_source
-                        || ''' in the store; list them with: '
-                        || 'SELECT DISTINCT source, tag FROM tags ORDER BY ALL') END)""",
+                        || ''' in the store; '
+                        || coalesce('did you mean ' || closest_names((SELECT list(DISTINCT t.tag)
+                                                                      FROM tags t WHERE t.source = tag_source),
+                                                                     tag_name) || '?',
+                                    'that source has none (sources: '
+                                    || (SELECT string_agg(DISTINCT t.source, ', ' ORDER BY t.source) FROM tags t)
+                                    || ').')
+                        || ' List them all with: SELECT DISTINCT source, tag FROM tags ORDER BY ALL')
+        END)""",
     # How many tracks have each genre / top style (by their most activated style).
     """CREATE OR REPLACE TEMP VIEW genres AS
     SELECT genre, count(*) AS tracks FROM tracks WHERE genre IS NOT NULL GROUP BY genre""",
@@ -484,3 +502,68 @@ def run_query(store_dir: Path | str | None, sql: str, *, limit: int | None = Non
         _check(session._con, sql)  # parse first: a refused query never opens the store
         _attach(session._con, directory)
         return session.query(sql, limit=limit)
+
+
+# Macros whose values come from a table that only models fill.
+_MACRO_TABLES = {"style": "styles", "tag": "tags"}
+
+
+def empty_columns_note(store_dir: Path | str | None, sql: str) -> str | None:
+    """One line saying which columns ``sql`` names have no values in this store, and why.
+
+    A filter on a column that a missing model leaves empty (``voice < 0.2`` without
+    EffNet) matches nothing, which reads like an answer; this says it is not one.
+    Only columns named in ``sql`` count (not ``*``), and ``style()`` / ``tag()``
+    when the store has no styles / tags. None when nothing named is empty, or when
+    ``sql`` cannot be parsed (the query itself reports that).
+    """
+    from index.schema import TABLE_NEEDS, TRACK_COLUMNS
+
+    needs = {c.name: c.needs for c in TRACK_COLUMNS if c.needs}
+    with SqlSession.open(store_dir) as session:
+        con = session._con
+        try:
+            tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+        except Exception:  # noqa: BLE001 - the query's own error says it better
+            return None
+        columns, macros = _named(tree)
+        empty: dict[str, tuple[str, ...]] = {}
+        tracks = con.execute("SELECT count(*) FROM tracks").fetchall()[0][0]
+        if not tracks:
+            return None
+        for name in sorted(columns & set(needs)):
+            if not con.execute(f"SELECT count({name}) FROM tracks").fetchall()[0][0]:
+                empty[name] = needs[name]
+        for macro in sorted(macros & set(_MACRO_TABLES)):
+            table = _MACRO_TABLES[macro]
+            if not con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]:
+                empty[f"{macro}()"] = TABLE_NEEDS[table]
+    if not empty:
+        return None
+    from engine.errors import models_hint
+
+    models = list(dict.fromkeys(m for ms in empty.values() for m in ms))
+    what = ", ".join(f"{name} (needs {' + '.join(ms)})" for name, ms in empty.items())
+    return (f"note: no values in this store for {what}: the models were missing when it was "
+            f"built, so nothing can match. To get them, {models_hint(' '.join(models))}; "
+            "then run `engine build` again")
+
+
+def _named(tree: Any) -> tuple[set[str], set[str]]:
+    """Column names and function names a ``json_serialize_sql`` tree mentions."""
+    columns: set[str] = set()
+    functions: set[str] = set()
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        if item.get("class") == "COLUMN_REF" and item.get("column_names"):
+            columns.add(str(item["column_names"][-1]).lower())
+        elif item.get("class") == "FUNCTION":
+            functions.add(str(item.get("function_name", "")).lower())
+        stack.extend(item.values())
+    return columns, functions

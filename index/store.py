@@ -54,10 +54,12 @@ class KnownFile:
     file_size: int
     mtime_ns: int
     content_hash: str
-    has_musicnn: bool
-    has_effnet: bool
+    # True: outputs stored; False: the model cannot take the track (too short);
+    # None: not computed yet (the model was missing).
+    has_musicnn: bool | None
+    has_effnet: bool | None
     has_quality: bool  # False for tracks analysed before the quality measures existed
-    has_mtt: bool = False
+    has_mtt: bool | None = None  # as has_musicnn
 
 
 @dataclass(frozen=True)
@@ -207,8 +209,7 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "coalesce(has_musicnn, false), coalesce(has_effnet, false), quality IS NOT NULL, "
-            "coalesce(has_mtt, false) "
+            "has_musicnn, has_effnet, quality IS NOT NULL, has_mtt "
             "FROM tracks"
         )
         return {r[1]: KnownFile(*r) for r in rows}

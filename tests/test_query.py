@@ -495,3 +495,56 @@ def test_mpv_reads_the_playlist(corpus_store, tmp_path):
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log
     assert "Ñame with spaces" in unicodedata.normalize("NFC", log) and "Metal_madness" in log
+
+
+# -- a synthetic store: what a user types, answered without the corpus -----------------------
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    """40 tracks titled 'Track 000001'..., artists from tui.synthetic.ARTISTS, both spaces."""
+    from tui.synthetic import make_store
+
+    return make_store(tmp_path_factory.mktemp("synthetic") / "store", 40)
+
+
+def test_track_is_found_by_title_and_by_artist_title(synthetic):
+    with Store.open_read_only(synthetic) as store:
+        artist = store.con.execute("SELECT artist FROM tracks WHERE track_id = 9").fetchone()[0]
+        for text in ("Track 000009", "track 000009", f"{artist} – Track 000009", f"{artist.upper()} - track 000009",
+                     "9"):
+            assert resolve_track(store, text).track_id == 9, text
+        with pytest.raises(AmbiguousTrackError) as err:
+            resolve_track(store, "Track 00000")  # a part of 9 titles
+        assert err.value.total == 9
+    result = _run("knn", "--track", "Track 000009", "--space", "musicnn", "-k", "3", "--store", synthetic)
+    assert result.exit_code == 0, result.output
+    assert f"nearest to 9 {artist} – Track 000009" in result.stderr
+
+
+def test_m3u8_dash_means_standard_output(synthetic, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _run("playlist", "--where", "bpm > 150", "--order-by", "bpm DESC", "--m3u8", "-", "--store", synthetic)
+    assert result.exit_code == 0, result.output
+    entries = _entries(result.stdout)
+    assert entries and all(path.startswith("/music/") for _, path in entries)
+    assert result.stderr.strip() == f"wrote {len(entries)} tracks to standard output"
+    knn_out = _run("knn", "-t", "9", "-s", "musicnn", "-k", "4", "--m3u8", "-", "--store", synthetic)
+    assert knn_out.exit_code == 0, knn_out.output
+    entries = _entries(knn_out.stdout)  # only the playlist: the seed, then its 4 neighbours
+    assert len(entries) == 5 and entries[0][0].endswith("Track 000009")
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+
+def test_sql_errors_speak_of_the_users_text(synthetic, tmp_path):
+    base = ["playlist", "--m3u8", tmp_path / "x.m3u8", "--store", synthetic]
+    line = _one_line_error(_run(*base, "--where", "bpm >"), "bad WHERE filter 'bpm >'", "syntax error")
+    assert '")"' not in line  # we wrap the filter in parentheses: the user typed none
+    line = _one_line_error(_run(*base, "--where", "true", "--order-by", "bpm DESC;"), "bad ORDER BY 'bpm DESC;'",
+                           "remove the ';'")
+    assert "path" not in line  # the tie-breaker we append is not the user's
+    line = _one_line_error(_run(*base, "--where", "true", "--order-by", "bpm; DROP TABLE tracks"),
+                           "bad ORDER BY 'bpm; DROP TABLE tracks'", "one SELECT statement")
+    assert "json" not in line
+    line = _one_line_error(_run(*base, "--where", "true", "--order-by", "bpm DESC,"), "bad ORDER BY 'bpm DESC,'")
+    assert "SELECT track_id" not in line
+    assert not (tmp_path / "x.m3u8").exists()

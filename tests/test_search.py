@@ -270,7 +270,11 @@ def test_mtt_tags_and_space_in_the_corpus_store(corpus_store, corpus):
             "SELECT t.path, g.tag FROM tracks t JOIN (SELECT track_id, arg_max(tag, activation) AS tag "
             "FROM tags WHERE source = 'mtt' GROUP BY track_id) g USING (track_id) WHERE t.path LIKE '%/rendered/%'"
         ).fetchall()
-        assert store.con.execute("SELECT count(*) FROM tracks WHERE NOT has_mtt").fetchone()[0] == 0
+        # MTT takes every track MusiCNN takes (the same patches); a clip too short for both
+        # has has_mtt false and the reason in no_output_reason.
+        assert store.con.execute(
+            "SELECT count(*) FROM tracks WHERE has_mtt IS DISTINCT FROM has_musicnn "
+            "OR (NOT has_mtt AND no_output_reason IS NULL)").fetchone()[0] == 0
         assert store.con.execute("SELECT count(DISTINCT tag) FROM tags WHERE source = 'mtt'").fetchone()[0] == 50
     top = {Path(p).name: tag for p, tag in rows}
     choirs = [f for f in top if truth[f]["instruments"] == "choir aahs"]

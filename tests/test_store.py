@@ -7,6 +7,7 @@ import pytest
 
 from index import vectors
 from index.store import FailedFile, NoStoreError, Store, StoreBusyError, TrackRecord
+from tests.conftest import OUTSIDE
 
 
 def _record(path: str, seed: int, *, effnet: bool = False) -> TrackRecord:
@@ -90,7 +91,7 @@ def test_reading_while_a_build_writes_says_so(tmp_path):
         import sys, time
         from index.store import Store
         s = Store.open({str(tmp_path)!r}); print("open", flush=True); time.sleep(30)
-    """)], stdout=subprocess.PIPE, text=True)
+    """)], stdout=subprocess.PIPE, text=True, cwd=OUTSIDE)
     try:
         assert holder.stdout.readline().strip() == "open"
         with pytest.raises(StoreBusyError, match="being written by a build"):

@@ -4,4 +4,4 @@ import sys
 
 from tui.app import run
 
-run(sys.argv[1] if len(sys.argv) > 1 else None)
+sys.exit(run(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -517,5 +517,12 @@ class _Playable:
         self.artist, self.title = row.artist, row.title
 
 
-def run(store_dir: Path | str | None = None) -> None:
-    EngineApp(store_dir).run()
+def run(store_dir: Path | str | None = None) -> int:
+    """Run the app; returns its exit status (non-zero after a crash).
+
+    Textual prints a crash (e.g. a stylesheet it cannot read) and sets ``return_code``
+    to 1 instead of raising, so the caller must pass it on for a crash to exit non-zero.
+    """
+    app = EngineApp(store_dir)
+    app.run()
+    return app.return_code or 0

@@ -9,6 +9,7 @@ from textual.widget import Widget
 from tui.data import QUALITY_COLUMNS, TrackDetail, format_value
 
 _HIDDEN = {"track_id", "path", "file_size", "mtime_ns", "content_hash", "has_musicnn", "has_effnet"}
+_HIDDEN_WHEN_EMPTY = {"no_output_reason"}  # shown only for the few tracks a model cannot take
 
 
 def _grid(title: str) -> Table:
@@ -49,7 +50,7 @@ class DetailPane(Widget):
         fields = dict(detail.fields)
         descriptors, quality = _grid("Descriptors"), _grid("Quality")
         for name, value in detail.fields:
-            if name in _HIDDEN:
+            if name in _HIDDEN or (name in _HIDDEN_WHEN_EMPTY and value is None):
                 continue
             # Text, not str: Rich reads str cells as markup ("[feat. x]" would vanish).
             (quality if name in QUALITY_COLUMNS else descriptors).add_row(name, Text(format_value(value, 2)))

@@ -1,0 +1,88 @@
+"""Every command once, as a user runs it: the ``engine`` console script, from a folder
+outside the checkout. Under CI that is the non-editable install (see test_packaging)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import OUTSIDE, engine_command
+from tests.terminal import run_in_terminal
+
+TRACKS = [
+    "librosa-examples/Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra).ogg",
+    "Hedgewars/Themes/01 Art.mp3",
+    "Ünïcödé Ärtist/Ålbum – 日本語/01 Ñame with spaces & symbols #1.ogg",
+]
+
+
+@pytest.mark.slow
+def test_every_command_runs_from_the_installed_console_script(corpus, shared_models, tmp_path):
+    music = tmp_path / "music"
+    for rel in TRACKS:
+        (music / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(corpus / "library" / rel, music / rel)
+    shutil.copy(corpus / "edge" / "tiny_0.2s.wav", music / "tiny_0.2s.wav")
+    env = {k: v for k, v in os.environ.items() if k != "ENGINE_MODELS"}
+    env.update(ENGINE_STORE=str(tmp_path / "store"), ENGINE_OFFLINE="1", TERM="xterm-256color")
+
+    def engine(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*engine_command(), *args], cwd=OUTSIDE, env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert proc.returncode == 0, f"engine {' '.join(args)}:\n{proc.stderr}"
+        return proc
+
+    assert "build" in engine("--help").stdout and engine("--version").stdout.strip()
+    models = ["--models", str(shared_models)]
+    listed = {line.split()[0]: line.split()[1] for line in engine("models", "list", *models).stdout.splitlines()}
+    assert listed["musicnn"] in ("present", "converted") and listed["effnet"] == "missing"
+    assert "emomusic" in engine("models", "export", "emomusic", *models).stdout
+
+    from tests.test_fetch import _ModelServer
+
+    server = _ModelServer(shared_models)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env.update(ENGINE_MODELS_URL=server.url, no_proxy="*")
+        fetched = engine("models", "fetch", "emomusic", "-q", "--models", str(tmp_path / "fetched"))
+        assert "fetched" in fetched.stdout and (tmp_path / "fetched" / "emomusic-msd-musicnn-2.pb").is_file()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    first = engine("build", str(music), *models, "-q", "--max-seconds", "20")
+    assert first.stderr.strip().splitlines()[-1].startswith("analysed 4, updated 0, unchanged 0,")
+    again = engine("build", str(music), *models, "-q")
+    assert again.stderr.strip().splitlines()[-1].startswith("analysed 0, updated 0, unchanged 4,")
+
+    assert engine("sql", "SELECT count(*) AS n FROM tracks", "--format", "csv").stdout.split() == ["n", "4"]
+    title = "Hungarian Dance No. 5"  # its title tag: a track is found by its title
+    near = engine("knn", "--track", title, "--space", "musicnn", "-k", "2", "--format", "json")
+    assert len(json.loads(near.stdout)) == 2 and f"– {title} (" in near.stderr
+    both = json.loads(engine("knn", "--track", title, "--track", "01 Art.mp3", "-k", "1", "--explain",
+                             "--format", "json").stdout)
+    assert len(both) == 1 and "Ñame" in both[0]["path"] and "why" in both[0]  # the one track left
+    path = engine("path", "--from", title, "--to", "01 Art.mp3", "--length", "3", "--format", "json")
+    assert [Path(t["path"]).name for t in json.loads(path.stdout)] == [
+        Path(TRACKS[0]).name, Path(TRACKS[2]).name, Path(TRACKS[1]).name] and "worst step" in path.stderr
+    radio = engine("radio", "--seed", "01 Art.mp3", "--length", "3", "--variety", "0", "--m3u8", "-").stdout
+    assert radio.startswith("#EXTM3U\n") and radio.count("#EXTINF:") == 3 and "01 Art.mp3" in radio
+    assert json.loads(engine("duplicates", "--format", "json").stdout) == []  # three distinct recordings
+    found = json.loads(engine("search", "strings", "-k", "2", "--format", "json").stdout)
+    assert len(found) == 2 and found[0]["title"] == title and found[0]["why"]  # a string orchestra
+    playlist = engine("playlist", "--where", "true", "--order-by", "bpm", "--m3u8", "-").stdout
+    assert playlist.startswith("#EXTM3U\n") and playlist.count("#EXTINF:") == 4
+    report = engine("report", "--out", str(tmp_path / "report"))
+    assert Path(report.stdout.strip()) == tmp_path / "report" / "report.html"
+    assert (tmp_path / "report" / "report.html").stat().st_size > 10_000
+
+    run = run_in_terminal([*engine_command(), "tui"], until=title, keys=b"\x11", cwd=OUTSIDE, env=env,
+                          timeout=180)
+    assert run.shown and "4 tracks" in run.output, run.output[-2000:]
+    assert run.status == 0
