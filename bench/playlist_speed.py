@@ -11,8 +11,11 @@ Each case runs ``--queries`` times from random tracks through the Python API the
 calls, on one open Searcher (as the TUI does; the CLI also pays opening the store and
 mapping the index, timed apart): a 30-track path, a 30-track radio, a 3-seed k-NN with
 k = 30, each plain, with list rules (--max-per-artist 2 --artist-gap 3) and with a
---where filter keeping half the tracks. Wall-clock p50/p95 and CPU p50 per call, the
+--where filter keeping half the tracks. Wall-clock p50/p95 and CPU p50/p95 per call, the
 load beside them; peak RSS at the end. Target: a 30-track path or radio in <= 200 ms p95.
+Baseline in the same run: the one-seed k-NN (k = 30, Searcher.knn: what `engine knn` did
+before playlists by example); each case's CPU p50 is also given as a multiple of it, a
+figure the machine's load does not move much.
 """
 
 from __future__ import annotations
@@ -62,14 +65,15 @@ def build(directory: Path, n: int) -> None:
     tmp.rename(directory)
 
 
-def timed(fn, runs: int) -> tuple[float, float, float]:
+def timed(fn, runs: int) -> tuple[float, float, float, float]:
     wall, cpu = [], []
     for i in range(runs):
         t0, c0 = time.perf_counter(), time.process_time()
         fn(i)
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    return float(np.percentile(wall, 50)), float(np.percentile(wall, 95)), float(np.percentile(cpu, 50))
+    return (float(np.percentile(wall, 50)), float(np.percentile(wall, 95)), float(np.percentile(cpu, 50)),
+            float(np.percentile(cpu, 95)))
 
 
 def main() -> None:
@@ -103,6 +107,7 @@ def main() -> None:
     half = "voice < 0.5"
     searcher.allowed("musicnn", half)  # the filter's SQL check is cached per process, as in the TUI
     cases = {
+        "baseline: knn 1 seed k=30": lambda i: searcher.knn(ref(pairs[i, 0]), "musicnn", 30),
         "path 30": lambda i: song_path(searcher, ref(pairs[i, 0]), ref(pairs[i, 1]), "musicnn", length=30),
         "path 30, rules": lambda i: song_path(searcher, ref(pairs[i, 0]), ref(pairs[i, 1]), "musicnn",
                                               length=30, rules=rules),
@@ -120,11 +125,15 @@ def main() -> None:
                                                        where=half, random_seed=i)
         print(f"\nload {os.getloadavg()[0]:.1f} (1-min average, {os.cpu_count()} cores); "
               f"{args.queries} calls each")
-        print(f"{'case':<26} {'p50 ms':>8} {'p95 ms':>8} {'CPU p50 ms':>11}")
+        print(f"{'case':<26} {'p50 ms':>8} {'p95 ms':>8} {'CPU p50 ms':>11} {'CPU p95 ms':>11} "
+              f"{'CPU x baseline':>15}")
+        base = None
         for name, fn in cases.items():
             fn(0)  # warm: first touches of the mapped index
-            p50, p95, cpu = timed(fn, args.queries)
-            print(f"{name:<26} {p50 * 1e3:>8.0f} {p95 * 1e3:>8.0f} {cpu * 1e3:>11.0f}", flush=True)
+            p50, p95, cpu, cpu95 = timed(fn, args.queries)
+            base = base or cpu
+            print(f"{name:<26} {p50 * 1e3:>8.0f} {p95 * 1e3:>8.0f} {cpu * 1e3:>11.0f} {cpu95 * 1e3:>11.0f} "
+                  f"{cpu / base:>15.1f}", flush=True)
     print(f"\npeak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
           f"load {os.getloadavg()[0]:.1f}")
     searcher.close()

@@ -182,11 +182,22 @@ async def test_select_track_shows_detail_and_similar(corpus_store):
             assert ids and ids <= fast
 
 
+async def _export(app, pilot, target: Path) -> list[str]:
+    """Export the current list with `e` to ``target``; the file's lines."""
+    from tui.components.export_screen import ExportScreen
+
+    await pilot.press("e")
+    await pilot.pause()
+    assert isinstance(app.screen, ExportScreen)
+    app.screen.query_one("#export-path").value = str(target)
+    await pilot.press("enter")
+    await _settle(app, pilot)
+    return target.read_text(encoding="utf-8").splitlines()
+
+
 @pytest.mark.slow
 @_sync
 async def test_more_like_this_then_export_and_copy(corpus_store, tmp_path):
-    from tui.components.export_screen import ExportScreen
-
     app = _app(corpus_store)
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)
@@ -196,14 +207,7 @@ async def test_more_like_this_then_export_and_copy(corpus_store, tmp_path):
         assert app.seeded_from and "most like" in str(app.table.border_title)
         assert seed.track_id not in {r.track_id for r in app.table.order}
         listed = [r.path for r in app.table.order]
-        await pilot.press("e")
-        await pilot.pause()
-        assert isinstance(app.screen, ExportScreen)
-        target = tmp_path / "like.m3u8"
-        app.screen.query_one("#export-path").value = str(target)
-        await pilot.press("enter")
-        await _settle(app, pilot)
-        lines = target.read_text(encoding="utf-8").splitlines()
+        lines = await _export(app, pilot, tmp_path / "like.m3u8")
         assert lines[0] == "#EXTM3U" and lines[2::2] == listed
         await pilot.press("y")
         assert app.clipboard == app.table.selected.path
@@ -262,6 +266,39 @@ async def test_marks_make_lists_more_like_path_radio(synthetic_store, tmp_path):
         await pilot.press("b")
         await _settle(app, pilot)
         assert app.seeded_from is None
+
+
+@pytest.mark.slow
+@_sync
+async def test_corpus_marks_make_a_path_that_exports_and_explains(corpus_store, tmp_path):
+    """Real audio: two Bach chorales marked as seeds, a song through them to another
+    chorale exported as M3U8; the lists say why a track is there in the detail pane."""
+    app = _app(corpus_store)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _settle(app, pilot)
+        rows = {Path(r.path).name: i for i, r in enumerate(app.table.order)}
+        for name in ("chorale_00.ogg", "chorale_02.ogg"):
+            app.table.move_cursor(rows[name])
+            await pilot.press("a")
+        app.table.move_cursor(rows["Metal_madness.ogg"])
+        await pilot.press("z")
+        await pilot.pause()
+        assert "2 seeds · 1 avoid" in str(app.table.border_subtitle)
+        await pilot.press("m")
+        await _settle(app, pilot)
+        liked = [Path(r.path).name for r in app.table.order]
+        assert liked and not {"chorale_00.ogg", "chorale_02.ogg", "Metal_madness.ogg"} & set(liked)
+        assert any(w.startswith("similar: ") for w in app.why.values())  # shared tags in words
+        await pilot.press("b")
+        await _settle(app, pilot)
+        app.table.move_cursor(rows["chorale_12.ogg"])
+        await pilot.press("g")
+        await _settle(app, pilot)
+        path = [Path(r.path).name for r in app.table.order]
+        assert path[0] == "chorale_00.ogg" and path[-1] == "chorale_12.ogg" and "chorale_02.ogg" in path
+        assert len(path) == len(set(path)) and "path of" in str(app.table.border_title)
+        lines = await _export(app, pilot, tmp_path / "path.m3u8")
+        assert lines[0] == "#EXTM3U" and [Path(x).name for x in lines[2::2]] == path
 
 
 @_sync
