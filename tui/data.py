@@ -475,6 +475,17 @@ class Catalog:
                            tuple((s, float(a)) for s, a in styles),
                            tuple((s, t, float(a)) for s, t, a in tags), listeners)
 
+    def make_list(self, request):
+        """(tui.lists.ListMade, its result rows in play order) for a ListRequest (more like
+        the seeds, a path, a radio). Raises QueryError (one line) when it cannot be made."""
+        from tui.lists import build_list
+
+        with self._search_lock:
+            if self._searcher is None:
+                self._searcher = Searcher(self.directory)
+            made = build_list(self._searcher, request)
+        return made, self.rows_for(made.track_ids)
+
     def similar(self, track_id: int, space: str, k: int = 10, f: Filters | None = None) -> Similar:
         """The ``k`` nearest tracks in ``space``; restricted to ``f`` when given. Never raises
         a QueryError: the reason is in ``Similar.error``."""
