@@ -127,7 +127,7 @@ def main() -> None:
     args = ap.parse_args()
     store = build_corpus_store(args.store, args.text_model_dir)
     rows = ["| model | load CPU-s | query CPU-ms p50 / p95 | " + " | ".join(QUERIES)
-            + " | MAP tagged | MAP brass+organ | bare cosine: words / noise |",
+            + " | MAP tagged | MAP 7 untagged | bare cosine: words / noise |",
             "|---|---|---|" + "---|" * len(QUERIES) + "---|---|---|"]
     for name in args.only.split(","):
         t0 = time.process_time()
