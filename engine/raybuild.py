@@ -109,6 +109,12 @@ def _guard(timeout_s: float) -> WorkerPool:
     return pool
 
 
+def close_guards() -> None:
+    """End this process's guard processes (they also die with it)."""
+    while _GUARDS:
+        _GUARDS.popitem()[1].__exit__(None, None, None)
+
+
 def unreadable(task: AnalysisTask) -> TaskFailed | None:
     """A ``read`` failure naming this node when it cannot read ``task.path``, else None."""
     if os.access(task.path, os.R_OK):
