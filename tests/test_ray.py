@@ -31,7 +31,8 @@ RAY = replace(FAST, ray="local")
 def ray_runtime():
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=False)
     yield ray
     ray.shutdown()
 
