@@ -276,24 +276,7 @@ def _run(plan, writer, stage, options, summary, echo) -> None:
     actors = plan_model_actors(resources, options.threads)
     if actors.num_gpus:
         echo(f"model stage: {actors.concurrency[1]} GPU actor(s), CUDA when their onnxruntime has it")
-    env = {k: v for k, v in os.environ.items() if k.startswith("ENGINE_")}
-    per_block = files_per_block(len(plan.tasks), resources.get("CPU", 1), options.batch)
-    ds = ray.data.from_items([{"item": pickle.dumps(t, protocol=5)} for t in plan.tasks],
-                             override_num_blocks=math.ceil(len(plan.tasks) / per_block))
-    task_cpus = options.ray_task_cpus
-    ds = ds.map_batches(analyse_batch, batch_format="pyarrow", batch_size=per_block,
-                        fn_kwargs={"timeout_s": options.timeout_s},
-                        # Given as a function so that Ray Data never fuses the analysis into
-                        # the model actors: fused, each actor analysed its files one at a time
-                        # (one actor on 2 CPUs: half the local build's tracks/s, measured).
-                        ray_remote_args_fn=lambda: {"num_cpus": task_cpus})
-    ds = ds.map_batches(ModelActor, batch_format="pyarrow", batch_size=options.batch,
-                        fn_constructor_kwargs={"spaces": stage.spaces, "device": actors.device,
-                                               "threads": actors.threads, "env": env},
-                        compute=ray.data.ActorPoolStrategy(min_size=actors.concurrency[0],
-                                                           max_size=actors.concurrency[1]),
-                        num_cpus=actors.num_cpus,
-                        num_gpus=actors.num_gpus)
+    ds = pipeline(plan.tasks, stage.spaces, options, actors, resources.get("CPU", 1))
     committer = BatchCommitter(writer, stage, options, summary, plan.known)
     bar = progress_bar(len(plan.tasks), options)
     seen: set[str] = set()
@@ -319,3 +302,28 @@ def _run(plan, writer, stage, options, summary, echo) -> None:
                 if task.path not in seen:
                     committer.add(task, TaskFailed("worker", LOST_REASON))
         committer.flush()
+
+
+def pipeline(tasks: list[AnalysisTask], spaces: tuple[str, ...], options, actors: ActorPlan, cpus: float):
+    """The Ray dataset of a build: analysis tasks, then the model actors; nothing runs yet."""
+    import ray
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("ENGINE_")}
+    per_block = files_per_block(len(tasks), cpus, options.batch)
+    ds = ray.data.from_items([{"item": pickle.dumps(t, protocol=5)} for t in tasks],
+                             override_num_blocks=math.ceil(len(tasks) / per_block))
+    task_cpus = options.ray_task_cpus
+    ds = ds.map_batches(analyse_batch, batch_format="pyarrow", batch_size=per_block,
+                        fn_kwargs={"timeout_s": options.timeout_s}, num_cpus=task_cpus,
+                        # Also given as a function so that Ray Data never fuses the analysis into
+                        # the model actors: fused, each actor analysed its files one at a time
+                        # (one actor on 2 CPUs: half the local build's tracks/s, measured).
+                        ray_remote_args_fn=lambda: {"num_cpus": task_cpus})
+    ds = ds.map_batches(ModelActor, batch_format="pyarrow", batch_size=options.batch,
+                        fn_constructor_kwargs={"spaces": spaces, "device": actors.device,
+                                               "threads": actors.threads, "env": env},
+                        compute=ray.data.ActorPoolStrategy(min_size=actors.concurrency[0],
+                                                           max_size=actors.concurrency[1]),
+                        num_cpus=actors.num_cpus,
+                        num_gpus=actors.num_gpus)
+    return ds

@@ -181,6 +181,18 @@ def test_a_node_that_cannot_read_the_music_is_named(ray_runtime, tmp_path):
         check_shared_path([str(missing)])
 
 
+def test_analysis_tasks_and_model_actors_stay_two_operators(ray_runtime, corpus, capsys):
+    """Fused, each actor would analyse its own files one at a time (half the tracks/s)."""
+    from engine.raybuild import pipeline, plan_model_actors
+
+    tasks = [_task(corpus / "library" / rel) for rel in LIBRARY_SAMPLE]
+    ds = pipeline(tasks, ("musicnn",), RAY, plan_model_actors({"CPU": 2.0}), 2.0)
+    ds.explain()
+    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[-1]
+    assert "TaskPoolMapOperator[MapBatches(analyse_batch)]" in optimized
+    assert "ActorPoolMapOperator[MapBatches(ModelActor)]" in optimized
+
+
 @pytest.mark.slow
 def test_ray_build_equals_the_local_build(ray_runtime, corpus, tmp_path):
     music = tmp_path / "library"
