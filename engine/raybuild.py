@@ -48,6 +48,9 @@ LOST_REASON = "lost on the Ray cluster: its task failed on every retry"
 # per clip on one onnxruntime thread, 440 ms on two (NOTES.md); more threads per actor
 # gain less than more actors.
 ACTOR_THREADS = 2
+# Memory Ray reserves per model actor: peak RSS 1.4 GB running the models on a batch of
+# 8 files of 45 s (MusiCNN + MTT + heads + TempoCNN loaded: 42 MB of it), measured.
+MODEL_ACTOR_MEMORY = 2 * 1024**3
 
 
 class RayUnavailableError(EngineError):
@@ -312,18 +315,16 @@ def pipeline(tasks: list[AnalysisTask], spaces: tuple[str, ...], options, actors
     per_block = files_per_block(len(tasks), cpus, options.batch)
     ds = ray.data.from_items([{"item": pickle.dumps(t, protocol=5)} for t in tasks],
                              override_num_blocks=math.ceil(len(tasks) / per_block))
-    task_cpus = options.ray_task_cpus
     ds = ds.map_batches(analyse_batch, batch_format="pyarrow", batch_size=per_block,
-                        fn_kwargs={"timeout_s": options.timeout_s}, num_cpus=task_cpus,
-                        # Also given as a function so that Ray Data never fuses the analysis into
-                        # the model actors: fused, each actor analysed its files one at a time
-                        # (one actor on 2 CPUs: half the local build's tracks/s, measured).
-                        ray_remote_args_fn=lambda: {"num_cpus": task_cpus})
+                        fn_kwargs={"timeout_s": options.timeout_s}, num_cpus=options.ray_task_cpus)
     ds = ds.map_batches(ModelActor, batch_format="pyarrow", batch_size=options.batch,
                         fn_constructor_kwargs={"spaces": spaces, "device": actors.device,
                                                "threads": actors.threads, "env": env},
                         compute=ray.data.ActorPoolStrategy(min_size=actors.concurrency[0],
                                                            max_size=actors.concurrency[1]),
-                        num_cpus=actors.num_cpus,
-                        num_gpus=actors.num_gpus)
+                        num_cpus=actors.num_cpus, num_gpus=actors.num_gpus,
+                        # A memory reservation the analysis tasks lack also keeps Ray Data from
+                        # fusing the analysis into the actors: fused, each actor analysed its
+                        # files one at a time (one actor on 2 CPUs: half the local tracks/s).
+                        memory=MODEL_ACTOR_MEMORY)
     return ds
