@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 
 _DONE = object()
 # Failure stages tried again on every build, not only with --retry-failed: they are
-# cheap to check and change without touching the file's mtime (chmod, a fixed folder).
-RETRIED_STAGES = frozenset({"skipped", "read"})
+# cheap to check and change without touching the file's mtime (chmod, a fixed folder);
+# 'cluster' (engine.raybuild: Ray gave up on the file's block, e.g. a node was lost) is
+# no fault of the file.
+RETRIED_STAGES = frozenset({"skipped", "read", "cluster"})
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ from engine.errors import EngineError
 from engine.workers import TaskFailed, WorkerPool
 
 SHARED_PATH_HINT = "files must be at the same path on every node (docs/ray.md)"
-# What a file gets in `failures` when Ray gave up on its block (the worker process died
-# on every retry, say): the driver records it instead of losing it.
+# What a file gets in `failures` (stage 'cluster', tried again by the next build) when
+# Ray gave up on its block (a node lost, say): the driver records it instead of losing it.
 LOST_REASON = "lost on the Ray cluster: its task failed on every retry"
 # Model-stage threads per CPU actor. Measured on the 2-core EPYC: MusiCNN takes 800 ms
 # per clip on one onnxruntime thread, 440 ms on two (NOTES.md); more threads per actor
@@ -303,7 +303,7 @@ def _run(plan, writer, stage, options, summary, echo) -> None:
         if complete:
             for task in plan.tasks:
                 if task.path not in seen:
-                    committer.add(task, TaskFailed("worker", LOST_REASON))
+                    committer.add(task, TaskFailed("cluster", LOST_REASON))
         committer.flush()
 
 
