@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=30.0)
     ap.add_argument("--writer-tracks", type=int, default=2000)
     ap.add_argument("--node-cores", type=int, default=16, help="cores per node in the projection")
+    ap.add_argument("--writer-only", action="store_true", help="only the writer figures")
     args = ap.parse_args()
     os.environ.setdefault("ENGINE_MODELS", str(SHARED / "models"))
     os.environ["ENGINE_OFFLINE"] = "1"
@@ -129,6 +130,12 @@ def main() -> None:
         (tmp / "music").mkdir()
         folder = music(args.files, (tmp / "music").resolve())
         print(f"{args.files} files, first {args.max_seconds:.0f} s of each, {cpus} CPUs; {load()}")
+        if args.writer_only:
+            for batch in (8, 64, 256):
+                tps, cpu_per, _ = writer_throughput(folder, tmp, args.writer_tracks, batch)
+                print(f"writer alone, batch {batch:3d}: {tps:7.1f} tracks/s, {cpu_per * 1e3:.2f} "
+                      f"CPU-ms/track ({load()})")
+            return
         # Warm-up: converts models once and fills the page cache, for every run alike.
         timed_build(folder, tmp / "warm", base)
 
@@ -150,7 +157,7 @@ def main() -> None:
         ray.shutdown()
         ratio = rows[0][1] / (n / wall_l)
 
-        for batch in (8, 64):
+        for batch in (8, 64, 256):
             tps, cpu_per, faiss_s = writer_throughput(folder, tmp, args.writer_tracks, batch)
             print(f"writer alone, batch {batch:3d}: {tps:7.1f} tracks/s, {cpu_per * 1e3:.2f} CPU-ms/track; "
                   f"FAISS sync of {args.writer_tracks} tracks {faiss_s:.1f} s ({load()})")

@@ -427,11 +427,16 @@ class BatchCommitter:
     """
 
     def __init__(self, writer: StoreWriter, stage, options: BuildOptions, summary: BuildSummary,
-                 known: set[str] = frozenset()):
+                 known: set[str] = frozenset(), *, min_interval_s: float = 0.0, max_pending: int = 0):
         self.writer, self.stage, self.options = writer, stage, options
         self.summary, self.known = summary, known
         self.batch: list[tuple[FileAnalysis, object]] = []  # (analysis, ModelOutputs or None)
         self.failures: list[FailedFile] = []
+        # A full batch waits for the next one while the last commit is younger than
+        # min_interval_s (up to max_pending files): fewer, larger commits when files
+        # arrive faster than one commit a second (a cluster's driver; 0 = every batch).
+        self.min_interval_s, self.max_pending = min_interval_s, max_pending
+        self._last_commit = time.monotonic()
 
     def add(self, task: AnalysisTask, outcome, outputs=None) -> None:
         """One file's outcome: a FileAnalysis (with its ModelOutputs, if run) or a TaskFailed."""
@@ -442,11 +447,15 @@ class BatchCommitter:
         else:
             self.batch.append((outcome, outputs))
         if len(self.batch) >= self.options.batch or len(self.failures) >= self.options.batch:
-            self.flush()
+            pending = len(self.batch) + len(self.failures)
+            if (time.monotonic() - self._last_commit >= self.min_interval_s
+                    or pending >= self.max_pending):
+                self.flush()
 
     def flush(self) -> None:
         if self.batch or self.failures:
             _write_batch(self.batch, self.failures, self.writer, self.stage, self.summary, self.known)
+            self._last_commit = time.monotonic()
         self.batch.clear()
         self.failures.clear()
 

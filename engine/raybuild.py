@@ -48,6 +48,13 @@ LOST_REASON = "lost on the Ray cluster: its task failed on every retry"
 # per clip on one onnxruntime thread, 440 ms on two (NOTES.md); more threads per actor
 # gain less than more actors.
 ACTOR_THREADS = 2
+# The driver commits at most about once per COMMIT_INTERVAL_S (a full --batch at least,
+# COMMIT_MAX_FILES at most): each commit opens, writes and checkpoints the DuckDB file,
+# so its size sets the writer's ceiling. Writer alone (bench/ray_build.py, 2-core EPYC
+# under load 14-29): 4.4-15 tracks/s committing every 8 files, 19-26 every 64, 19 every
+# 256 (17-19 CPU-ms a track). A kill loses at most this much work.
+COMMIT_INTERVAL_S = 2.0
+COMMIT_MAX_FILES = 256
 # Memory Ray reserves per model actor: peak RSS 1.4 GB running the models on a batch of
 # 8 files of 45 s (MusiCNN + MTT + heads + TempoCNN loaded: 42 MB of it), measured.
 MODEL_ACTOR_MEMORY = 2 * 1024**3
@@ -280,7 +287,8 @@ def _run(plan, writer, stage, options, summary, echo) -> None:
     if actors.num_gpus:
         echo(f"model stage: {actors.concurrency[1]} GPU actor(s), CUDA when their onnxruntime has it")
     ds = pipeline(plan.tasks, stage.spaces, options, actors, resources.get("CPU", 1))
-    committer = BatchCommitter(writer, stage, options, summary, plan.known)
+    committer = BatchCommitter(writer, stage, options, summary, plan.known,
+                               min_interval_s=COMMIT_INTERVAL_S, max_pending=COMMIT_MAX_FILES)
     bar = progress_bar(len(plan.tasks), options)
     seen: set[str] = set()
     failed = 0
