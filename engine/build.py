@@ -294,6 +294,13 @@ def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary:
         else:
             _run(plan, writer, stage, workers, options, summary)
     with writer.session() as store:
+        # Listener profiles: predicted quality for new or re-analysed tracks, from the
+        # stored columns (no decoding); also rescores everything after a model update.
+        from engine.listeners import score_listeners
+
+        scored = score_listeners(store)
+        if scored.total:
+            summary.stage_seconds["listeners"] = scored.seconds
         if plan.tasks:  # kept for the benchmark's per-stage breakdown
             store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
         vectors.sync(store, spaces=spaces or options.spaces)
@@ -478,9 +485,11 @@ def _write_batch(batch: list[tuple[FileAnalysis, object]], failures: list[Failed
 
     todo = [a for a, m in batch if m is None]
     if todo:
-        t0 = time.perf_counter()
+        # CPU-seconds, like the workers' stages: this process's CPU while the models run
+        # (onnxruntime's threads included).
+        t0 = time.process_time()
         ran = iter(stage.run(todo))
-        summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.perf_counter() - t0
+        summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.process_time() - t0
         batch = [(a, next(ran) if m is None else m) for a, m in batch]
     records = []
     for a, m in batch:
@@ -492,7 +501,7 @@ def _write_batch(batch: list[tuple[FileAnalysis, object]], failures: list[Failed
             summary.updated += 1
         else:
             summary.analysed += 1
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with writer.session() as store:  # open, one transaction, close: readers go in between
         store.write_tracks(records, failures)
-    summary.stage_seconds["store"] = summary.stage_seconds.get("store", 0.0) + time.perf_counter() - t0
+    summary.stage_seconds["store"] = summary.stage_seconds.get("store", 0.0) + time.process_time() - t0

@@ -62,9 +62,21 @@ def test_every_command_runs_from_the_installed_console_script(corpus, shared_mod
     assert again.stderr.strip().splitlines()[-1].startswith("analysed 0, updated 0, unchanged 4,")
 
     assert engine("sql", "SELECT count(*) AS n FROM tracks", "--format", "csv").stdout.split() == ["n", "4"]
+    engine("listener", "add", "mum", "--audiogram", "20,20,25,30,40,50,60,65")  # the student's weights: package data
+    assert "mum" in engine("listener", "list").stdout
+    worst = json.loads(engine("quality", "--listener", "mum", "--format", "json").stdout)
+    scores = [row["haaqi"] for row in worst]
+    assert len(worst) >= 3 and scores == sorted(scores) and all(0 <= s <= 1 for s in scores), worst
+    engine("listener", "delete", "mum")
     title = "Hungarian Dance No. 5"  # its title tag: a track is found by its title
     near = engine("knn", "--track", title, "--space", "musicnn", "-k", "2", "--format", "json")
     assert len(json.loads(near.stdout)) == 2 and f"– {title} (" in near.stderr
+    spaces = {s["space"]: s for s in json.loads(engine("index", "info", "--format", "json").stdout)}
+    # The 0.2 s clip is too short for MusiCNN: three vectors, an exact index in step.
+    assert spaces["musicnn"]["state"] == "in step" and spaces["musicnn"]["vectors"] == 3
+    assert spaces["musicnn"]["kind"] == "flat" and spaces["effnet"]["state"] == "no vectors"
+    assert engine("index", "info").stdout.splitlines()[0].split()[:3] == ["space", "state", "index"]
+    assert "every index is in step" in engine("index", "sync").stderr
     found = json.loads(engine("search", "strings", "-k", "2", "--format", "json").stdout)
     assert len(found) == 2 and found[0]["title"] == title and found[0]["why"]  # a string orchestra
     playlist = engine("playlist", "--where", "true", "--order-by", "bpm", "--m3u8", "-").stdout
