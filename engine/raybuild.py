@@ -70,7 +70,7 @@ class ActorPlan:
 
     ``concurrency`` (min, max) actors, each reserving ``num_cpus`` and ``num_gpus``;
     ``device`` is what each actor asks onnxruntime for (``auto``: CUDA when the actor's
-    onnxruntime has the CUDA provider and a GPU answers, else CPU with a note).
+    onnxruntime has the CUDA provider and a GPU answers, else CPU).
     """
 
     concurrency: tuple[int, int]
@@ -260,7 +260,7 @@ def run_on_ray(plan, writer, stage, options, summary, echo: Callable[[str], None
     """Analyse ``plan.tasks`` on Ray and commit them through the local build's writer path."""
     from engine.workers import default_processes
 
-    address = resolve_address(options.ray if options.ray != "" else None)
+    address = resolve_address(options.ray)
     started = connect(address, options.workers or default_processes())
     try:
         _run(plan, writer, stage, options, summary, echo)
