@@ -150,6 +150,14 @@ def test_analysis_task_gives_what_the_local_worker_gives(corpus, tmp_path, guard
                 "(docs/ray.md)")
 
 
+def test_a_hung_file_is_timed_out_in_the_ray_task(corpus, guards):
+    from engine.workers import TaskFailed
+
+    long = _task(corpus / "library" / LIBRARY_SAMPLE[0], max_seconds=None)  # the whole file
+    (task, outcome), = _unpickled(guards.analyse_batch(_table([long]), timeout_s=1.0))
+    assert task == long and outcome == TaskFailed("worker", "timed out after 1 s")
+
+
 def test_ray_missing_says_which_extra_to_install(monkeypatch):
     from engine.raybuild import RayUnavailableError, connect
 
