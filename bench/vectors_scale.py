@@ -17,8 +17,8 @@ Each size runs in phases, each in a child process so its own peak RSS is measure
    measured at the smaller sizes, ≈20 µs a 1280-d vector).
 3. ``search``: ``engine knn`` through index.query.Searcher, 200 seeded query tracks, with
    no filter and filters keeping 50 %, 5 %, 0.1 % and 0.001 % of the tracks: p50/p95
-   latency, recall@10 against exact search over the same filtered set (float32, computed
-   by streaming the generator), how often fewer than k came back although k matched, and
+   latency, recall@10 against exact search over the same filtered set (float32, centred
+   on the index's centre as the engine ranks, computed by streaming the generator), how often fewer than k came back although k matched, and
    the RSS after the searches (anonymous and file-backed pages apart).
 4. ``update``: 1 % new tracks added, then the index brought in step (in place).
 
@@ -158,15 +158,18 @@ def phase_build(directory: Path, n: int, dim: int, source: str) -> dict:
             "rows_bytes": sum(p.stat().st_size for p in store_dir.glob(f"{space}.f16*"))}
 
 
-def exact_truth(n: int, dim: int, query_ids: np.ndarray) -> dict[str, list[set[int]]]:
-    """Exact top-K ids per query and filter, streaming the generator once."""
+def exact_truth(n: int, dim: int, query_ids: np.ndarray, centre: np.ndarray | None) -> dict[str, list[set[int]]]:
+    """Exact top-K ids per query and filter, streaming the generator once; vectors prepared
+    with the index's ``centre`` as the engine compares them (index.vectors.prepare)."""
+    from index.vectors import prepare
+
     # Query ids are sorted, so taking them block by block keeps their order.
-    q = np.concatenate([block(dim, b)[1][(query_ids[(query_ids - 1) // BLOCK == b] - 1) % BLOCK]
-                        for b in np.unique((query_ids - 1) // BLOCK)])
+    q = prepare(np.concatenate([block(dim, b)[1][(query_ids[(query_ids - 1) // BLOCK == b] - 1) % BLOCK]
+                                for b in np.unique((query_ids - 1) // BLOCK)]), centre)
     best = {f: (np.full((len(q), K + 1), -np.inf, np.float32), np.full((len(q), K + 1), -1, np.int64))
             for f in FILTERS}
     for ids, vecs in chunks(n, dim):
-        sims = q @ vecs.T
+        sims = q @ prepare(vecs, centre).T
         sims[query_ids[:, None] == ids[None, :]] = -np.inf
         v = voice(ids)
         for name, (_, below) in FILTERS.items():
@@ -185,7 +188,7 @@ def exact_truth(n: int, dim: int, query_ids: np.ndarray) -> dict[str, list[set[i
     return out
 
 
-def _check_rows_against_the_generator(dim: int) -> None:
+def _check_rows_against_the_generator(dim: int, centre: np.ndarray | None) -> None:
     """With ``--source generator`` DuckDB holds no vectors, so the searcher's check on
     opening (a run of index.vectors.CHECK_RUN tracks' rows compared with DuckDB's vectors)
     compares them with the generator's instead: the same run rule, the same tolerance."""
@@ -200,23 +203,26 @@ def _check_rows_against_the_generator(dim: int) -> None:
             ids, vecs = block(dim, int(b))
             inside = (run >= ids[0]) & (run <= ids[-1])
             want[inside] = vecs[run[inside] - ids[0]]
-        bad = np.flatnonzero(np.abs(rows.vectors(run) - vectors.normalise(want)).max(axis=1) > 2e-3)
+        bad = np.flatnonzero(np.abs(rows.vectors(run) - vectors.prepare(want, centre)).max(axis=1) > 2e-3)
         return f"holds another vector for track {int(run[bad[0]])}" if len(bad) else None
 
     vectors.rows_mismatch = rows_mismatch
 
 
 def phase_search(directory: Path, n: int, dim: int, source: str) -> dict:
+    from index import vectors
     from index.query import Searcher
 
     space = SPACE[dim]
+    info = vectors.read_info(directory / "store", space)
+    centre = None if info is None or info.centre is None else np.asarray(info.centre, np.float32)
     query_ids = np.sort(np.random.default_rng(99).choice(n, QUERIES, replace=False) + 1)
     c0 = time.process_time()
-    truth = exact_truth(n, dim, query_ids)
+    truth = exact_truth(n, dim, query_ids, centre)
     truth_cpu = time.process_time() - c0
     out = {"truth_cpu_s": truth_cpu, "filters": {}}
     if source == "generator":
-        _check_rows_against_the_generator(dim)
+        _check_rows_against_the_generator(dim, centre)
     rss0 = rss()
     with Searcher(directory / "store") as searcher:
         t0 = time.perf_counter()
@@ -274,7 +280,8 @@ def phase_update(directory: Path, n: int, dim: int, source: str) -> dict:
             before = vectors.read_info(store.directory, space)
             index = vectors.load(store.directory, space)
             rows = vectors.vectorfile.VectorFile.open(store.directory, space, dim)
-            done = compressed.update(index, rows, all_chunks, store.directory, space)
+            done = compressed.update(index, rows, all_chunks, store.directory, space,
+                                     centre=np.asarray(before.centre, np.float32))
             info = vectors.write_updated(store, space, before, done)
     return {"update_s": time.perf_counter() - t0, "update_cpu_s": time.process_time() - c0,
             "update_write_s": write_s, "added": extra, "trained_on": info.trained_on, "count": info.count}

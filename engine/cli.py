@@ -196,6 +196,7 @@ def build(folder: Path, store_dir: Path | None, workers: int | None, threads: in
 
 
 # Commands over the store live in their own modules; they are registered here.
+from engine.cli_lists import duplicates as _duplicates, path as _path, radio as _radio  # noqa: E402
 from engine.cli_query import knn as _knn, playlist as _playlist  # noqa: E402
 from engine.cli_index import index_group as _index  # noqa: E402
 from engine.cli_report import report as _report  # noqa: E402
@@ -204,7 +205,8 @@ from engine.cli_sql import sql as _sql  # noqa: E402
 from engine.cli_tui import tui as _tui  # noqa: E402
 from engine.cli_hearing import listener as _listener, quality as _quality  # noqa: E402
 
-for _command in (_knn, _playlist, _search, _sql, _report, _tui, _listener, _quality, _index):
+for _command in (_knn, _path, _radio, _duplicates, _playlist, _search, _sql, _report, _tui,
+                 _listener, _quality, _index):
     cli.add_command(_command)
 
 

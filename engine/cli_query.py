@@ -1,4 +1,4 @@
-"""`engine knn` and `engine playlist`: thin click commands over index.query and index.playlist."""
+"""`engine knn` and `engine playlist`: thin click commands over index.byexample and index.playlist."""
 
 from __future__ import annotations
 
@@ -6,101 +6,68 @@ from pathlib import Path
 
 import click
 
+from engine.cli_lists import (M3U8_PATH, check_playlist_target, emit, list_rules_options, named,
+                              note_empty_columns, output_options, playlist_tracks, space_option, write_playlist)
 from engine.options import store_option
-from engine.output import format_option, render
-
-_M3U8 = click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Path)
-STDOUT = Path("-")  # --m3u8 -: the playlist goes to standard output
-
-
-def _write_playlist(tracks, m3u8: Path, relative: bool, force: bool, store_dir: Path | None) -> None:
-    """The playlist to ``m3u8``, or to stdout for ``-`` (paths then relative to the cwd)."""
-    from index.playlist import m3u8_lines, write_m3u8
-
-    if m3u8 == STDOUT:
-        tracks = list(tracks)
-        text, skipped = m3u8_lines(tracks, Path.cwd() if relative else None)
-        click.echo(text, nl=False)
-        count, where = len(tracks) - len(skipped), "standard output"
-    else:
-        written = write_m3u8(tracks, m3u8, relative=relative, force=force, store_dir=store_dir)
-        skipped, count, where = written.skipped, written.count, str(written.path)
-    for line in skipped:
-        click.echo(f"warning: {line}", err=True)
-    click.echo(f"wrote {count} track{'s' if count != 1 else ''} to {where}", err=True)
-
-
-def _note_empty_columns(store_dir: Path | None, where: str | None, order_by: str | None = None) -> None:
-    """On stderr: which columns the user's SQL names are empty in this store, and why."""
-    from index.sql import empty_columns_note
-
-    if not (where or order_by):
-        return
-    sql = f"SELECT 1 FROM tracks WHERE ({where or 'TRUE'})" + (f" ORDER BY {order_by}" if order_by else "")
-    note = empty_columns_note(store_dir, sql)
-    if note:
-        click.echo(note, err=True)
-
 
 def _key(key, scale) -> str | None:
     return " ".join(p for p in (key, scale) if p) or None
 
 
 @click.command()
-@click.option("--track", "-t", "track", required=True, metavar="X",
-              help="Track id, file path, or a unique part of a path.")
-@click.option("--space", "-s", required=True, metavar="effnet|musicnn|mtt",
-              help="Embedding space: effnet (Discogs-EffNet, 1280-d), musicnn (MSD-MusiCNN, 200-d) "
-              "or mtt (MagnaTagATune MusiCNN, 200-d).")
+@click.option("--track", "-t", "tracks", required=True, multiple=True, metavar="X",
+              help="Track id, file path, a unique part of a path, or a title; repeat for several seeds.")
+@click.option("--not", "avoid", multiple=True, metavar="X",
+              help="A track to steer away from: tracks closer to it than to the seeds are left out (repeatable).")
+@space_option
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many neighbours.")
 @click.option("--where", "where", metavar="SQL",
               help="Only tracks matching this SQL condition on `tracks` (applied before ranking).")
-@format_option
-@click.option("--m3u8", "m3u8", type=_M3U8,
-              help="Also write the track and its neighbours as a playlist (- : to stdout, instead of the table).")
-@click.option("--relative", is_flag=True, help="Playlist paths relative to the playlist's folder.")
-@click.option("--force", is_flag=True, help="Overwrite an existing playlist file.")
+@click.option("--combine", type=click.Choice(["centroid", "fusion", "maxmin"]), default="centroid",
+              show_default=True, help="How several seeds are combined (docs/playlists.md).")
+@list_rules_options
+@output_options
 @store_option
-def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path | None,
-        relative: bool, force: bool, store_dir: Path | None) -> None:
-    """The K tracks most similar to a track (cosine similarity of embeddings).
+def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: int, where: str | None,
+        combine: str, rules, fmt: str, m3u8: Path | None, relative: bool, force: bool, explain: bool,
+        store_dir: Path | None) -> None:
+    """The K tracks most similar to one or more tracks (cosine similarity of embeddings).
 
-    The track itself and exact duplicates of it are left out. A --where filter
-    (SQL over the `tracks` table; style('Techno') is a style's activation) picks the
-    candidates first, so K tracks come back whenever K match it.
+    The seeds, the tracks to avoid and duplicates of them are left out, and a
+    near-duplicate recording is listed once. A --where filter (SQL over the `tracks`
+    table; style('Techno') is a style's activation) picks the candidates first, so K
+    tracks come back whenever K match it. With several seeds, `similarity` is the mean
+    cosine to them.
 
-    Example: engine knn --track "Metal_madness" --space effnet -k 5 --where "bpm BETWEEN 120 AND 160"
+    Example: engine knn --track "Metal_madness" --track "War_of_freedom" --not "Feelings" -k 5 --where "bpm BETWEEN 120 AND 160"
     """
-    from index.playlist import check_target, tracks_by_id
-    from index.query import Searcher, check_space, resolve_track
+    from index.byexample import more_like, resolve_seeds
+    from index.query import DEFAULT_SPACE, Searcher
 
-    check_space(space)
-    if m3u8 not in (None, STDOUT):  # before the search: a refused target costs nothing
-        check_target(m3u8.expanduser().absolute(), force=force, store_dir=store_dir)
+    space = space or DEFAULT_SPACE
+    check_playlist_target(m3u8, force, store_dir)
     with Searcher(store_dir) as searcher:
-        ref = resolve_track(searcher.store, track)
-        found = searcher.knn(ref, space, k, where)
-        listed = tracks_by_id(searcher.store, [ref.track_id, *(n.track_id for n in found)])
-    _note_empty_columns(store_dir, where)
-    click.echo(f"{len(found)} nearest to {ref.track_id} {ref.label} ({ref.path}) in {space}", err=True)
-    if fmt == "table":
-        columns = ["rank", "similarity", "track", "path", "bpm", "key", "lufs", "dance", "voice",
-                   "arousal", "valence", "top_style"]
-        rows = [(n.rank, round(n.similarity, 4), n.label, n.path, n.bpm, _key(n.key, n.scale),
-                 n.loudness_lufs, n.danceability, n.voice, n.arousal, n.valence, n.top_style)
-                for n in found]
-    else:
-        from dataclasses import asdict, fields
+        refs = resolve_seeds(searcher, space, named("--track", tracks) + named("--not", avoid))
+        seeds, avoided = refs[:len(tracks)], refs[len(tracks):]
+        found = more_like(searcher, seeds, space, k, avoid=avoided, where=where, combine=combine, rules=rules)
+        why = None
+        if explain:
+            from index.explain import Explainer
 
-        from index.query import Neighbour
-
-        columns = [f.name for f in fields(Neighbour)]
-        rows = [tuple(asdict(n).values()) for n in found]
-    if m3u8 != STDOUT:
-        click.echo(render(columns, rows, fmt))
-    if m3u8 is not None:
-        _write_playlist(listed, m3u8, relative, force, store_dir)
+            ex = Explainer(searcher.store)
+            why = [ex.why(n.track_id, [s.track_id for s in seeds]) for n in found]
+        listed = playlist_tracks(searcher, m3u8, [*(s.track_id for s in seeds), *(n.track_id for n in found)])
+    note_empty_columns(store_dir, where)
+    names = ", ".join(f"{r.track_id} {r.label} ({r.path})" for r in seeds)
+    unlike = f", not like {', '.join(r.label for r in avoided)}" if avoided else ""
+    how = f" ({combine})" if len(seeds) > 1 else ""
+    click.echo(f"{len(found)} nearest to {names}{unlike} in {space}{how}", err=True)
+    emit(found, ["rank", "similarity", "track", "path", "bpm", "key", "lufs", "dance", "voice",
+                 "arousal", "valence", "top_style"],
+         lambda n: (n.rank, round(n.similarity, 4), n.label, n.path, n.bpm, _key(n.key, n.scale),
+                    n.loudness_lufs, n.danceability, n.voice, n.arousal, n.valence, n.top_style),
+         fmt, why, m3u8, relative, force, store_dir, listed)
 
 
 @click.command()
@@ -109,24 +76,37 @@ def knn(track: str, space: str, k: int, where: str | None, fmt: str, m3u8: Path 
 @click.option("--order-by", "order_by", metavar="SQL",
               help="SQL sort order, e.g. \"style('Techno') DESC\" or \"arousal DESC\" (default: path).")
 @click.option("--limit", type=click.IntRange(min=0), help="At most this many tracks.")
-@click.option("--m3u8", "m3u8", type=_M3U8, required=True,
+@click.option("--m3u8", "m3u8", type=M3U8_PATH, required=True,
               help="Playlist file to write (UTF-8 M3U); - writes it to standard output.")
 @click.option("--relative", is_flag=True, help="Paths relative to the playlist's folder.")
 @click.option("--force", is_flag=True, help="Overwrite an existing playlist file.")
+@list_rules_options
 @store_option
-def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, relative: bool,
-             force: bool, store_dir: Path | None) -> None:
+def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, relative: bool, force: bool,
+             rules, store_dir: Path | None) -> None:
     """Write the tracks matching an SQL condition as an M3U8 playlist.
 
     Columns are those of the `tracks` table (docs/columns.md); style('Name') is the
-    activation (0-1) of a Discogs style, for ranking or filtering.
+    activation (0-1) of a Discogs style, for ranking or filtering. A near-duplicate
+    recording is listed once (see `engine duplicates`); --max-per-artist and friends
+    cap the list, which then fills up to --limit with the next tracks in order.
 
-    Example: engine playlist --where "voice < 0.3 AND bpm BETWEEN 120 AND 130" --order-by "style('Techno') DESC" --limit 50 --m3u8 techno.m3u8
+    Example: engine playlist --where "voice < 0.3 AND bpm BETWEEN 120 AND 130" --order-by "style('Techno') DESC" --limit 50 --max-per-artist 2 --m3u8 techno.m3u8
     """
-    from index.playlist import check_target, select_tracks
+    from index.lists import keep_rules
+    from index.playlist import select_tracks
+    from index.query import DEFAULT_SPACE, Searcher
 
-    if m3u8 != STDOUT:
-        check_target(m3u8.expanduser().absolute(), force=force, store_dir=store_dir)
-    tracks = select_tracks(store_dir, where, order_by, limit)
-    _note_empty_columns(store_dir, where, order_by)
-    _write_playlist(tracks, m3u8, relative, force, store_dir)
+    check_playlist_target(m3u8, force, store_dir)
+    # Rules may drop tracks: ask for more than the limit first, everything if still short.
+    ask = None if limit is None else 4 * limit + 100
+    while True:
+        tracks = select_tracks(store_dir, where, order_by, ask)
+        with Searcher(store_dir) as searcher:
+            kept = keep_rules(searcher, [t.track_id for t in tracks], DEFAULT_SPACE, rules, limit)
+        if ask is None or len(tracks) < ask or len(kept) >= (limit or 0):
+            break
+        ask = None
+    by_id = {t.track_id: t for t in tracks}
+    note_empty_columns(store_dir, where, order_by)
+    write_playlist([by_id[t] for t in kept], m3u8, relative, force, store_dir)

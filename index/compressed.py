@@ -10,9 +10,14 @@ bytes a track, in ≈1 ms of one core. RaBitQ needs no codebook training (only t
 centroids; PQ64's training had not finished after ten minutes), so building and updating
 cost about what IVF-Flat's do. docs/vectors.md has the figures at 1M-10M tracks.
 
-Building never holds the space's vectors in memory: pass 1 streams them (from DuckDB, in
-chunks) into the float16 row file while keeping a fixed random sample for training and
-tuning; pass 2 streams the row file into the trained index and computes the tuning
+Vectors are held *prepared* (index.vectors.prepare: the collection's centre subtracted, then
+L2-normalised), in the row file and in the codes alike, so a compressed index ranks as the
+exact one would and the query is prepared the same way whatever the index kind.
+
+Building never holds the space's vectors in memory: pass 0 streams them (from DuckDB, in
+chunks) to sum them for the centre (index.vectors.centre_of_blocks); pass 1 streams them
+again, prepared, into the float16 row file while keeping a fixed random sample for training
+and tuning; pass 2 streams the row file into the trained index and computes the tuning
 queries' exact neighbours on the way. Peak memory is the sample (≤ :data:`MAX_TRAIN` rows)
 plus the codes, not the vectors.
 """
@@ -69,6 +74,7 @@ class Built:
     tuning: Tuning
     trained_on: int
     seconds: float
+    centre: np.ndarray  # float32 [dim] subtracted before normalising (index.vectors.prepare)
 
 
 @dataclass(frozen=True)
@@ -95,22 +101,28 @@ def nlist_for(count: int) -> int:
     return 1 << max(4, round(np.log2(2 * np.sqrt(max(count, 1)))))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    from index.vectors import normalise
+def _prepared(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    from index.vectors import prepare
 
-    return normalise(x, inplace=True)
+    return prepare(x, centre, inplace=True)
 
 
 def build(chunks: Chunks, count: int, dim: int, directory: Path, space: str, *,
-          seed: int = 1234) -> Built:
-    """A compressed index of the ``count`` vectors ``chunks()`` yields (twice is never
-    needed: once into the row file, then from it).
+          centre: np.ndarray | None = None, seed: int = 1234) -> Built:
+    """A compressed index of the ``count`` vectors ``chunks()`` yields, prepared with
+    ``centre`` (None: computed by a first pass over ``chunks()``, which is then called
+    twice; the second pass goes into the row file, the index is filled from that file).
 
-    ``chunks`` yields (ids int64 [m], vectors float32 [m, dim], any scale); ids unique.
+    ``chunks`` yields (ids int64 [m], vectors float32 [m, dim] as stored); ids unique.
     """
     import faiss
 
+    from index.vectors import centre_of_blocks
+
     t0 = time.perf_counter()
+    if centre is None:
+        centre = centre_of_blocks((vecs for _, vecs in chunks()), dim)
+    centre = np.asarray(centre, np.float32)
     nlist = nlist_for(count)
     n_train = min(count, MAX_TRAIN, TRAIN_PER_LIST * nlist)
     n_query = min(TUNING_QUERIES, count)
@@ -127,7 +139,7 @@ def build(chunks: Chunks, count: int, dim: int, directory: Path, space: str, *,
     seen = 0
     try:
         for ids, vecs in chunks():
-            vecs = _unit(np.ascontiguousarray(vecs, dtype=np.float32))
+            vecs = _prepared(np.array(vecs, dtype=np.float32), centre)
             writer.add(ids, vecs)
             end = seen + len(ids)
             for pos, out in ((train_pos, train), (query_pos, queries)):
@@ -157,13 +169,15 @@ def build(chunks: Chunks, count: int, dim: int, directory: Path, space: str, *,
         truth.update(ids, vecs)
     tuning = tune(index, rows, queries, query_ids, truth.result())
     index.nprobe = tuning.nprobe
-    return Built(index, rows, tuning, count, time.perf_counter() - t0)
+    return Built(index, rows, tuning, count, time.perf_counter() - t0, centre)
 
 
-def update(index, rows: VectorFile, chunks: Chunks, directory: Path, space: str) -> Updated:
+def update(index, rows: VectorFile, chunks: Chunks, directory: Path, space: str, *,
+           centre: np.ndarray) -> Updated:
     """``index`` and ``rows`` brought in step with what ``chunks()`` yields, in place:
     rows appended for new and re-analysed tracks, deleted ones dropped; the IVF
-    centroids are kept (see index.vectors.RETRAIN_FACTOR for when they are not)."""
+    centroids and the ``centre`` the index was built with are kept (see
+    index.vectors.RETRAIN_FACTOR for when they are not)."""
     dim = rows.dim
     seen = np.zeros(len(rows), bool)
     writer = VectorFileWriter(directory, space, dim, base=rows)
@@ -172,7 +186,7 @@ def update(index, rows: VectorFile, chunks: Chunks, directory: Path, space: str)
     try:
         for ids, vecs in chunks():
             ids = np.asarray(ids, dtype=np.int64)
-            v16 = _unit(np.ascontiguousarray(vecs, dtype=np.float32)).astype(np.float16)
+            v16 = _prepared(np.array(vecs, dtype=np.float32), centre).astype(np.float16)
             at = rows.lookup(ids)
             present = at >= 0
             differs = ~present

@@ -2,8 +2,8 @@
 
 No click here: the CLI (engine/cli_query.py) and the TUI call these functions.
 
-k-NN is cosine similarity in one embedding space (FAISS inner product on L2-normalised
-vectors, see index.vectors). A ``where`` filter is an SQL boolean expression over the
+k-NN is cosine similarity in one embedding space (FAISS inner product on vectors centred
+on the collection's mean and L2-normalised, see index.vectors). A ``where`` filter is an SQL boolean expression over the
 ``tracks`` table; it is applied *before* ranking, so a filtered search returns k tracks
 whenever at least k tracks match it (and have an embedding in that space). The query
 track and exact duplicates of it (same ``content_hash``, or similarity >= 0.99999) are
@@ -47,6 +47,9 @@ from index.sql import _one_line  # DuckDB's message on one line (shared)
 
 # Embedding spaces and their dimensions (index.schema: embeddings.space).
 SPACES = {"musicnn": 200, "effnet": 1280, "mtt": 200}
+# The space used when none is asked for: the best same-album precision measured on the
+# library (bench/similarity_quality.py, docs/playlists.md); EffNet cannot be measured here.
+DEFAULT_SPACE = "musicnn"
 # Similarity at or above which a track counts as the same recording as the query.
 DUPLICATE_SIMILARITY = 0.99999
 # Candidates listed by an ambiguous-track error.
@@ -437,6 +440,7 @@ class Searcher:
             Path(store_dir) if store_dir else None)
         self._generations: dict[str, int] = {}
         self._indexes: dict[str, Any] = {}
+        self._centres: dict[str, np.ndarray | None] = {}  # index.vectors.prepare's centre
         self._vector_rows: dict[str, Any] = {}  # space -> index.vectorfile.VectorFile (compressed kind)
         self._rerank: dict[str, int] = {}
         self.stale: dict[str, str | None] = {}  # space -> why its file was not used (None: used)
@@ -453,7 +457,7 @@ class Searcher:
         self.store = store
         for space in list(self._indexes):
             if store.generation(space) != self._generations.get(space):
-                for cache in (self._indexes, self._ids, self._present, self.stale,
+                for cache in (self._indexes, self._centres, self._ids, self._present, self.stale,
                               self._vector_rows, self._rerank):
                     cache.pop(space, None)
 
@@ -477,11 +481,12 @@ class Searcher:
                 opened = vectors.open_for_search(self.store, space)
             except vectors.IndexUnreadableError as exc:
                 raise QueryError(str(exc)) from None
-            index, self.stale[space] = opened.index, opened.why
+            index, centre, self.stale[space] = opened.index, opened.centre, opened.why
             self._vector_rows[space], self._rerank[space] = opened.rows, opened.rerank
             if index is None or index.ntotal == 0:
                 raise MissingEmbeddingsError(_missing_message(space))
             self._indexes[space] = index
+            self._centres[space] = centre
         return self._indexes[space]
 
     def rows(self, space: str):
@@ -527,8 +532,8 @@ class Searcher:
         return ids[indexed[pos] == ids]
 
     def query_vector(self, track: TrackRef, space: str) -> np.ndarray:
-        """The track's normalised vector [1, d]: from the index (or its float16 rows), else
-        from DuckDB."""
+        """The track's vector [1, d] prepared as the index holds it (centred, normalised): from
+        the index (or its float16 rows), else from DuckDB."""
         rows = self.rows(space)
         if rows is not None and rows.contains([track.track_id])[0]:
             return rows.vectors(np.array([track.track_id]))
@@ -541,9 +546,51 @@ class Searcher:
         ).fetchall()
         if not row:
             raise MissingEmbeddingsError(self._no_vector_reason(track, space))
-        from index.vectors import normalise
+        from index.vectors import prepare
 
-        return normalise(np.asarray(row[0][0], dtype=np.float32)[None, :])
+        self.index(space)  # loads the centre
+        return prepare(np.asarray(row[0][0], dtype=np.float32)[None, :], self._centres.get(space))
+
+    def vectors(self, space: str, track_ids: Sequence[int]) -> np.ndarray:
+        """Normalised vectors ``[len(track_ids), d]`` (float32) of tracks in ``space``'s
+        index, as the search compares them; raises MissingEmbeddingsError for an id without one."""
+        ids = np.asarray(track_ids, dtype=np.int64)
+        index = self.index(space)
+        if not len(ids):
+            return np.zeros((0, index.d), np.float32)
+        missing = np.setdiff1d(ids, self.in_index(space, ids))
+        if len(missing):
+            raise MissingEmbeddingsError(f"track {int(missing[0])} has no {space} embedding")
+        rows = self.rows(space)
+        if rows is not None:  # a compressed index keeps its vectors in these rows
+            return rows.vectors(ids)
+        with _faiss_threads():
+            return np.asarray(index.reconstruct_batch(ids), dtype=np.float32)
+
+    def matrix(self, space: str) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids int64 [n], vectors float32 [n, d]) of every track in ``space``, from
+        DuckDB, prepared as the index holds them (index.vectors.prepare)."""
+        from index.vectors import prepare
+
+        self.index(space)  # loads the centre
+        ids, raw = self.store.embedding_matrix(space)
+        return ids, prepare(raw, self._centres.get(space), inplace=True)
+
+    def allowed(self, space: str, where: str | None) -> np.ndarray | None:
+        """Track ids of ``space``'s index that the SQL ``where`` keeps; None without a filter."""
+        if where is None or not where.strip():
+            return None
+        return self.in_index(space, filter_ids(self.store, where))
+
+    def nearest(self, space: str, q: np.ndarray, k: int, *, exclude: set[int] | None = None,
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (track ids, cosine similarities) for a normalised query vector ``q``
+        ``[d]``, best first: ``allowed`` (from :meth:`allowed`) restricts the candidates,
+        ``exclude`` removes ids. Exact duplicates of ``q`` (similarity >= 0.99999) are skipped."""
+        q = np.ascontiguousarray(np.asarray(q, dtype=np.float32).reshape(1, -1))
+        index = self.index(space)
+        return _search(index, q, k, set(exclude or ()), allowed, self._vector_rows.get(space),
+                       self._rerank.get(space, 0))
 
     def _no_vector_reason(self, track: TrackRef, space: str) -> str:
         """Why ``track`` has no vector in ``space``, and what (if anything) fixes it."""
@@ -587,22 +634,29 @@ class Searcher:
             if not copies:
                 break
             exclude |= copies
-        out = []
-        pairs = ((int(i), round(float(s), 6)) for i, s in zip(ids, sims) if int(i) in rows)
-        for rank, (tid, sim) in enumerate(pairs, 1):
-            r = rows[tid]
-            out.append(Neighbour(rank, tid, r[0], sim, *r[2:]))
-        return out
+        return self._neighbours(zip(ids, sims), rows)
+
+    def neighbours(self, ranked: Sequence[tuple[int, float]]) -> list[Neighbour]:
+        """:class:`Neighbour` rows (ranks from 1) for (track id, similarity) pairs, in the
+        order given; ids no longer in the store are left out."""
+        ranked = list(ranked)
+        return self._neighbours(ranked, self._rows(np.array([t for t, _ in ranked], np.int64)))
+
+    @staticmethod
+    def _neighbours(ranked, rows: dict[int, tuple]) -> list[Neighbour]:
+        pairs = ((int(i), round(float(s), 6)) for i, s in ranked if int(i) in rows)
+        return [Neighbour(rank, tid, rows[tid][0], sim, *rows[tid][2:])
+                for rank, (tid, sim) in enumerate(pairs, 1)]
 
     def _rows(self, ids: np.ndarray) -> dict[int, tuple]:
         """track_id -> (path, content_hash, descriptors...) for ``ids``."""
         if not len(ids):
             return {}
-        # A literal IN list lets DuckDB skip row groups by their min/max track_id.
-        id_list = ", ".join(str(int(i)) for i in ids)
+        # A list parameter: as fast as literal ids for 10-40 of 100k tracks (3-7 ms CPU), and
+        # literal ids cost 62 ms for 500, 123 ms for 1,000 (a playlist's candidates).
         rows = self.store.con.execute(
             f"SELECT track_id, path, content_hash, {_DESCRIPTOR_SQL} FROM tracks "
-            f"WHERE track_id IN ({id_list})"
+            "WHERE track_id IN (SELECT unnest(?))", [[int(i) for i in ids]]
         ).fetchall()
         return {r[0]: r[1:] for r in rows}
 

@@ -1,8 +1,9 @@
 """The vectors a compressed index re-ranks with: one float16 row per track, memory-mapped.
 
 A compressed index (index.compressed) ranks by approximate scores read from its codes; the
-top candidates are then ordered by these rows: the track's L2-normalised vector rounded to
-float16, renormalised when read. Rounding moves a cosine similarity by at most ≈1e-4 and
+top candidates are then ordered by these rows: the track's prepared vector (centred on the
+collection's centre and L2-normalised, index.vectors.prepare) rounded to float16,
+renormalised when read. Rounding moves a cosine similarity by at most ≈1e-4 and
 changed no recall@10 figure at the third decimal in bench/vectors_scale.py, at half the
 bytes of float32 (1280-d: 2.56 GB per million tracks instead of 5.12). DuckDB keeps the
 float32 vectors; this file is derived from them and rebuilt from them.

@@ -46,7 +46,7 @@ def _make(directory, seed: int = 1) -> np.ndarray:
             f"FROM range(1, {N + 1}) r(i)")
         _put(store, range(1, N + 1), x)
         vectors.sync(store, spaces=("musicnn",))
-    return vectors.normalise(x)
+    return vectors.prepare(x, vectors.read_info(directory, "musicnn").centre)  # as the index holds them
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +65,11 @@ def test_large_space_gets_a_compressed_index_with_float16_rows(compressed_store)
     info = vectors.read_info(directory, "musicnn")
     assert info.kind == compressed.KIND and info.trained_on == N and info.count == N
     assert info.recall >= vectors.TUNED_RECALL and 0 < info.rerank <= compressed.RERANK_STEPS[-1]
+    # the centre is the collection's, as an exact index would have it (summed while streaming)
+    np.testing.assert_allclose(info.centre, vectors.centre_of(_mixture(N, 1)), atol=1e-6)
     rows = vectorfile.VectorFile.open(directory, "musicnn", DIM)
     np.testing.assert_array_equal(rows.ids, np.arange(1, N + 1))
-    # each row is the DuckDB vector, normalised, to float16 precision
+    # each row is the DuckDB vector, prepared (centred, normalised), to float16 precision
     np.testing.assert_allclose(rows.vectors(np.arange(1, N + 1)), x, atol=2e-3)
     # the FAISS file holds codes, not vectors: far smaller than the float32 vectors
     assert vectors.index_path(directory, "musicnn").stat().st_size < x.nbytes / 3
@@ -89,7 +91,8 @@ def test_building_streams_the_space_in_chunks(tmp_path, small_threshold, monkeyp
 
     monkeypatch.setattr(Store, "embedding_chunks", counted)
     _make(tmp_path)
-    assert max(calls) <= 3_000 and sum(calls) == N  # read once, chunk by chunk
+    # read twice, chunk by chunk: once summed for the centre, once into the row file
+    assert max(calls) <= 3_000 and sum(calls) == 2 * N
     assert vectors.read_info(tmp_path, "musicnn").kind == compressed.KIND
 
 
@@ -139,19 +142,62 @@ def test_update_in_place_follows_deletions_additions_and_reanalysis(tmp_path, sm
         info = vectors.sync(store, spaces=("musicnn",))[0]
         ids, vecs = store.embedding_matrix("musicnn")
     assert info.trained_on == before.trained_on and info.trained_at == before.trained_at  # not retrained
+    assert info.centre == before.centre  # kept, as the IVF centroids are
     assert info.count == N - 500 + 500
     rows = vectorfile.VectorFile.open(tmp_path, "musicnn", DIM)
     np.testing.assert_array_equal(rows.ids, ids)
-    np.testing.assert_allclose(rows.vectors(ids), vectors.normalise(vecs), atol=2e-3)
+    prepared = vectors.prepare(vecs, info.centre)
+    np.testing.assert_allclose(rows.vectors(ids), prepared, atol=2e-3)
     assert rows.dead_rows == len(redone) + len(gone)  # deleted and superseded rows wait for a compaction
     index = vectors.load(tmp_path, "musicnn")
     np.testing.assert_array_equal(np.sort(vectors.ivf_ids(index)), ids)
     # a re-analysed track is found by its new vector
     with Searcher(tmp_path) as s:
         track = int(redone[0])
-        q = vectors.normalise(vecs[ids == track])[0]
-        nearest = int(ids[np.argsort(-(vectors.normalise(vecs) @ q))[1]])
+        q = prepared[ids == track][0]
+        nearest = int(ids[np.argsort(-(prepared @ q))[1]])
         assert nearest in {n.track_id for n in s.knn(track, "musicnn", 10)}
+
+
+def test_compressed_ranks_as_the_exact_index_of_the_same_vectors(compressed_store, tmp_path):
+    directory, _, _ = compressed_store
+    _make(tmp_path)  # the same vectors, below the threshold: an exact index
+    exact_info, info = vectors.read_info(tmp_path, "musicnn"), vectors.read_info(directory, "musicnn")
+    assert exact_info.kind == vectors.KIND_FLAT and info.kind == compressed.KIND
+    np.testing.assert_allclose(info.centre, exact_info.centre, atol=1e-6)  # one centre, both kinds
+    agree = total = 0
+    with Searcher(directory) as packed, Searcher(tmp_path) as exact:
+        for track in np.random.default_rng(3).choice(np.arange(1, N + 1), 40, replace=False):
+            want = {n.track_id: n.similarity for n in exact.knn(int(track), "musicnn", 10)}
+            got = {n.track_id: n.similarity for n in packed.knn(int(track), "musicnn", 10)}
+            agree += len(want.keys() & got.keys())
+            total += len(want)
+            assert all(abs(got[t] - want[t]) < 2e-3 for t in want.keys() & got.keys())
+            # a filter matching fewer tracks than the re-rank depth is ranked from the rows
+            # alone: the exact top 5, up to float16 ties
+            where = "bpm BETWEEN 100 AND 100.1"
+            matching = {n.track_id: n.similarity for n in exact.knn(int(track), "musicnn", 50, where)}
+            assert 5 < len(matching) <= compressed.RERANK_STEPS[0]
+            fifth = sorted(matching.values())[-5]
+            found = packed.knn(int(track), "musicnn", 5, where)
+            assert len(found) == 5 and all(matching[n.track_id] >= fifth - 2e-3 for n in found)
+    assert agree / total >= 0.95
+
+
+def test_a_compressed_index_made_before_centring_is_refused_until_synced(tmp_path, small_threshold):
+    _make(tmp_path)
+    sidecar = vectors.index_path(tmp_path, "musicnn").with_name("musicnn.faiss.json")
+    written = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**written, "centre": None}))
+    with pytest.raises(QueryError, match=r"the musicnn index .* cannot be used \(made before centring"
+                                         r".*\): run `engine index sync --space musicnn`"):
+        with Searcher(tmp_path) as s:
+            s.knn(2, "musicnn", 5)
+    with Store.open(tmp_path) as store:
+        info = vectors.sync(store, spaces=("musicnn",))[0]  # built anew: no centre to update with
+    assert info.kind == compressed.KIND and info.centre == tuple(written["centre"])
+    with Searcher(tmp_path) as s:
+        assert len(s.knn(2, "musicnn", 5)) == 5 and s.stale["musicnn"] is None
 
 
 def test_dead_rows_are_compacted(tmp_path, small_threshold):

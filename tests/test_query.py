@@ -65,8 +65,8 @@ class Corpus:
             self.styles = store.con.execute("SELECT track_id, style, activation FROM styles").fetchall()
             self.spaces = {}
             for space in ("musicnn", "effnet"):
-                ids, vecs = store.embedding_matrix(space)
-                self.spaces[space] = (ids, vectors.normalise(vecs))
+                ids, vecs = store.embedding_matrix(space)  # prepared as the index holds them
+                self.spaces[space] = (ids, vectors.prepare(vecs, vectors.centre_of(vecs)))
 
     def by_path_part(self, part: str) -> list[int]:
         return [t for t, r in self.rows.items() if part.lower() in unicodedata.normalize("NFC", r["path"]).lower()]
@@ -221,11 +221,11 @@ def test_self_and_duplicates_are_excluded(tmp_path):
     rng = np.random.default_rng(3)
     base = rng.standard_normal(200).astype(np.float32)
     near = base + 0.02 * rng.standard_normal(200).astype(np.float32)  # similar, not the same
-    vecs = [base, base * 3.0, base, near] + [rng.standard_normal(200).astype(np.float32) for _ in range(4)]
+    vecs = [base, base.copy(), base, near] + [rng.standard_normal(200).astype(np.float32) for _ in range(4)]
     hashes = ["same", "x1", "same", "x3", "x4", "x5", "x6", "x7"]
     records = [TrackRecord(path=f"/m/t{i}.ogg", columns={"content_hash": h, "bpm": 100.0 + i},
                            embeddings={"musicnn": v}) for i, (v, h) in enumerate(zip(vecs, hashes))]
-    # t1: same vector scaled (similarity 1.0); t2: same content hash; t3: a near neighbour.
+    # t1: the same vector (similarity 1.0); t2: same content hash; t3: a near neighbour.
     with Store.open(tmp_path) as store:
         store.write_tracks(records)
         vectors.sync(store, spaces=("musicnn",))

@@ -71,6 +71,15 @@ def test_every_command_runs_from_the_installed_console_script(corpus, shared_mod
     title = "Hungarian Dance No. 5"  # its title tag: a track is found by its title
     near = engine("knn", "--track", title, "--space", "musicnn", "-k", "2", "--format", "json")
     assert len(json.loads(near.stdout)) == 2 and f"– {title} (" in near.stderr
+    both = json.loads(engine("knn", "--track", title, "--track", "01 Art.mp3", "-k", "1", "--explain",
+                             "--format", "json").stdout)
+    assert len(both) == 1 and "Ñame" in both[0]["path"] and "why" in both[0]  # the one track left
+    path = engine("path", "--from", title, "--to", "01 Art.mp3", "--length", "3", "--format", "json")
+    assert [Path(t["path"]).name for t in json.loads(path.stdout)] == [
+        Path(TRACKS[0]).name, Path(TRACKS[2]).name, Path(TRACKS[1]).name] and "worst step" in path.stderr
+    radio = engine("radio", "--seed", "01 Art.mp3", "--length", "3", "--variety", "0", "--m3u8", "-").stdout
+    assert radio.startswith("#EXTM3U\n") and radio.count("#EXTINF:") == 3 and "01 Art.mp3" in radio
+    assert json.loads(engine("duplicates", "--format", "json").stdout) == []  # three distinct recordings
     spaces = {s["space"]: s for s in json.loads(engine("index", "info", "--format", "json").stdout)}
     # The 0.2 s clip is too short for MusiCNN: three vectors, an exact index in step.
     assert spaces["musicnn"]["state"] == "in step" and spaces["musicnn"]["vectors"] == 3

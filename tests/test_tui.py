@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # -- core (no textual) -----------------------------------------------------------------
 
 def test_core_modules_do_not_import_textual():
-    for name in ("data.py", "player.py", "synthetic.py", "actions.py"):
+    for name in ("data.py", "player.py", "synthetic.py", "actions.py", "marks.py", "lists.py"):
         tree = ast.parse((ROOT / "tui" / name).read_text())
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
@@ -93,6 +93,15 @@ async def _settle(app, pilot):
     await pilot.pause()
     await app.settle()
     await pilot.pause()
+
+
+def _rendered(widget, width: int = 200) -> str:
+    """What ``widget`` renders, as plain text."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open("/dev/null", "w"))
+    console.print(widget.render())
+    return console.export_text()
 
 
 def _app(store, **kw):
@@ -182,11 +191,22 @@ async def test_select_track_shows_detail_and_similar(corpus_store):
             assert ids and ids <= fast
 
 
+async def _export(app, pilot, target: Path) -> list[str]:
+    """Export the current list with `e` to ``target``; the file's lines."""
+    from tui.components.export_screen import ExportScreen
+
+    await pilot.press("e")
+    await pilot.pause()
+    assert isinstance(app.screen, ExportScreen)
+    app.screen.query_one("#export-path").value = str(target)
+    await pilot.press("enter")
+    await _settle(app, pilot)
+    return target.read_text(encoding="utf-8").splitlines()
+
+
 @pytest.mark.slow
 @_sync
 async def test_more_like_this_then_export_and_copy(corpus_store, tmp_path):
-    from tui.components.export_screen import ExportScreen
-
     app = _app(corpus_store)
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)
@@ -196,20 +216,103 @@ async def test_more_like_this_then_export_and_copy(corpus_store, tmp_path):
         assert app.seeded_from and "most like" in str(app.table.border_title)
         assert seed.track_id not in {r.track_id for r in app.table.order}
         listed = [r.path for r in app.table.order]
-        await pilot.press("e")
-        await pilot.pause()
-        assert isinstance(app.screen, ExportScreen)
-        target = tmp_path / "like.m3u8"
-        app.screen.query_one("#export-path").value = str(target)
-        await pilot.press("enter")
-        await _settle(app, pilot)
-        lines = target.read_text(encoding="utf-8").splitlines()
+        lines = await _export(app, pilot, tmp_path / "like.m3u8")
         assert lines[0] == "#EXTM3U" and lines[2::2] == listed
         await pilot.press("y")
         assert app.clipboard == app.table.selected.path
         await pilot.press("b")  # back to the filter results
         await _settle(app, pilot)
         assert app.seeded_from is None and app.table.total == 61
+
+
+def test_marks_toggle_one_role_per_track():
+    from tui.marks import MarkRole, Marks
+
+    m = Marks()
+    assert m.toggle(5, MarkRole.SEED) is MarkRole.SEED and m.glyph(5) == "+"
+    m.toggle(7, MarkRole.SEED)
+    assert m.toggle(5, MarkRole.AVOID) is MarkRole.AVOID  # one role per track: now avoided
+    assert m.of(MarkRole.SEED) == [7] and m.of(MarkRole.AVOID) == [5] and m.glyph(5) == "−"
+    assert m.toggle(5, MarkRole.AVOID) is None and m.glyph(5) == " "  # again: unmarked
+    assert m.summary() == "1 seed"
+
+
+@_sync
+async def test_marks_make_lists_more_like_path_radio(synthetic_store, tmp_path):
+    app = _app(synthetic_store)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _settle(app, pilot)
+        order = app.table.order
+        await pilot.press("a")  # row 0: a seed
+        await pilot.press("down", "z")  # row 1: avoid
+        await pilot.press("down", "down", "a")  # row 3: a second seed
+        await pilot.pause()
+        lines = [app.table.render_line(i + 1).text for i in range(4)]
+        assert [line[0] for line in lines] == ["+", "−", " ", "+"]  # the marks are visible
+        assert "2 seeds · 1 avoid" in str(app.table.border_subtitle)
+        seeds, avoid = [order[0].track_id, order[3].track_id], order[1].track_id
+        await pilot.press("m")
+        await _settle(app, pilot)
+        listed = [r.track_id for r in app.table.order]
+        assert app.seeded_from and "most like" in str(app.table.border_title)
+        assert listed and not set(listed) & {*seeds, avoid}
+        assert set(app.why) == set(listed)
+        # a path from the first seed, through the second, to the track under the cursor
+        app.table.move_cursor(5)
+        target = app.table.selected.track_id
+        await pilot.press("g")
+        await _settle(app, pilot)
+        path = [r.track_id for r in app.table.order]
+        assert path[0] == seeds[0] and path[-1] == target and seeds[1] in path
+        assert len(path) == len(set(path)) and "path of" in str(app.table.border_title)
+        await pilot.press("o")  # a radio from the seeds
+        await _settle(app, pilot)
+        radio = [r.track_id for r in app.table.order]
+        assert radio[:2] == seeds and len(radio) == len(set(radio))
+        await pilot.press("u")
+        await pilot.pause()
+        assert app.marks.summary() == "" and app.table.render_line(1).text[0] == " "
+        await pilot.press("b")
+        await _settle(app, pilot)
+        assert app.seeded_from is None
+
+
+@pytest.mark.slow
+@_sync
+async def test_corpus_marks_make_a_path_that_exports_and_explains(corpus_store, tmp_path):
+    """Real audio: two Bach chorales marked as seeds, a song through them to another
+    chorale exported as M3U8; the lists say why a track is there in the detail pane."""
+    app = _app(corpus_store)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _settle(app, pilot)
+        rows = {Path(r.path).name: i for i, r in enumerate(app.table.order)}
+        for name in ("chorale_00.ogg", "chorale_02.ogg"):
+            app.table.move_cursor(rows[name])
+            await pilot.press("a")
+        app.table.move_cursor(rows["Metal_madness.ogg"])
+        await pilot.press("z")
+        await pilot.pause()
+        assert "2 seeds · 1 avoid" in str(app.table.border_subtitle)
+        await pilot.press("m")
+        await _settle(app, pilot)
+        liked = [Path(r.path).name for r in app.table.order]
+        assert liked and not {"chorale_00.ogg", "chorale_02.ogg", "Metal_madness.ogg"} & set(liked)
+        explained = next(i for i, r in enumerate(app.table.order)
+                         if app.why.get(r.track_id, "").startswith("similar: "))  # shared tags in words
+        app.table.move_cursor(explained)
+        await _settle(app, pilot)
+        assert app.detail_pane._why == app.why[app.table.order[explained].track_id]
+        assert "Why here: similar: " in _rendered(app.detail_pane)
+        await pilot.press("b")
+        await _settle(app, pilot)
+        app.table.move_cursor(rows["chorale_12.ogg"])
+        await pilot.press("g")
+        await _settle(app, pilot)
+        path = [Path(r.path).name for r in app.table.order]
+        assert path[0] == "chorale_00.ogg" and path[-1] == "chorale_12.ogg" and "chorale_02.ogg" in path
+        assert len(path) == len(set(path)) and "path of" in str(app.table.border_title)
+        lines = await _export(app, pilot, tmp_path / "path.m3u8")
+        assert lines[0] == "#EXTM3U" and [Path(x).name for x in lines[2::2]] == path
 
 
 @_sync
@@ -400,8 +503,6 @@ def _widths(table):
 
 @_sync
 async def test_tags_are_shown_as_written_never_as_markup_or_control_codes(tmp_path):
-    from rich.console import Console
-
     from tui.synthetic import make_store
 
     store = make_store(tmp_path / "store", 5)
@@ -415,9 +516,7 @@ async def test_tags_are_shown_as_written_never_as_markup_or_control_codes(tmp_pa
         await _settle(app, pilot)
         line = app.table.render_line(row + 1 - app.table.scroll_offset.y).text
         assert "Song [feat. x] [b] [2J" in line and "\x1b" not in line
-        console = Console(width=200, record=True, file=open("/dev/null", "w"))
-        console.print(app.detail_pane.render())
-        detail = console.export_text()
+        detail = _rendered(app.detail_pane)
         assert "Song [feat. x] [b] [2J" in detail and "\x1b" not in detail
         # the similarity lists of a neighbour show it as written too
         neighbour = next(r for r in app.table.order if r.track_id != 1)

@@ -34,17 +34,22 @@ def _drop(store: Store, ids) -> None:
     store._bump(["musicnn"])
 
 
+def _centre(store: Store) -> np.ndarray:
+    return np.asarray(vectors.read_info(store.directory, "musicnn").centre, np.float32)
+
+
 def _assert_index_equals_store(store: Store, index) -> None:
     ids, vecs = store.embedding_matrix("musicnn")
     got_ids, got_vecs = vectors.ivf_contents(index)
     order = np.argsort(got_ids)
     np.testing.assert_array_equal(got_ids[order], ids)
-    np.testing.assert_array_equal(got_vecs[order], vectors.normalise(vecs))
+    prepared = vectors.prepare(vecs, _centre(store))
+    np.testing.assert_array_equal(got_vecs[order], prepared)
     # and it still searches right: with every list probed, IVF-Flat is exact
-    q = vectors.normalise(vecs[:20])
+    q = prepared[:20]
     index.nprobe = index.nlist
     _, found = index.search(q, 5)
-    exact = np.argsort(-(q @ vectors.normalise(vecs).T), axis=1)[:, :5]
+    exact = np.argsort(-(q @ prepared.T), axis=1)[:, :5]
     np.testing.assert_array_equal(found, ids[exact])
 
 
@@ -59,6 +64,9 @@ def test_ivf_index_is_updated_in_place_then_retrained_past_the_factor(tmp_path, 
         _put(store, range(1, n + 1), _vectors(n, 1))
         info = vectors.sync(store, spaces=("musicnn",))[0]
         assert info.trained_on == n and info.count == n
+        centre = _centre(store)
+        shrunk = _vectors(n, 1).mean(0) * n / (n + vectors.CENTRE_PRIOR)
+        np.testing.assert_allclose(centre, shrunk, atol=1e-5)  # the collection's mean (shrunk)
         index = vectors.load(tmp_path, "musicnn")
         centroids = index.quantizer.reconstruct_n(0, index.nlist)
         nprobe = index.nprobe
@@ -69,18 +77,19 @@ def test_ivf_index_is_updated_in_place_then_retrained_past_the_factor(tmp_path, 
         _put(store, range(n + 1, n + 2001), _vectors(2000, 3))
         info = vectors.sync(store, spaces=("musicnn",))[0]
         assert info.count == n - 300 + 2000 and info.trained_on == n  # not retrained
+        np.testing.assert_array_equal(_centre(store), centre)  # ... and centred as it was trained
         assert vectors.sync(store, spaces=("musicnn",)) == []  # in step now
         index = vectors.load(tmp_path, "musicnn")
         np.testing.assert_array_equal(index.quantizer.reconstruct_n(0, index.nlist), centroids)
         assert index.nprobe == nprobe
         _assert_index_equals_store(store, index)
         assert index.reconstruct(1100).tolist() == pytest.approx(
-            vectors.normalise(_vectors(200, 2))[100].tolist())  # the direct map follows too
+            vectors.prepare(_vectors(200, 2), centre)[100].tolist())  # the direct map follows too
 
         # a memory-mapped read (what searches use) finds the same neighbours
         mapped = vectors.load(tmp_path, "musicnn", mmap=True)
         mapped.nprobe = index.nprobe
-        q = vectors.normalise(_vectors(10, 7))
+        q = vectors.prepare(_vectors(10, 7), centre)
         np.testing.assert_array_equal(mapped.search(q, 10)[1], index.search(q, 10)[1])
         del mapped
 
@@ -88,6 +97,7 @@ def test_ivf_index_is_updated_in_place_then_retrained_past_the_factor(tmp_path, 
         _put(store, range(n + 2001, int(n * vectors.RETRAIN_FACTOR) + 2001), _vectors(n, 4))
         info = vectors.sync(store, spaces=("musicnn",))[0]
         assert info.trained_on == info.count > vectors.RETRAIN_FACTOR * n
+        assert not np.array_equal(_centre(store), centre)  # centred anew
         _assert_index_equals_store(store, vectors.load(tmp_path, "musicnn"))
 
 
@@ -103,3 +113,32 @@ def test_an_index_from_before_the_update_scheme_is_rebuilt(tmp_path, ivf_forced)
         info = vectors.sync(store, spaces=("musicnn",))[0]
         assert info.trained_on == n - 1  # built anew, and it says so now
         _assert_index_equals_store(store, vectors.load(tmp_path, "musicnn"))
+
+
+def test_an_index_from_before_centring_is_rebuilt_centred(tmp_path):
+    """Indexes written before centring hold raw normalised vectors: stale, whatever the generation."""
+    from index.query import Searcher
+
+    with Store.open(tmp_path) as store:
+        _put(store, range(1, 301), _vectors(300, 1))
+        vectors.sync(store, spaces=("musicnn",))
+        info_file = tmp_path / "musicnn.faiss.json"
+        info = info_file.read_text()
+        assert '"centre": [' in info
+        info_file.write_text(info[:info.index(', "centre"')] + "}")
+        assert vectors.read_info(tmp_path, "musicnn").centre is None
+        assert not vectors.is_fresh(store, "musicnn")
+        assert vectors.sync(store, spaces=("musicnn",))[0].centre is not None
+    with Searcher(tmp_path) as s:
+        ids, raw = s.store.embedding_matrix("musicnn")
+        prepared = vectors.prepare(raw, raw.sum(0) / (len(raw) + vectors.CENTRE_PRIOR))
+        np.testing.assert_allclose(s.vectors("musicnn", [7])[0], prepared[6], atol=1e-5)
+        # a track's vector read from DuckDB is prepared the same way as the index's
+        s._indexes["musicnn"].remove_ids(np.array([7], np.int64))
+        from index.query import TrackRef
+
+        np.testing.assert_allclose(s.query_vector(TrackRef(7, "", None, None, None, None), "musicnn")[0],
+                                   prepared[6], atol=1e-5)
+        found, _ = s.nearest("musicnn", prepared[6], 5)
+        exact = np.argsort(-(prepared @ prepared[6]))[1:6] + 1
+        assert found.tolist() == exact.tolist()

@@ -32,6 +32,7 @@ from tui.data import (
     PAGE_SIZE, SORTABLE, SPACES, BadSQLError, Catalog, Filters, Page, ResultRow, Similar,
     TrackDetail, TuiError,
 )
+from tui.marks import MarkRole, Marks
 from tui.player import Player
 
 # Changes closer together than this are coalesced into one query (leading + trailing edge).
@@ -51,8 +52,10 @@ class EngineApp(App):
 
     # -- messages from workers -----------------------------------------------------------
     class ResultsReady(Message):
-        def __init__(self, page: Page, generation: int, append: bool, seeded_from: str | None) -> None:
+        def __init__(self, page: Page, generation: int, append: bool, seeded_from: str | None,
+                     why: dict[int, str] | None = None) -> None:
             self.page, self.generation, self.append, self.seeded_from = page, generation, append, seeded_from
+            self.why = why or {}  # track id -> why it is in a list made by example
             super().__init__()
 
     class QueryFailed(Message):
@@ -96,7 +99,9 @@ class EngineApp(App):
         self.filters = Filters()
         self.sort, self.descending = "artist", False
         self.generation = 0
-        self.seeded_from: str | None = None  # label of the 'more like this' seed
+        self.seeded_from: str | None = None  # title of a list made by example
+        self.marks = Marks()  # seeds and tracks to avoid (tui.marks), shown in the list
+        self.why: dict[int, str] = {}  # why each track of a list made by example is there
         self.restrict_similar = False
         self.shown_generation = 0
         self.results_shown = asyncio.Event()  # set each time the list is redrawn (bench, tests)
@@ -122,6 +127,7 @@ class EngineApp(App):
         # Kept, not queried: App.query_one searches the active screen, a modal may be on top.
         self.panel = self.query_one(FilterPanel)
         self.table = self.query_one(ResultsTable)
+        self.table.marks = self.marks
         self.detail_pane = self.query_one(DetailPane)
         self.similar_pane = self.query_one(SimilarityPane)
         self.tabs = self.query_one(TabbedContent)
@@ -181,24 +187,33 @@ class EngineApp(App):
         if not worker.is_cancelled:
             self.post_message(self.ResultsReady(page, generation, offset > 0, None))
 
-    def run_more_like(self, row: ResultRow) -> None:
+    def run_list(self, kind: str, cursor: ResultRow | None) -> None:
+        """Replace the list by one made from the marks (else the cursor's track): ``more``
+        like the seeds, a ``path`` to the cursor's track, a ``radio``."""
+        from tui.data import combined_where
+        from tui.lists import ListRequest
+
+        seeds = tuple(self.marks.of(MarkRole.SEED))
+        if not seeds and cursor is not None and kind != "path":
+            seeds = (cursor.track_id,)
+        where = combined_where(self.filters) if self.restrict_similar else None
+        request = ListRequest(kind, seeds, tuple(self.marks.of(MarkRole.AVOID)),
+                              cursor.track_id if cursor is not None else None, where)
         self.generation += 1
-        self._more_like_worker(self.generation, row)
+        self._list_worker(self.generation, request)
 
     @work(thread=True, exclusive=True, group="results")
-    def _more_like_worker(self, generation: int, row: ResultRow) -> None:
+    def _list_worker(self, generation: int, request) -> None:
+        from engine.errors import EngineError
+
         worker = get_current_worker()
-        for space in SPACES:
-            found = self.catalog.similar(row.track_id, space, NEIGHBOURS * 5)
-            if not found.error:
-                break
-        if found.error:
-            self.post_message(self.Notice(found.error, error=True))
+        try:
+            made, rows = self.catalog.make_list(request)
+        except EngineError as exc:
+            self.post_message(self.Notice(str(exc).split("\n")[0], error=True))
             return
-        rows = self.catalog.rows_for([n.track_id for n in found.neighbours])
         if not worker.is_cancelled:
-            label = f"{row.artist or ''} – {row.title or ''} ({space})"
-            self.post_message(self.ResultsReady(Page(rows, len(rows)), generation, False, label))
+            self.post_message(self.ResultsReady(Page(rows, len(rows)), generation, False, made.title, made.why))
 
     @work(thread=True, exclusive=True, group="detail")
     def load_detail(self, track_id: int) -> None:
@@ -294,6 +309,8 @@ class EngineApp(App):
         self.panel.sql_error = None
         table = self.table
         self.seeded_from = event.seeded_from
+        if not event.append:
+            self.why = event.why
         if event.append:
             table.put_rows(event.page.offset, event.page.rows)
         else:
@@ -317,8 +334,10 @@ class EngineApp(App):
 
     def _update_title(self) -> None:
         table = self.table
+        marked = self.marks.summary()
+        table.border_subtitle = f"marked: {marked} · m: more like · g: path · o: radio" if marked else ""
         if self.seeded_from:
-            table.border_title = f"{table.total} most like {self.seeded_from} · b: back"
+            table.border_title = f"{self.seeded_from} · b: back"
         elif self.filters.text:
             table.border_title = f"{table.total:,} best matches for {self.filters.text!r}"
         else:
@@ -381,7 +400,8 @@ class EngineApp(App):
             self._refresh_similar()
 
     def on_engine_app_detail_ready(self, event: DetailReady) -> None:
-        self.detail_pane.show(event.detail, event.error)
+        why = self.why.get(event.detail.track_id) if event.detail is not None and self.seeded_from else None
+        self.detail_pane.show(event.detail, event.error, why=why)
 
     def on_engine_app_similar_ready(self, event: SimilarReady) -> None:
         self.similar_pane.show(event.result, event.restricted)
@@ -441,9 +461,41 @@ class EngineApp(App):
     def action_stop(self) -> None:
         self.notify("stopped" if self.player.stop() else "nothing is playing")
 
-    def action_more_like_this(self) -> None:
+    def _mark(self, role: MarkRole) -> None:
         if row := self._selected():
-            self.run_more_like(row)
+            now = self.marks.toggle(row.track_id, role)
+            self.table.refresh_marks()
+            self._update_title()
+            label = f"{row.artist or ''} – {row.title or ''}".strip(" –") or Path(row.path).name
+            self.notify(f"{label}: {now.word}" if now else f"{label}: unmarked")
+
+    def action_mark_seed(self) -> None:
+        self._mark(MarkRole.SEED)
+
+    def action_mark_avoid(self) -> None:
+        self._mark(MarkRole.AVOID)
+
+    def action_clear_marks(self) -> None:
+        self.marks.clear()
+        self.table.refresh_marks()
+        self._update_title()
+
+    def action_more_like_this(self) -> None:
+        row = self.table.selected
+        if self.marks.of(MarkRole.SEED) or self._selected():
+            self.run_list("more", row)
+
+    def action_song_path(self) -> None:
+        if not self.marks.of(MarkRole.SEED):
+            self.notify("mark the first track of the path as a seed (a), then select its last", severity="warning")
+            return
+        if row := self._selected():
+            self.run_list("path", row)
+
+    def action_radio(self) -> None:
+        row = self.table.selected
+        if self.marks.of(MarkRole.SEED) or self._selected():
+            self.run_list("radio", row)
 
     def action_back_to_filter(self) -> None:
         if self.seeded_from:

@@ -475,16 +475,32 @@ class Catalog:
                            tuple((s, float(a)) for s, a in styles),
                            tuple((s, t, float(a)) for s, t, a in tags), listeners)
 
+    def make_list(self, request):
+        """(tui.lists.ListMade, its result rows in play order) for a ListRequest (more like
+        the seeds, a path, a radio). Raises QueryError (one line) when it cannot be made."""
+        from tui.lists import build_list
+
+        def make(store: Store):
+            self._rebind_searcher(store)
+            return build_list(self._searcher, request)
+
+        made = self._search.store_for(make)
+        return made, self.rows_for(made.track_ids)
+
+    def _rebind_searcher(self, store: Store) -> None:
+        """The similarity searcher on ``store`` (the search role's current connection)."""
+        if self._searcher is None:
+            self._searcher = Searcher(store=store)
+        else:
+            self._searcher.rebind(store)  # keeps its indexes while they are in step
+
     def similar(self, track_id: int, space: str, k: int = 10, f: Filters | None = None) -> Similar:
         """The ``k`` nearest tracks in ``space``; restricted to ``f`` when given. Never raises
         a QueryError: the reason is in ``Similar.error``."""
         try:
             where = combined_where(f) if f is not None else None
             def search(store: Store) -> list[Neighbour]:
-                if self._searcher is None:
-                    self._searcher = Searcher(store=store)
-                else:
-                    self._searcher.rebind(store)  # keeps its indexes while they are in step
+                self._rebind_searcher(store)
                 return self._searcher.knn(int(track_id), space, k, where)
 
             found = self._search.store_for(search)

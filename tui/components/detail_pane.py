@@ -38,9 +38,11 @@ class DetailPane(Widget):
         super().__init__(**kwargs)
         self._detail: TrackDetail | None = None
         self._message = ""
+        self._why: str | None = None
 
-    def show(self, detail: TrackDetail | None, message: str = "") -> None:
-        self._detail, self._message = detail, message
+    def show(self, detail: TrackDetail | None, message: str = "", *, why: str | None = None) -> None:
+        """Show ``detail``; ``why`` says why the track is in a list made by example."""
+        self._detail, self._message, self._why = detail, message, why
         self.refresh(layout=True)
 
     def render(self):
@@ -70,6 +72,8 @@ class DetailPane(Widget):
             parts.append(quality)
         out = Table.grid()
         out.add_row(Text(format_value(fields.get("path", detail.path)), style="bold"))
+        if self._why:
+            out.add_row(Text("Why here: " + format_value(self._why)))
         if self.size.width >= WIDE:
             layout = Table.grid(padding=(0, 3))
             for _ in parts:

@@ -45,6 +45,7 @@ COLUMN_WIDTHS = {"artist": 22, "title": 30, "album": 22, "bpm": 6, "key": 8, "lu
 _FITTED = ("artist", "title", "album", "top_style")
 _NUMERIC = frozenset({"bpm", "lufs", "dance", "voice", "arousal", "valence"})
 _PAD = 1  # blank cells either side of a column
+MARK_WIDTH = 2  # the mark column (tui.marks glyph and a space) before the others
 
 
 def fit(text: str, width: int, right: bool = False) -> str:
@@ -155,7 +156,8 @@ class ResultsTable(ScrollView, can_focus=True):
         # (row, under the cursor) → (full-width line, its style for the blank past the end)
         self._strips: dict[tuple[int, bool], tuple[Strip, Style]] = {}
         self._widths = dict(COLUMN_WIDTHS)
-        self._width = sum(w + 2 * _PAD for w in COLUMN_WIDTHS.values())
+        self._width = MARK_WIDTH + sum(w + 2 * _PAD for w in COLUMN_WIDTHS.values())
+        self.marks = None  # an object with glyph(track_id) -> one cell (tui.marks.Marks)
         self._set_header(None, False)
 
     # -- data -------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class ResultsTable(ScrollView, can_focus=True):
         keep = self.selected.track_id if self.selected else None
         self._rows = dict(enumerate(rows))
         self._widths = fitted_widths(rows)
-        self._width = sum(w + 2 * _PAD for w in self._widths.values())
+        self._width = MARK_WIDTH + sum(w + 2 * _PAD for w in self._widths.values())
         self._lines = {i: format_row(r.values, self._widths) for i, r in self._rows.items()}
         self._pending = None
         self.total = max(total, len(rows))
@@ -208,13 +210,18 @@ class ResultsTable(ScrollView, can_focus=True):
         self.refresh()
         self._fetch_visible()
 
+    def refresh_marks(self) -> None:
+        """Redraw the mark column (a track was marked or unmarked)."""
+        self._strips.clear()
+        self.refresh()
+
     def page_failed(self) -> None:
         """The page asked for will not come (its query failed); ask again on next scroll."""
         self._pending = None
 
     def _set_header(self, sort: str | None, descending: bool) -> None:
         gap = " " * _PAD
-        self._header = "".join(
+        self._header = " " * MARK_WIDTH + "".join(
             gap + fit(name + ((" ▼" if descending else " ▲") if name == sort else ""),
                       self._widths[name], name in _NUMERIC) + gap
             for name, _ in RESULT_COLUMNS)
@@ -287,7 +294,7 @@ class ResultsTable(ScrollView, can_focus=True):
         if offset is None:
             return
         if offset.y == 0:
-            column = self._column_at(offset.x + round(self.scroll_offset.x))
+            column = self._column_at(offset.x + round(self.scroll_offset.x) - MARK_WIDTH)
             if column:
                 self.post_message(self.SortRequested(column))
             return
@@ -296,6 +303,8 @@ class ResultsTable(ScrollView, can_focus=True):
             self.move_cursor(row)
 
     def _column_at(self, x: int) -> str | None:
+        if x < 0:  # the mark column
+            return None
         for name, _ in RESULT_COLUMNS:
             x -= self._widths[name] + 2 * _PAD
             if x < 0:
@@ -328,6 +337,9 @@ class ResultsTable(ScrollView, can_focus=True):
             line = self._lines.get(row)
             if line is None:  # its page is on its way
                 line = fit(" …", self._width)
+            else:
+                glyph = self.marks.glyph(self._rows[row].track_id) if self.marks is not None else " "
+                line = glyph + " " * (MARK_WIDTH - 1) + line
             cached = self._strips[(row, cursor)] = (
                 Strip([Segment(line, style)], self._width), style)
         strip, style = cached

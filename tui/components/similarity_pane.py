@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Label, Static
 from tui.data import SPACES, Similar, format_value
 
 
-_COLUMNS = (("#", 2), ("sim", 5), ("artist – title", 36), ("bpm", 3), ("style", 16))
+_COLUMNS = (("#", 2), ("sim", 6), ("artist – title", 36), ("bpm", 3), ("style", 16))  # sim: centred cosines go below 0
 
 
 class SimilarityPane(Horizontal):

@@ -1,0 +1,98 @@
+"""Lists made from marks and the cursor: more like the seeds, a song path, a radio. No textual.
+
+:func:`build_list` turns a :class:`ListRequest` into a :class:`ListMade` over an open
+``index.query.Searcher``: the track ids in play order, a title for the list and, for each
+track, why it is there (index.explain: what it shares with the seeds, or with the track
+before it in a path or radio). The app calls it from a thread worker (tui.data.Catalog
+holds the searcher's lock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from index.query import DEFAULT_SPACE, SPACES, MissingEmbeddingsError, QueryError, Searcher, TrackRef
+
+KINDS = ("more", "path", "radio")
+LIST_LENGTH = 30  # tracks in a list made from marks (a path: from, via, to included)
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    """``kind`` is ``more`` (like the seeds, unlike ``avoid``), ``path`` (from the first
+    seed, through the others, to ``target``) or ``radio`` (from the seeds)."""
+
+    kind: str
+    seeds: tuple[int, ...]
+    avoid: tuple[int, ...] = ()
+    target: int | None = None
+    where: str | None = None  # SQL over tracks (the panel's filters), None: the whole store
+    length: int = LIST_LENGTH
+
+
+@dataclass(frozen=True)
+class ListMade:
+    track_ids: tuple[int, ...]
+    title: str  # e.g. "path of 30 from A to B (musicnn)"
+    space: str
+    why: dict[int, str] = field(default_factory=dict)
+
+
+def _spaces() -> tuple[str, ...]:
+    return (DEFAULT_SPACE, *(s for s in SPACES if s != DEFAULT_SPACE))
+
+
+def build_list(searcher: Searcher, request: ListRequest) -> ListMade:
+    """The list ``request`` asks for, in the best space the store has (index.query.DEFAULT_SPACE
+    first). Raises QueryError (one line) when it cannot be made."""
+    if request.kind not in KINDS:
+        raise QueryError(f"unknown list kind {request.kind!r}")
+    if not request.seeds:
+        raise QueryError("mark a seed first (or select a track)")
+    error = None
+    for space in _spaces():
+        try:
+            return _build(searcher, request, space)
+        except MissingEmbeddingsError as exc:  # try the next space
+            error = exc
+    raise QueryError(str(error))
+
+
+def _ref(searcher: Searcher, track_id: int) -> TrackRef:
+    from index.query import resolve_track
+
+    return resolve_track(searcher.store, int(track_id))
+
+
+def _build(searcher: Searcher, request: ListRequest, space: str) -> ListMade:
+    from index.explain import Explainer
+
+    seeds = [_ref(searcher, t) for t in request.seeds]
+    names = ", ".join(s.label for s in seeds[:3]) + (" …" if len(seeds) > 3 else "")
+    if request.kind == "more":
+        from index.byexample import more_like
+
+        avoid = [_ref(searcher, t) for t in request.avoid]
+        found = more_like(searcher, seeds, space, request.length, avoid=avoid, where=request.where)
+        ids = tuple(n.track_id for n in found)
+        title = f"{len(ids)} most like {names}" + (f", not {len(avoid)} avoided" if avoid else "") + f" ({space})"
+        ex = Explainer(searcher.store)
+        return ListMade(ids, title, space, {t: ex.why(t, list(request.seeds)) for t in ids})
+    if request.kind == "path":
+        from index.paths import song_path
+
+        if request.target is None or request.target in request.seeds:
+            raise QueryError("put the cursor on the track the path should end at (not a seed)")
+        end = _ref(searcher, request.target)
+        length = max(request.length, len(seeds) + 1)
+        made = song_path(searcher, seeds[0], end, space, via=seeds[1:], length=length, where=request.where)
+        ids = tuple(s.track_id for s in made.steps)
+        title = f"path of {len(ids)} from {seeds[0].label} to {end.label} ({space})"
+    else:
+        from index.radio import radio
+
+        made = radio(searcher, seeds, space, length=max(request.length, len(seeds)), where=request.where)
+        ids = tuple(t.track_id for t in made)
+        title = f"radio of {len(ids)} from {names} ({space})"
+    ex = Explainer(searcher.store)
+    return ListMade(ids, title, space, {t: ex.why(t, [p]) for p, t in zip(ids, ids[1:])})
