@@ -201,6 +201,12 @@ def build(
             # Kept for the benchmark's per-stage breakdown.
             store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
         vectors.sync(store, spaces=spaces or options.spaces)
+        # The user's own tags: tracks new or re-analysed in this build are scored.
+        from index.usertags import score_missing
+
+        for tag_note in score_missing(store):
+            echo(tag_note)
+            summary.notes.append(tag_note)
         # Text search's caches (concept values, learned text space): ready for the first search.
         from index.search import train_for_build
 

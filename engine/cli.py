@@ -165,9 +165,10 @@ from engine.cli_query import knn as _knn, playlist as _playlist  # noqa: E402
 from engine.cli_report import report as _report  # noqa: E402
 from engine.cli_search import search as _search  # noqa: E402
 from engine.cli_sql import sql as _sql  # noqa: E402
+from engine.cli_tags import tag as _tag  # noqa: E402
 from engine.cli_tui import tui as _tui  # noqa: E402
 
-for _command in (_knn, _path, _radio, _duplicates, _playlist, _search, _sql, _report, _tui):
+for _command in (_knn, _path, _radio, _duplicates, _playlist, _search, _sql, _report, _tui, _tag):
     cli.add_command(_command)
 
 
