@@ -238,8 +238,8 @@ def train(store: Store, tag: str, positives: Sequence[int], negatives: Sequence[
         raise TagError(f"tag {tag!r}: none of the positive tracks ({names}) has an embedding in "
                        f"{', '.join(matrices)}, or no other track has one to contrast them with")
     # Best cross-validated AUC; without CV (one positive) the combination of every space.
-    results.sort(key=lambda r: (-(r[0].auc if r[0].auc is not None else -1.0), -len(r[1]) if r[0].auc is None
-                                else sum(SPACES[s] for s in r[1])))
+    results.sort(key=lambda r: (-(r[0].auc if r[0].auc is not None else -1.0),
+                                -r[5].shape[1] if r[0].auc is None else r[5].shape[1]))
     quality, combo, rows, y, ids, x, n_random = results[0]
     weights, bias = _fit(x[rows], y)
     versions = {s: model_version(s) for s in combo}
@@ -336,14 +336,21 @@ def _score_into(store: Store, probe: Probe, *, only_missing: bool) -> int:
     parts = []
     missing = ("AND track_id NOT IN (SELECT track_id FROM user_tags WHERE tag = ?)" if only_missing else "")
     for s in probe.spaces:
-        dim = SPACES[s]
+        dims = store.con.execute("SELECT DISTINCT len(vector) FROM embeddings WHERE space = ?", [s]).fetchall()
+        if len(dims) != 1:
+            return 0  # no vectors in this space (or mixed sizes, which a rebuild reports)
+        dim = int(dims[0][0])
         got = store.con.execute(
-            f"SELECT track_id, vector::FLOAT[{dim}] AS v FROM embeddings WHERE space = ? AND len(vector) = {dim} "
-            f"{missing} ORDER BY track_id", [s] + ([probe.tag] if only_missing else [])).fetchnumpy()
+            f"SELECT track_id, vector::FLOAT[{dim}] AS v FROM embeddings WHERE space = ? {missing} "
+            "ORDER BY track_id", [s] + ([probe.tag] if only_missing else [])).fetchnumpy()
         ids = np.asarray(got["track_id"], np.int64)
         v = got["v"]
         x = (np.stack(v) if v.dtype == object and len(v) else np.asarray(v, np.float32)).reshape(len(ids), dim)
         parts.append((ids, x.astype(np.float32)))
+    width = sum(p[1].shape[1] for p in parts)
+    if width != len(probe.weights):
+        raise TagError(f"tag {probe.tag!r} reads {len(probe.weights)}-dimensional {'+'.join(probe.spaces)} "
+                       f"vectors; this store's are {width}-dimensional")
     ids = parts[0][0]
     for p in parts[1:]:
         ids = np.intersect1d(ids, p[0])
@@ -451,8 +458,8 @@ def export_probes(store: Store, tags: Sequence[str]) -> dict:
 
 def import_probes(store: Store, document: dict, *, source: str, replace: bool = False) -> list[tuple[str, int]]:
     """Store the probes of an exported ``document`` (from ``source``, named in errors) and
-    score the collection with them; (tag, tracks scored) each. Nothing is stored unless
-    every probe can be: a tag already here needs ``replace``; the models must match."""
+    score the collection with them; (tag, tracks scored) each. Every probe is checked
+    before any is stored: a tag already here needs ``replace``; the models must match."""
     if not isinstance(document, dict) or document.get("engine_tags") != EXPORT_FORMAT:
         raise TagError(f"{source} is not an engine tag export (format {EXPORT_FORMAT})")
     probes = []
@@ -475,9 +482,6 @@ def import_probes(store: Store, document: dict, *, source: str, replace: bool = 
             if versions.get(s) != model_version(s):
                 raise TagError(f"{source}: tag {tag!r} was trained on another {s} model "
                                f"({versions.get(s)}, this engine has {model_version(s)}); retrain it here")
-        if len(weights) != sum(SPACES[s] for s in spaces):
-            raise TagError(f"{source}: tag {tag!r} has {len(weights)} weights, its spaces need "
-                           f"{sum(SPACES[s] for s in spaces)}")
         probes.append(Probe(tag, spaces, versions, weights, bias, (), (), int(d.get("random_negatives", 0)), quality,
                             _dt.datetime.fromisoformat(d["trained_at"]) if d.get("trained_at") else _dt.datetime.now()))
     if not probes:
