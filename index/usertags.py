@@ -197,10 +197,11 @@ def examples(store: Store, positives: Sequence, negatives: Sequence = (), *, pos
 
 
 def train(store: Store, tag: str, positives: Sequence[int], negatives: Sequence[int] = (), *,
-          spaces: Sequence[str] | None = None, seed: int | None = None) -> Probe:
+          spaces: Sequence[str] | None = None, seed: int | None = None, holdout: Sequence[int] = ()) -> Probe:
     """Train a probe for ``tag`` from example track ids (see the module doc); not saved.
 
-    ``spaces`` restricts the candidates (default: every space with embeddings). Raises
+    ``spaces`` restricts the candidates (default: every space with embeddings);
+    ``holdout`` tracks are never drawn as random negatives (an evaluation keeps them). Raises
     :class:`TagError` when no positive has an embedding or there is nothing to contrast.
     """
     tag = check_name(tag)
@@ -208,45 +209,90 @@ def train(store: Store, tag: str, positives: Sequence[int], negatives: Sequence[
     neg_ids = [t for t in dict.fromkeys(int(t) for t in negatives) if t not in set(pos_ids)]
     if not pos_ids:
         raise TagError(f"tag {tag!r}: give at least one positive example (--positive or --positive-where)")
-    matrices = _matrices(store, spaces)
-    if not matrices:
+    space_ids = _space_ids(store, spaces)
+    if not space_ids:
         raise TagError("the store has no embeddings to learn from: run `engine build` with the models present")
     salt = zlib.crc32(tag.encode()) if seed is None else int(seed)
-    candidates = _candidates(list(matrices))
-    results = []
-    for combo in candidates:
-        ids, x = _joined(matrices, combo)
+    held = np.asarray(list(holdout), np.int64)
+    plans = []  # (combo, training track ids, labels, random negatives drawn)
+    for combo in _candidates(list(space_ids)):
+        ids = space_ids[combo[0]]
+        for s in combo[1:]:
+            ids = np.intersect1d(ids, space_ids[s])
         pos = np.isin(ids, pos_ids)
-        if not pos.any():
-            continue
         neg_given = np.isin(ids, neg_ids)
-        rest = np.flatnonzero(~pos & ~neg_given)
+        rest = ids[~pos & ~neg_given & ~np.isin(ids, held)]
         n_random = int(min(len(rest), MAX_RANDOM_NEGATIVES,
                            max(MIN_RANDOM_NEGATIVES, RANDOM_NEGATIVES_PER_POSITIVE * int(pos.sum()))))
         # A fixed pseudo-random order of the track ids (seeded by the tag): every
         # combination draws the same negatives where it has the same tracks.
-        order = np.argsort(_shuffle_key(ids[rest], salt), kind="stable")
-        pick = np.sort(rest[order[:n_random]])
-        rows = np.r_[np.flatnonzero(pos), np.flatnonzero(neg_given), pick]
-        y = np.r_[np.ones(int(pos.sum())), np.zeros(int(neg_given.sum()) + len(pick))]
-        if (y == 0).sum() == 0:
-            continue
-        quality = _cross_validate(x[rows], y, combo)
-        results.append((quality, combo, rows, y, ids, x, len(pick)))
-    if not results:
+        pick = np.sort(rest[np.argsort(_shuffle_key(rest, salt), kind="stable")[:n_random]])
+        if pos.any() and (neg_given.any() or len(pick)):
+            plans.append((combo, np.r_[ids[pos], ids[neg_given], pick],
+                          np.r_[np.ones(int(pos.sum())), np.zeros(int(neg_given.sum()) + len(pick))], len(pick)))
+    if not plans:
         names = ", ".join(map(str, pos_ids[:5]))
         raise TagError(f"tag {tag!r}: none of the positive tracks ({names}) has an embedding in "
-                       f"{', '.join(matrices)}, or no other track has one to contrast them with")
-    # Best cross-validated AUC; without CV (one positive) the combination of every space.
+                       f"{', '.join(space_ids)}, or no other track has one to contrast them with")
+    # Only the training rows are read: at 100k tracks, all vectors would cost seconds.
+    fetched = {s: fetch_vectors(store, s, np.unique(np.concatenate([p[1] for p in plans if s in p[0]])))
+               for s in space_ids}
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # ≤ 1100 rows: BLAS threads only wait on each other
+        return _choose_and_fit(tag, plans, fetched, neg_ids)
+
+
+def _choose_and_fit(tag: str, plans, fetched, neg_ids: list[int]) -> Probe:
+    results = []
+    for combo, train_ids, y, n_random in plans:
+        x = np.hstack([fetched[s][1][np.searchsorted(fetched[s][0], train_ids)] for s in combo])
+        results.append((_cross_validate(x, y, combo), combo, train_ids, y, x, n_random))
+    # Best cross-validated AUC (ties: fewer dimensions); without CV (one positive) all spaces together.
     results.sort(key=lambda r: (-(r[0].auc if r[0].auc is not None else -1.0),
-                                -r[5].shape[1] if r[0].auc is None else r[5].shape[1]))
-    quality, combo, rows, y, ids, x, n_random = results[0]
-    weights, bias = _fit(x[rows], y)
+                                -r[4].shape[1] if r[0].auc is None else r[4].shape[1]))
+    quality, combo, train_ids, y, x, n_random = results[0]
+    weights, bias = _fit(x, y)
     versions = {s: model_version(s) for s in combo}
-    used_pos = tuple(int(t) for t in ids[rows[y == 1]])
-    used_neg = tuple(t for t in neg_ids if t in set(ids[rows[y == 0]].tolist()))
-    return Probe(tag, combo, versions, weights, bias, used_pos, used_neg, n_random,
-                 (quality,) + tuple(r[0] for r in results[1:]))
+    used_neg = set(train_ids[y == 0].tolist())
+    return Probe(tag, combo, versions, weights, bias, tuple(int(t) for t in train_ids[y == 1]),
+                 tuple(t for t in neg_ids if t in used_neg), n_random, (quality,) + tuple(r[0] for r in results[1:]))
+
+
+def _space_ids(store: Store, spaces: Sequence[str] | None) -> dict[str, np.ndarray]:
+    """space -> sorted int64 ids of the tracks with a vector there, for each space that has any."""
+    wanted = list(spaces) if spaces else list(SPACES)
+    for s in wanted:
+        if s not in SPACES:
+            raise TagError(f"unknown embedding space {s!r}: use one of {', '.join(SPACES)}")
+    out = {}
+    for s in wanted:
+        ids = np.asarray(store.con.execute("SELECT track_id FROM embeddings WHERE space = ? ORDER BY track_id",
+                                           [s]).fetchnumpy()["track_id"], np.int64)
+        if len(ids):
+            out[s] = ids
+    return out
+
+
+def fetch_vectors(store: Store, space: str, ids: np.ndarray | None = None, *,
+                  unscored: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(track ids ``[n]`` ascending, float32 vectors ``[n, d]``) of ``space``: of the tracks
+    ``ids`` (default all), or of those without a score for the tag ``unscored``."""
+    dims = store.con.execute("SELECT DISTINCT len(vector) FROM embeddings WHERE space = ?", [space]).fetchall()
+    if len(dims) != 1:  # none, or mixed sizes (which a rebuild of the index reports)
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    dim = int(dims[0][0])
+    where, params = "", [space]
+    if ids is not None:
+        where, params = "AND track_id IN (SELECT unnest(?))", params + [np.asarray(ids, np.int64).tolist()]
+    if unscored is not None:
+        where += " AND track_id NOT IN (SELECT track_id FROM user_tags WHERE tag = ?)"
+        params.append(unscored)
+    got = store.con.execute(f"SELECT track_id, vector::FLOAT[{dim}] AS v FROM embeddings WHERE space = ? {where} "
+                            "ORDER BY track_id", params).fetchnumpy()
+    v = got["v"]
+    x = np.stack(v) if v.dtype == object and len(v) else np.asarray(v, np.float32)
+    return np.asarray(got["track_id"], np.int64), np.ascontiguousarray(x, np.float32).reshape(len(v), dim)
 
 
 def _shuffle_key(ids: np.ndarray, salt: int) -> np.ndarray:
@@ -255,35 +301,9 @@ def _shuffle_key(ids: np.ndarray, salt: int) -> np.ndarray:
         return (ids.astype(np.uint64) + np.uint64(salt)) * np.uint64(0x9E3779B97F4A7C15) >> np.uint64(17)
 
 
-def _matrices(store: Store, spaces: Sequence[str] | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """space -> (ids ``[n]``, vectors ``[n, d]``) for each space with embeddings."""
-    wanted = list(spaces) if spaces else list(SPACES)
-    for s in wanted:
-        if s not in SPACES:
-            raise TagError(f"unknown embedding space {s!r}: use one of {', '.join(SPACES)}")
-    out = {}
-    for s in wanted:
-        ids, x = store.embedding_matrix(s)
-        if len(ids):
-            out[s] = (ids, x)
-    return out
-
-
 def _candidates(spaces: list[str]) -> list[tuple[str, ...]]:
     """Each space alone, then all of them together."""
-    out = [(s,) for s in spaces]
-    if len(spaces) > 1:
-        out.append(tuple(spaces))
-    return out
-
-
-def _joined(matrices, combo: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, concatenated vectors) of the tracks that have every space of ``combo``."""
-    ids = matrices[combo[0]][0]
-    for s in combo[1:]:
-        ids = np.intersect1d(ids, matrices[s][0])
-    parts = [m[1][np.searchsorted(m[0], ids)] for m in (matrices[s] for s in combo)]
-    return ids, parts[0] if len(parts) == 1 else np.hstack(parts)
+    return [(s,) for s in spaces] + ([tuple(spaces)] if len(spaces) > 1 else [])
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -333,20 +353,9 @@ def save(store: Store, probe: Probe) -> int:
 def _score_into(store: Store, probe: Probe, *, only_missing: bool) -> int:
     """Score the tracks with every space of the probe (only those without a score when
     ``only_missing``) and insert their rows; how many."""
-    parts = []
-    missing = ("AND track_id NOT IN (SELECT track_id FROM user_tags WHERE tag = ?)" if only_missing else "")
-    for s in probe.spaces:
-        dims = store.con.execute("SELECT DISTINCT len(vector) FROM embeddings WHERE space = ?", [s]).fetchall()
-        if len(dims) != 1:
-            return 0  # no vectors in this space (or mixed sizes, which a rebuild reports)
-        dim = int(dims[0][0])
-        got = store.con.execute(
-            f"SELECT track_id, vector::FLOAT[{dim}] AS v FROM embeddings WHERE space = ? {missing} "
-            "ORDER BY track_id", [s] + ([probe.tag] if only_missing else [])).fetchnumpy()
-        ids = np.asarray(got["track_id"], np.int64)
-        v = got["v"]
-        x = (np.stack(v) if v.dtype == object and len(v) else np.asarray(v, np.float32)).reshape(len(ids), dim)
-        parts.append((ids, x.astype(np.float32)))
+    parts = [fetch_vectors(store, s, unscored=probe.tag if only_missing else None) for s in probe.spaces]
+    if any(not len(p[0]) for p in parts):
+        return 0
     width = sum(p[1].shape[1] for p in parts)
     if width != len(probe.weights):
         raise TagError(f"tag {probe.tag!r} reads {len(probe.weights)}-dimensional {'+'.join(probe.spaces)} "
