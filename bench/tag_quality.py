@@ -51,25 +51,11 @@ def evaluate(store: Store, members: list[int], everyone: list[int], k: int, spac
         return None
     probe = usertags.train(store, "bench", positives, spaces=spaces, holdout=held_others + held_members,
                            seed=int(rng.integers(2**31)))
-    ids, x = usertags_vectors(store, probe.spaces)
-    s = dict(zip(ids.tolist(), probe.score(x)))
+    ids, got = usertags.scores(store, probe)
+    s = dict(zip(ids.tolist(), got))
     pos = np.array([s[t] for t in held_members if t in s])
     neg = np.array([s[t] for t in held_others if t in s])
     return auc(pos, neg) if len(pos) and len(neg) else None
-
-
-_cache: dict = {}
-
-
-def usertags_vectors(store: Store, spaces: tuple[str, ...]):
-    """(ids, vectors) of the tracks with every space of ``spaces``, concatenated."""
-    if spaces not in _cache:
-        parts = [usertags.fetch_vectors(store, s) for s in spaces]
-        ids = parts[0][0]
-        for p in parts[1:]:
-            ids = np.intersect1d(ids, p[0])
-        _cache[spaces] = ids, np.hstack([p[1][np.searchsorted(p[0], ids)] for p in parts])
-    return _cache[spaces]
 
 
 def table(store: Store, tags: dict[str, list[int]], everyone: list[int], ks, repeats: int, spaces_list) -> list[str]:

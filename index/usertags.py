@@ -350,12 +350,12 @@ def save(store: Store, probe: Probe) -> int:
         return _score_into(store, probe, only_missing=False)
 
 
-def _score_into(store: Store, probe: Probe, *, only_missing: bool) -> int:
-    """Score the tracks with every space of the probe (only those without a score when
-    ``only_missing``) and insert their rows; how many."""
+def scores(store: Store, probe: Probe, *, only_missing: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(track ids ``[n]``, scores 0-1 ``[n]``) of the tracks with every space of the probe
+    (only those without a stored score when ``only_missing``); nothing is written."""
     parts = [fetch_vectors(store, s, unscored=probe.tag if only_missing else None) for s in probe.spaces]
     if any(not len(p[0]) for p in parts):
-        return 0
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
     width = sum(p[1].shape[1] for p in parts)
     if width != len(probe.weights):
         raise TagError(f"tag {probe.tag!r} reads {len(probe.weights)}-dimensional {'+'.join(probe.spaces)} "
@@ -363,11 +363,17 @@ def _score_into(store: Store, probe: Probe, *, only_missing: bool) -> int:
     ids = parts[0][0]
     for p in parts[1:]:
         ids = np.intersect1d(ids, p[0])
+    x = np.hstack([p[1][np.searchsorted(p[0], ids)] for p in parts])
+    return ids, probe.score(x)
+
+
+def _score_into(store: Store, probe: Probe, *, only_missing: bool) -> int:
+    """Score the tracks with every space of the probe (only those without a score when
+    ``only_missing``) and insert their rows; how many."""
+    ids, got = scores(store, probe, only_missing=only_missing)
     if not len(ids):
         return 0
-    x = np.hstack([p[1][np.searchsorted(p[0], ids)] for p in parts])
-    scores = probe.score(x)
-    store.con.register("_tag_scores", {"track_id": ids.astype(np.int32), "score": scores})
+    store.con.register("_tag_scores", {"track_id": ids.astype(np.int32), "score": got})
     try:
         store.con.execute("INSERT INTO user_tags SELECT track_id, ?, score FROM _tag_scores", [probe.tag])
     finally:
