@@ -211,3 +211,20 @@ def test_a_later_build_scores_new_tracks_without_retraining(corpus, shared_model
     assert len(scores) == 8
     new_folk, new_chorale = (scores[str(music / clips[-4].name)], scores[str(music / clips[3].name)])
     assert new_folk > new_chorale
+
+
+def test_search_matches_the_users_own_tag_first(synthetic):
+    """A word that names one of the user's tags means it, even where it is also a
+    descriptor word ("slow" is low bpm): the ranking is the tag's, the reason says so."""
+    from index.search import TextSearcher
+
+    with Store.open(synthetic["dir"]) as store:
+        usertags.save(store, usertags.train(store, "slow", [1, 2, 3, 4, 5]))
+        best = [r.track_id for r in usertags.ranked(store, "slow", 5)]
+    with TextSearcher(synthetic["dir"], encoder=lambda texts: None) as searcher:
+        result = searcher.search("slow", 5, mode="tags")
+    assert [h.track_id for h in result.hits] == best
+    assert "tag 'slow' (user)" in " ".join(result.explain())
+    assert all(h.why.startswith("slow 0.") for h in result.hits)
+    r = _run("search", "fast", "--only", "tags", "--format", "json", "--store", synthetic["dir"])
+    assert r.exit_code == 0 and "bpm" in json.loads(r.stdout)[0]["why"]  # other words as before
