@@ -95,6 +95,15 @@ async def _settle(app, pilot):
     await pilot.pause()
 
 
+def _rendered(widget, width: int = 200) -> str:
+    """What ``widget`` renders, as plain text."""
+    from rich.console import Console
+
+    console = Console(width=width, record=True, file=open("/dev/null", "w"))
+    console.print(widget.render())
+    return console.export_text()
+
+
 def _app(store, **kw):
     from tui.app import EngineApp
 
@@ -288,7 +297,12 @@ async def test_corpus_marks_make_a_path_that_exports_and_explains(corpus_store, 
         await _settle(app, pilot)
         liked = [Path(r.path).name for r in app.table.order]
         assert liked and not {"chorale_00.ogg", "chorale_02.ogg", "Metal_madness.ogg"} & set(liked)
-        assert any(w.startswith("similar: ") for w in app.why.values())  # shared tags in words
+        explained = next(i for i, r in enumerate(app.table.order)
+                         if app.why.get(r.track_id, "").startswith("similar: "))  # shared tags in words
+        app.table.move_cursor(explained)
+        await _settle(app, pilot)
+        assert app.detail_pane._why == app.why[app.table.order[explained].track_id]
+        assert "Why here: similar: " in _rendered(app.detail_pane)
         await pilot.press("b")
         await _settle(app, pilot)
         app.table.move_cursor(rows["chorale_12.ogg"])
@@ -488,8 +502,6 @@ def _widths(table):
 
 @_sync
 async def test_tags_are_shown_as_written_never_as_markup_or_control_codes(tmp_path):
-    from rich.console import Console
-
     from tui.synthetic import make_store
 
     store = make_store(tmp_path / "store", 5)
@@ -503,9 +515,7 @@ async def test_tags_are_shown_as_written_never_as_markup_or_control_codes(tmp_pa
         await _settle(app, pilot)
         line = app.table.render_line(row + 1 - app.table.scroll_offset.y).text
         assert "Song [feat. x] [b] [2J" in line and "\x1b" not in line
-        console = Console(width=200, record=True, file=open("/dev/null", "w"))
-        console.print(app.detail_pane.render())
-        detail = console.export_text()
+        detail = _rendered(app.detail_pane)
         assert "Song [feat. x] [b] [2J" in detail and "\x1b" not in detail
         # the similarity lists of a neighbour show it as written too
         neighbour = next(r for r in app.table.order if r.track_id != 1)
