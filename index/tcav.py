@@ -42,7 +42,8 @@ RANDOM_EXAMPLES = 10  # example tracks per random direction
 STEP = 1e-2
 MAX_CLASS_TRACKS = 200  # tracks of the class the TCAV score is taken over (a sample beyond)
 ALPHA = 0.05
-TAG_SOURCES = ("mtt", "musicnn")  # instrument, mood and genre words of the two tag models
+TAG_SOURCES = ("mtt", "musicnn")
+BACKBONE_TAG_HEADS = ("musicnn", "mtt")  # backbones whose tag layers can be cut off as a head  # instrument, mood and genre words of the two tag models
 DESCRIPTOR_CONCEPTS = ("fast", "slow", "loud", "quiet", "danceable", "happy", "sad", "calm", "energetic")
 
 
@@ -115,10 +116,13 @@ def available_heads(store: Store) -> list[str]:
     from models.fetch import present
 
     have = {r[0] for r in store.con.execute("SELECT DISTINCT space FROM embeddings").fetchall()}
-    return [h.name for s in ("musicnn", "effnet") if s in have for h in registry.heads_of(s) if present(h)]
+    return [s for s in BACKBONE_TAG_HEADS if s in have] + [
+        h.name for s in ("musicnn", "effnet") if s in have for h in registry.heads_of(s) if present(h)]
 
 
 def load_head(name: str) -> Head:
+    """A registry head, or ``musicnn``/``mtt``: the tag layers of that backbone (MSD /
+    MagnaTagATune tags) cut from its ONNX graph at the embedding (:func:`_tag_layers`)."""
     from models import paths, registry
     from models.inference import load
 
@@ -126,13 +130,46 @@ def load_head(name: str) -> Head:
         spec = registry.get(name)
     except (KeyError, ValueError):
         spec = None
+    if spec is not None and name in BACKBONE_TAG_HEADS:
+        return _tag_layers(spec)
     if spec is None or spec.backbone is None:
-        raise ExplainError(f"{name!r} is not a head on the embeddings")
+        raise ExplainError(f"{name!r} is not a head on the embeddings: use one of "
+                           f"{', '.join((*BACKBONE_TAG_HEADS, 'moods_mirex', 'emomusic', 'genre_discogs400'))}")
     model = load(spec)
     meta = paths.models_dir() / spec.metadata.filename if spec.metadata else None
     labels = registry.labels(spec, meta) if (meta is not None or spec.label_list) else tuple(
         f"output {i}" for i in range(spec.n_outputs or 1))
     return Head(name, spec.backbone, tuple(labels), lambda x: model.run(x)["predictions"])
+
+
+def _tag_layers(spec) -> Head:
+    """The backbone's layers from its embedding output to its tag output, as their own
+    ONNX model (ReLU, batch norm, dense, sigmoid: 6 nodes for MusiCNN), cached beside the
+    converted model. Cutting the graph needs the ``onnx`` package (installed with the
+    ``export`` extra that converts the models)."""
+    import onnxruntime as ort
+
+    from models import paths, registry
+    from models.export import ensure_onnx
+
+    full = ensure_onnx(spec)
+    cut = paths.cache_dir() / "onnx" / f"{full.stem}.tag-layers.onnx"
+    if not cut.is_file():
+        try:
+            import onnx.utils
+        except ImportError:
+            raise ExplainError(f"explaining the {spec.name} tags needs the onnx package: "
+                               "pip install 'music-engine[export]'") from None
+        cut.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cut.with_name(cut.name + ".tmp")
+        onnx.utils.extract_model(str(full), str(tmp), [spec.outputs["embeddings"]], [spec.outputs["predictions"]])
+        tmp.replace(cut)
+    session = ort.InferenceSession(str(cut), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0].name
+    meta = paths.models_dir() / spec.metadata.filename if spec.metadata else None
+    labels = registry.labels(spec, meta)
+    return Head(spec.name, spec.name, tuple(labels),
+                lambda x: session.run(None, {inp: np.ascontiguousarray(x, np.float32)})[0])
 
 
 # -- concepts ---------------------------------------------------------------------------------
@@ -256,25 +293,34 @@ def explain_track(store: Store, track_id: int, head: Head, *, label: str | None 
     else:
         raise ExplainError(f"{head.name} has no class {label!r}; classes: {', '.join(head.labels[:12])}"
                            + (" …" if len(head.labels) > 12 else ""))
+    concepts = list(concepts) if concepts is not None else store_concepts(store, head.space, ids, x, rng=rng)
+    if not concepts:
+        raise ExplainError("no concept has enough example tracks in this store")
+    dirs = np.stack([c.direction for c in concepts])
+    h = STEP * float(np.median(np.linalg.norm(x, axis=1)))
+    n_members, scores, pv = class_scores(head, x, probs, cls, dirs, rng)
+    at = derivatives(head, x[where:where + 1], dirs, cls, h)[0]
+    effects = [ConceptEffect(c.name, float(a), float(s), float(p)) for c, a, s, p in zip(concepts, at, scores, pv)]
+    effects.sort(key=lambda e: (not e.significant, -abs(e.at_track)))
+    return Explanation(int(track_id), head.name, head.labels[cls], float(probs[where, cls]), n_members,
+                       tuple(effects))
+
+
+def class_scores(head: Head, x: np.ndarray, probs: np.ndarray, cls: int, dirs: np.ndarray,
+                 rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
+    """(tracks of class ``cls`` used, TCAV score ``[k]``, p-value ``[k]``) of the directions
+    ``dirs`` ``[k, d]``, over the collection's vectors ``x`` and head outputs ``probs``."""
     members = np.flatnonzero(probs.argmax(1) == cls)
     if len(members) < 10:  # a rare top class: the tracks that hold it most
         members = np.argsort(-probs[:, cls])[:10]
     if len(members) > MAX_CLASS_TRACKS:
         members = rng.choice(members, MAX_CLASS_TRACKS, replace=False)
-    concepts = list(concepts) if concepts is not None else store_concepts(store, head.space, ids, x, rng=rng)
-    if not concepts:
-        raise ExplainError("no concept has enough example tracks in this store")
     h = STEP * float(np.median(np.linalg.norm(x, axis=1)))
-    dirs = np.stack([c.direction for c in concepts])
     scores, mean_effect = tcav_scores(head, x[members], dirs, cls, h)
-    rand = random_cavs(ids, x, rng)
+    rand = random_cavs(np.arange(len(x)), x, rng)
     rand_effect = tcav_scores(head, x[members], np.stack(rand), cls, h)[1] if rand else np.zeros(0)
     pv = p_values(mean_effect, rand_effect) if len(rand_effect) else np.ones(len(scores))
-    at = derivatives(head, x[where:where + 1], dirs, cls, h)[0]
-    effects = [ConceptEffect(c.name, float(a), float(s), float(p)) for c, a, s, p in zip(concepts, at, scores, pv)]
-    effects.sort(key=lambda e: (not e.significant, -abs(e.at_track)))
-    return Explanation(int(track_id), head.name, head.labels[cls], float(probs[where, cls]), len(members),
-                       tuple(effects))
+    return len(members), scores, pv
 
 
 def shared_concepts(store: Store, a: int, b: int, space: str, *, seed: int = 0, most: int = 5) -> list[str]:
