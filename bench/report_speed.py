@@ -150,7 +150,7 @@ def make_store(directory: Path, n: int, *, seed: int = 0, failures: int = 40) ->
                    "cannot decode {p}: empty file (0 bytes)", "timed out after 600 s"]
         for i in range(failures):
             p = f"/music/broken/file {i}.mp3"
-            con.execute("INSERT INTO failures VALUES (?, ?, ?, now()::TIMESTAMP, 0, 0)",
+            con.execute("INSERT INTO failures (path, stage, error, \"at\", file_size, mtime_ns) VALUES (?, ?, ?, now()::TIMESTAMP, 0, 0)",
                         [p, "decode" if i % 3 < 2 else "worker", reasons[i % 3].format(p=p)])
         con.execute("CHECKPOINT")
     finally:

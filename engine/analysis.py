@@ -50,6 +50,7 @@ class FileAnalysis:
     quality: object | None = None  # engine.quality.Quality
     mel: np.ndarray | None = None  # [frames, 96] float32, 16 kHz front-end
     tempocnn_input: np.ndarray | None = None  # [n, 40, 256, 1] float32
+    warnings: tuple[str, ...] = ()  # the decoder's, one line each (engine.decode)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -85,6 +86,7 @@ def analyse_file(task: AnalysisTask) -> FileAnalysis:
     out.facts = audio.facts
     out.analysed_seconds = audio.analysed_seconds
     out.truncated = audio.truncated
+    out.warnings = audio.warnings
     out.tags = read_tags(Path(task.path))
 
     if task.dsp:

@@ -25,14 +25,20 @@ from typing import Callable, Sequence
 
 from engine.analysis import AnalysisTask, FileAnalysis, analyse_file
 from engine.decode import DEFAULT_MAX_SECONDS
-from engine.errors import EngineError
+from engine.errors import EngineError, ScanError
 from engine.summary import BuildSummary
+from index.pathnames import to_db
 from engine.workers import TaskFailed, WorkerPool, default_processes
-from index.store import FailedFile, KnownFile, Store
+from index.store import (
+    FailedFile, KnownFile, Store, StoreDamagedError, StoreWriter, damaged_error,
+)
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
+# Failure stages tried again on every build, not only with --retry-failed: they are
+# cheap to check and change without touching the file's mtime (chmod, a fixed folder).
+RETRIED_STAGES = frozenset({"skipped", "read"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class BuildOptions:
     progress: bool = True
     spaces: tuple[str, ...] = ("musicnn", "effnet", "mtt")
     fetch: bool = True  # download missing models first (ENGINE_OFFLINE=1 turns it off)
+    rebuild_store: bool = False  # a damaged database is set aside and the store made anew
 
 
 @dataclass
@@ -65,6 +72,10 @@ class Plan:
     touched: list[tuple[KnownFile, int, int]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     skipped_failures: int = 0
+    # Found but not analysable: 'skipped' by the scan, or unreadable ('read'); recorded.
+    not_analysable: list[FailedFile] = field(default_factory=list)
+    # Failure records of files no longer found (or no longer skipped): forgotten.
+    stale_failures: list[str] = field(default_factory=list)
 
     @property
     def updates(self) -> int:
@@ -86,10 +97,27 @@ def plan_build(
     found_paths: set[str] = set()
     new_files = []
     n = 0
-    for f in scan(root):
+    unlisted: list[str] = []  # folders that could not be listed: their tracks are kept
+
+    def skipped(entry) -> None:
+        path = str(entry.path)
+        found_paths.add(path)
+        plan.not_analysable.append(FailedFile(path, None, None, "skipped", entry.reason))
+        if entry.folder:
+            unlisted.append(path.rstrip(os.sep) + os.sep)
+
+    shown: dict[str, str] = {}  # stored text of a name -> the name (index.pathnames)
+    for f in scan(root, on_skip=skipped):
         n += 1
         path = str(f.path)
         found_paths.add(path)
+        text = to_db(path)[0]
+        if shown.setdefault(text, path) != path:
+            # A name that is not UTF-8, shown as \xNN, equals another file's real name.
+            plan.not_analysable.append(FailedFile(
+                path, f.size, f.mtime_ns, "skipped",
+                f"its name is stored as {text!r}, which is also another file's name: rename one"))
+            continue
         k = known.get(path)
         if k is not None and (k.file_size, k.mtime_ns) == (f.size, f.mtime_ns):
             # None: not computed yet; False: the model ran and cannot give this track
@@ -109,6 +137,7 @@ def plan_build(
         if (
             k is None
             and fail is not None
+            and fail.stage not in RETRIED_STAGES
             and not options.retry_failed
             and (fail.file_size, fail.mtime_ns) == (f.size, f.mtime_ns)
         ):
@@ -117,10 +146,20 @@ def plan_build(
         new_files.append((f, k))
 
     root_prefix = str(root.resolve()).rstrip(os.sep) + os.sep
-    gone = {p: k for p, k in known.items() if p.startswith(root_prefix) and p not in found_paths}
+
+    def missing(p: str) -> bool:
+        return (p.startswith(root_prefix) and p not in found_paths
+                and not any(p.startswith(u) for u in unlisted))
+
+    gone = {p: k for p, k in known.items() if missing(p)}
     gone_by_hash = {k.content_hash: k for k in gone.values()}
+    plan.stale_failures = sorted(p for p in failed if missing(p))
     for f, k in new_files:
-        digest = content_hash(f.path)
+        try:
+            digest = content_hash(f.path)
+        except ScanError as exc:  # unreadable (permissions, I/O error): recorded, not fatal
+            plan.not_analysable.append(FailedFile(str(f.path), f.size, f.mtime_ns, "read", str(exc)))
+            continue
         if k is not None and digest == k.content_hash:
             plan.touched.append((k, f.size, f.mtime_ns))
             continue
@@ -157,8 +196,7 @@ def build(
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> BuildSummary:
     """Analyse every audio file under ``root`` into the store (see module doc)."""
-    from engine.modelstage import ModelStage, available_spaces, missing_models_note
-    from index import vectors
+    from engine.modelstage import ModelStage, missing_models_note
     from models.inference import RuntimeOptions
 
     t_start = time.perf_counter()
@@ -166,6 +204,11 @@ def build(
     if not root.is_dir():
         raise EngineError(f"not a folder: {root}")
     root = root.resolve()
+    _check_address_space()
+    # FAISS is loaded now, while the address space is free: loaded after the models (under
+    # `ulimit -v`, say) its libraries failed to map, or crashed, after the whole analysis.
+    import faiss  # noqa: F401
+
     cores = default_processes()
     workers = options.workers or cores
     threads = options.threads or cores
@@ -177,10 +220,92 @@ def build(
     if note:
         echo(note)
         summary.notes.append(note)
-    with Store.open(store_dir) as store:
-        # Planning needs only which backbones are present; sessions are opened (and
-        # models converted) only when there is something to analyse.
-        spaces = available_spaces(options.spaces)
+    # The store's file is opened read-write only for each step below (planning, every
+    # batch's commit, the indexes), so `engine sql`, `knn` and the TUI read in between.
+    with StoreWriter.acquire(store_dir, on_wait=echo) as writer:
+        stages: list = []  # the model stage, made once (a retry reuses it)
+
+        def models() -> "ModelStage":
+            if not stages:
+                stages.append(ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces,
+                                         echo=echo))
+                for extra in stages[0].notes:  # models present but not loadable
+                    echo(extra)
+                    summary.notes.append(extra)
+            return stages[0]
+
+        try:
+            _build_into(writer, root, options, summary, models, workers, echo)
+        except StoreDamagedError as exc:  # found while planning, writing a batch or indexing
+            if not options.rebuild_store:
+                raise damaged_error(writer.directory, exc.reason, music=root) from None
+            aside = writer.set_aside()
+            echo(f"set the damaged store aside as {aside}; analysing the music again")
+            summary = BuildSummary(notes=summary.notes)
+            _build_into(writer, root, options, summary, models, workers, echo)
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+# Address space the build's main process maps (models, DuckDB, FAISS, their threads):
+# under `prlimit --as` it ran at 1.6 GB and ran short at 1.3 GB, where it either said
+# "out of memory" or died in glibc ("cannot allocate memory for thread-local data: ABORT")
+# without a word; so a lower limit is refused up front.
+BUILD_ADDRESS_SPACE = 1_500_000_000
+
+
+def _check_address_space() -> None:
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY and soft < BUILD_ADDRESS_SPACE:
+        raise EngineError(
+            f"out of memory: this process may map {soft / 1e9:.1f} GB (ulimit -v), a build needs "
+            f"about {BUILD_ADDRESS_SPACE / 1e9:.1f} GB; raise the limit (ulimit -v unlimited)")
+
+
+def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary: BuildSummary,
+                models, workers: int, echo: Callable[[str], None]) -> None:
+    """Plan, analyse what needs it (``models()`` gives the model stage) and index."""
+    from engine.modelstage import available_spaces
+    from index import vectors
+    from index.search import train_for_build
+
+    # Planning needs only which backbones are present; sessions are opened (and models
+    # converted) only when there is something to analyse.
+    spaces = available_spaces(options.spaces)
+    plan = _plan_and_apply(writer, root, spaces, options, summary)
+    if plan.tasks:
+        stage = models()
+        spaces = stage.spaces
+        _run(plan, writer, stage, workers, options, summary)
+    with writer.session() as store:
+        if plan.tasks:  # kept for the benchmark's per-stage breakdown
+            store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
+        vectors.sync(store, spaces=spaces or options.spaces)
+        # The user's own tags: tracks new or re-analysed in this build are scored.
+        from index.usertags import score_missing
+
+        tag_notes = score_missing(store)
+    for tag_note in tag_notes:
+        echo(tag_note)
+        summary.notes.append(tag_note)
+    # Text search's caches (concept values, learned text space), ready for the first search;
+    # they are files beside the database, so readers keep their turns meanwhile.
+    with Store.open_read_only(writer.directory) as store:
+        text_note = train_for_build(store)
+    if text_note and plan.tasks:
+        echo(text_note)
+        summary.notes.append(text_note)
+
+
+def _plan_and_apply(writer: StoreWriter, root: Path, spaces, options: BuildOptions,
+                    summary: BuildSummary) -> Plan:
+    """Plan the build and apply what needs no analysis (moves, deletions, failures)."""
+    with writer.session() as store:
         plan, summary.found = plan_build(store, root, spaces, options)
         summary.unchanged = plan.unchanged
         summary.skipped_failures = plan.skipped_failures
@@ -191,31 +316,11 @@ def build(
             store.move(k.track_id, new_path, size, mtime)
         summary.moved = len(plan.moved)
         summary.deleted = store.delete(plan.deleted)
-        if plan.tasks:
-            stage = ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces, echo=echo)
-            for extra in stage.notes:  # models present but not loadable
-                echo(extra)
-                summary.notes.append(extra)
-            spaces = stage.spaces
-            _run(plan, store, stage, workers, options, summary)
-            # Kept for the benchmark's per-stage breakdown.
-            store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
-        vectors.sync(store, spaces=spaces or options.spaces)
-        # The user's own tags: tracks new or re-analysed in this build are scored.
-        from index.usertags import score_missing
-
-        for tag_note in score_missing(store):
-            echo(tag_note)
-            summary.notes.append(tag_note)
-        # Text search's caches (concept values, learned text space): ready for the first search.
-        from index.search import train_for_build
-
-        text_note = train_for_build(store)
-        if text_note and plan.tasks:
-            echo(text_note)
-            summary.notes.append(text_note)
-    summary.seconds = time.perf_counter() - t_start
-    return summary
+        store.forget_failures(plan.stale_failures)
+        store.write_tracks([], plan.not_analysable)
+        summary.skipped = sum(1 for f in plan.not_analysable if f.stage == "skipped")
+        summary.failed = len(plan.not_analysable) - summary.skipped
+    return plan
 
 
 def _check_has_audio(root: Path) -> None:
@@ -239,13 +344,14 @@ def _fetch_missing_models(options: BuildOptions, echo: Callable[[str], None]) ->
         echo(f"could not download models: {reason}; going on with the models present")
 
 
-def _run(plan: Plan, store: Store, stage, workers: int, options: BuildOptions, summary: BuildSummary) -> None:
+def _run(plan: Plan, writer: StoreWriter, stage, workers: int, options: BuildOptions,
+         summary: BuildSummary) -> None:
     from tqdm import tqdm
 
     results: queue.Queue = queue.Queue(maxsize=max(2, 2 * options.batch))
     errors: list[BaseException] = []
     writer = threading.Thread(
-        target=_write_loop, args=(results, store, stage, options, summary, errors, plan.known),
+        target=_write_loop, args=(results, writer, stage, options, summary, errors, plan.known),
         daemon=True,
     )
     writer.start()
@@ -287,7 +393,7 @@ def _run(plan: Plan, store: Store, stage, workers: int, options: BuildOptions, s
         raise errors[0]
 
 
-def _write_loop(results: queue.Queue, store: Store, stage, options: BuildOptions,
+def _write_loop(results: queue.Queue, writer: StoreWriter, stage, options: BuildOptions,
                 summary: BuildSummary, errors: list, known: set[str] = frozenset()) -> None:
     """Model-stage thread: batch finished analyses, run the models, write transactions."""
     batch: list[FileAnalysis] = []
@@ -295,7 +401,7 @@ def _write_loop(results: queue.Queue, store: Store, stage, options: BuildOptions
 
     def flush() -> None:
         if batch or failures:
-            _write_batch(batch, failures, store, stage, summary, known)
+            _write_batch(batch, failures, writer, stage, summary, known)
         batch.clear()
         failures.clear()
 
@@ -330,7 +436,7 @@ def failure_reason(error: str, path: str) -> str:
     return " ".join(error.split()) or "unknown error"
 
 
-def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], store: Store, stage,
+def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], writer: StoreWriter, stage,
                  summary: BuildSummary, known: set[str] = frozenset()) -> None:
     from engine.records import build_record
 
@@ -339,7 +445,8 @@ def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], store: S
     summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.perf_counter() - t0
     records = []
     for a, m in zip(batch, outputs):
-        records.append(build_record(a, m, stage.labels, with_file_columns=a.task.dsp))
+        records.append(build_record(a, m, stage.labels, with_file_columns=a.task.dsp,
+                                    ran=stage.spaces))
         for k, v in a.timings.items():
             summary.stage_seconds[k] = summary.stage_seconds.get(k, 0.0) + v
         if a.task.path in known:
@@ -347,5 +454,6 @@ def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], store: S
         else:
             summary.analysed += 1
     t0 = time.perf_counter()
-    store.write_tracks(records, failures)
+    with writer.session() as store:  # open, one transaction, close: readers go in between
+        store.write_tracks(records, failures)
     summary.stage_seconds["store"] = summary.stage_seconds.get("store", 0.0) + time.perf_counter() - t0

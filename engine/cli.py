@@ -13,12 +13,13 @@ from pathlib import Path
 import click
 
 from engine.errors import EngineError
-from engine.options import models_option, store_option
+from engine.options import STORE_DIR_KEY, models_option, store_option
 from engine.summary import summary_help
 
 
 class _Group(click.Group):
-    """Turns project errors into one clear line instead of a traceback."""
+    """Turns project errors, and a damaged store, a full disk or a lack of memory
+    (engine.diagnose), into one clear line instead of a traceback."""
 
     def invoke(self, ctx):
         try:
@@ -33,6 +34,14 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except Exception as exc:  # noqa: BLE001 - explained in one line, or re-raised
+            from engine.diagnose import explain
+
+            line = explain(exc, store_dir=ctx.meta.get(STORE_DIR_KEY))
+            if line is None:
+                raise
+            click.echo(f"error: {line}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -134,9 +143,12 @@ def models_export(names: tuple[str, ...]) -> None:
               show_default=True, help="Seconds one file may take before it is recorded as failed.")
 @click.option("--retry-failed", is_flag=True, help="Analyse again files that failed before.")
 @click.option("--no-fetch", is_flag=True, help="Do not download missing models.")
+@click.option("--rebuild-store", is_flag=True,
+              help="If the store's database is damaged, set it aside and analyse the music again.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def build(folder: Path, store_dir: Path | None, workers: int | None, threads: int | None, batch: int,
-          max_seconds: float, timeout_s: float, retry_failed: bool, no_fetch: bool, quiet: bool) -> None:
+          max_seconds: float, timeout_s: float, retry_failed: bool, no_fetch: bool,
+          rebuild_store: bool, quiet: bool) -> None:
     """Analyse every audio file under FOLDER into the store.
 
     Re-running only analyses what is new or changed; an interrupted build resumes;
@@ -148,11 +160,27 @@ def build(folder: Path, store_dir: Path | None, workers: int | None, threads: in
     """
     from engine.build import BuildOptions, build as run_build
 
+    from dataclasses import replace
+
+    from index.store import StoreDamagedError
+
     options = BuildOptions(
         workers=workers or 0, threads=threads or 0, batch=batch, max_seconds=max_seconds,
         timeout_s=timeout_s, retry_failed=retry_failed, progress=not quiet, fetch=not no_fetch,
+        rebuild_store=rebuild_store,
     )
-    summary = run_build(folder, store_dir, options, echo=lambda s: click.echo(s, err=True))
+    echo = lambda s: click.echo(s, err=True)  # noqa: E731
+    try:
+        summary = run_build(folder, store_dir, options, echo=echo)
+    except StoreDamagedError as exc:
+        # The offer: at a terminal, ask; elsewhere the message names --rebuild-store.
+        if rebuild_store or not sys.stdin.isatty():
+            raise
+        echo(f"error: {exc}")
+        if not click.confirm("Set the damaged database aside and rebuild the store from the music now?",
+                             err=True):
+            sys.exit(1)
+        summary = run_build(folder, store_dir, replace(options, rebuild_store=True), echo=echo)
     for line in summary.lines():
         click.echo(line, err=True)
     if summary.interrupted:

@@ -54,12 +54,13 @@ def list_rules_options(f):
 
 
 def output_options(f):
-    """--format, --m3u8 (- for standard output), --relative, --explain."""
+    """--format, --m3u8 (- for standard output), --relative, --force, --explain."""
     for option in reversed((
         format_option,
         click.option("--m3u8", "m3u8", type=M3U8_PATH,
                      help="Also write the list as an M3U8 playlist (- : to standard output, instead of the table)."),
         click.option("--relative", is_flag=True, help="Playlist paths relative to the playlist's folder."),
+        click.option("--force", is_flag=True, help="Overwrite an existing playlist file."),
         click.option("--explain", is_flag=True,
                      help="Say why each track is there: the tags and descriptors it shares."),
     )):
@@ -82,19 +83,37 @@ def named(option: str, texts: Sequence[str]):
 
 # -- output -----------------------------------------------------------------------------------
 
-def write_playlist(tracks, m3u8: Path, relative: bool) -> None:
-    """The playlist to ``m3u8``, or to standard output for ``-`` (paths then relative to
-    the working folder when ``relative``)."""
-    from index.playlist import m3u8_text, write_m3u8
+def check_playlist_target(m3u8: Path | None, force: bool, store_dir: Path | None) -> None:
+    """Refuse a playlist target before the work (index.playlist.check_target)."""
+    from index.playlist import check_target
 
-    tracks = list(tracks)
+    if m3u8 not in (None, STDOUT):
+        check_target(m3u8.expanduser().absolute(), force=force, store_dir=store_dir)
+
+
+def playlist_tracks(searcher, m3u8: Path | None, track_ids: Sequence[int]):
+    """The tracks to write as a playlist (index.playlist.tracks_by_id), or None without --m3u8."""
+    from index.playlist import tracks_by_id
+
+    return None if m3u8 is None else tracks_by_id(searcher.store, track_ids)
+
+
+def write_playlist(tracks, m3u8: Path, relative: bool, force: bool, store_dir: Path | None) -> None:
+    """The playlist to ``m3u8``, or to standard output for ``-`` (paths then relative to
+    the working folder when ``relative``); a track left out is a warning on stderr."""
+    from index.playlist import m3u8_lines, write_m3u8
+
     if m3u8 == STDOUT:
-        click.echo(m3u8_text(tracks, Path.cwd() if relative else None), nl=False)
-        where = "standard output"
+        tracks = list(tracks)
+        text, skipped = m3u8_lines(tracks, Path.cwd() if relative else None)
+        click.echo(text, nl=False)
+        count, where = len(tracks) - len(skipped), "standard output"
     else:
-        write_m3u8(tracks, m3u8, relative=relative)
-        where = str(m3u8)
-    click.echo(f"wrote {len(tracks)} track{'s' if len(tracks) != 1 else ''} to {where}", err=True)
+        written = write_m3u8(tracks, m3u8, relative=relative, force=force, store_dir=store_dir)
+        skipped, count, where = written.skipped, written.count, str(written.path)
+    for line in skipped:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(f"wrote {count} track{'s' if count != 1 else ''} to {where}", err=True)
 
 
 def note_empty_columns(store_dir: Path | None, where: str | None, order_by: str | None = None) -> None:
@@ -110,10 +129,12 @@ def note_empty_columns(store_dir: Path | None, where: str | None, order_by: str 
 
 
 def emit(items: Sequence, table_columns: Sequence[str], table_row, fmt: str, why: list[str] | None,
-         m3u8: Path | None, relative: bool, playlist: Sequence | None = None) -> None:
+         m3u8: Path | None, relative: bool, force: bool, store_dir: Path | None,
+         playlist: Sequence | None = None) -> None:
     """Print ``items`` (dataclasses) as a table (``table_row(item)``) or as JSON/CSV of their
-    fields (plus ``why`` when explaining), and write ``playlist`` (default: the items) when
-    asked; with ``--m3u8 -`` the playlist is the only thing on standard output."""
+    fields (plus ``why`` when explaining), and write ``playlist`` (tracks from
+    :func:`playlist_tracks`) when asked; with ``--m3u8 -`` the playlist is the only thing on
+    standard output."""
     if m3u8 != STDOUT:
         if fmt == "table":
             columns = list(table_columns) + (["why"] if why is not None else [])
@@ -126,16 +147,16 @@ def emit(items: Sequence, table_columns: Sequence[str], table_row, fmt: str, why
                     zip(items, why if why is not None else [None] * len(items))]
         click.echo(render(columns, rows, fmt))
     if m3u8 is not None:
-        write_playlist(items if playlist is None else playlist, m3u8, relative)
+        write_playlist(playlist, m3u8, relative, force, store_dir)
 
 
 def emit_play_order(entries: Sequence, fmt: str, why: list[str] | None, m3u8: Path | None,
-                    relative: bool) -> None:
+                    relative: bool, force: bool, store_dir: Path | None, playlist: Sequence | None) -> None:
     """A path or radio (index.lists.PlaylistEntry): position, similarity to the previous
     track, role, track, path."""
     emit(entries, ["#", "sim", "role", "track", "path"],
          lambda t: (t.position, None if t.similarity is None else round(t.similarity, 3), t.role, t.label, t.path),
-         fmt, why, m3u8, relative)
+         fmt, why, m3u8, relative, force, store_dir, playlist)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -152,7 +173,7 @@ def emit_play_order(entries: Sequence, fmt: str, why: list[str] | None, m3u8: Pa
 @store_option
 def path(start: str, end: str, via: tuple[str, ...], length: int | None, minutes: float | None,
          where: str | None, space: str | None, rules, fmt: str, m3u8: Path | None, relative: bool,
-         explain: bool, store_dir: Path | None) -> None:
+         force: bool, explain: bool, store_dir: Path | None) -> None:
     """A song path: a playlist that moves steadily from one track to another.
 
     Consecutive tracks are similar, and every track is further along from --from towards
@@ -166,16 +187,18 @@ def path(start: str, end: str, via: tuple[str, ...], length: int | None, minutes
     from index.query import DEFAULT_SPACE, Searcher
 
     space = space or DEFAULT_SPACE
+    check_playlist_target(m3u8, force, store_dir)
     with Searcher(store_dir) as searcher:
         refs = resolve_seeds(searcher, space, named("--from", [start]) + named("--via", via) + named("--to", [end]))
         result = song_path(searcher, refs[0], refs[-1], space, via=refs[1:-1], length=length, minutes=minutes,
                            where=where, rules=rules)
         why = _why_previous(searcher, [s.track_id for s in result.steps]) if explain else None
+        listed = playlist_tracks(searcher, m3u8, [s.track_id for s in result.steps])
     note_empty_columns(store_dir, where)
     steps = result.steps
     click.echo(f"path of {len(steps)} tracks ({result.seconds / 60:.0f} min) from {refs[0].label} to "
                f"{refs[-1].label} in {space}: worst step {result.worst_step:.3f} (cosine distance)", err=True)
-    emit_play_order(steps, fmt, why, m3u8, relative)
+    emit_play_order(steps, fmt, why, m3u8, relative, force, store_dir, listed)
 
 
 @click.command()
@@ -192,7 +215,7 @@ def path(start: str, end: str, via: tuple[str, ...], length: int | None, minutes
 @store_option
 def radio(seeds: tuple[str, ...], length: int | None, minutes: float | None, variety: float,
           random_seed: int | None, where: str | None, space: str | None, rules, fmt: str,
-          m3u8: Path | None, relative: bool, explain: bool, store_dir: Path | None) -> None:
+          m3u8: Path | None, relative: bool, force: bool, explain: bool, store_dir: Path | None) -> None:
     """A radio playlist that continues from seed tracks (default 30 tracks).
 
     The seeds play first; each next track is close to the one before and to the seeds,
@@ -205,16 +228,18 @@ def radio(seeds: tuple[str, ...], length: int | None, minutes: float | None, var
     from index.radio import radio as make_radio
 
     space = space or DEFAULT_SPACE
+    check_playlist_target(m3u8, force, store_dir)
     with Searcher(store_dir) as searcher:
         refs = resolve_seeds(searcher, space, named("--seed", seeds))
         tracks = make_radio(searcher, refs, space, length=length, minutes=minutes, variety=variety,
                             where=where, rules=rules, random_seed=random_seed)
         why = _why_previous(searcher, [t.track_id for t in tracks]) if explain else None
+        listed = playlist_tracks(searcher, m3u8, [t.track_id for t in tracks])
     note_empty_columns(store_dir, where)
     minutes_total = sum(t.duration or 0 for t in tracks) / 60
     click.echo(f"radio of {len(tracks)} tracks ({minutes_total:.0f} min) from "
                f"{', '.join(r.label for r in refs)} in {space}", err=True)
-    emit_play_order(tracks, fmt, why, m3u8, relative)
+    emit_play_order(tracks, fmt, why, m3u8, relative, force, store_dir, listed)
 
 
 @click.command()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from engine.cli_lists import (M3U8_PATH, emit, list_rules_options, named, note_empty_columns, output_options,
-                              space_option, write_playlist)
+from engine.cli_lists import (M3U8_PATH, check_playlist_target, emit, list_rules_options, named,
+                              note_empty_columns, output_options, playlist_tracks, space_option, write_playlist)
 from engine.options import store_option
 
 def _key(key, scale) -> str | None:
@@ -30,7 +30,7 @@ def _key(key, scale) -> str | None:
 @output_options
 @store_option
 def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: int, where: str | None,
-        combine: str, rules, fmt: str, m3u8: Path | None, relative: bool, explain: bool,
+        combine: str, rules, fmt: str, m3u8: Path | None, relative: bool, force: bool, explain: bool,
         store_dir: Path | None) -> None:
     """The K tracks most similar to one or more tracks (cosine similarity of embeddings).
 
@@ -46,6 +46,7 @@ def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: i
     from index.query import DEFAULT_SPACE, Searcher
 
     space = space or DEFAULT_SPACE
+    check_playlist_target(m3u8, force, store_dir)
     with Searcher(store_dir) as searcher:
         refs = resolve_seeds(searcher, space, named("--track", tracks) + named("--not", avoid))
         seeds, avoided = refs[:len(tracks)], refs[len(tracks):]
@@ -56,6 +57,7 @@ def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: i
 
             ex = Explainer(searcher.store)
             why = [ex.why(n.track_id, [s.track_id for s in seeds]) for n in found]
+        listed = playlist_tracks(searcher, m3u8, [*(s.track_id for s in seeds), *(n.track_id for n in found)])
     note_empty_columns(store_dir, where)
     names = ", ".join(f"{r.track_id} {r.label} ({r.path})" for r in seeds)
     unlike = f", not like {', '.join(r.label for r in avoided)}" if avoided else ""
@@ -65,7 +67,7 @@ def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: i
                  "arousal", "valence", "top_style"],
          lambda n: (n.rank, round(n.similarity, 4), n.label, n.path, n.bpm, _key(n.key, n.scale),
                     n.loudness_lufs, n.danceability, n.voice, n.arousal, n.valence, n.top_style),
-         fmt, why, m3u8, relative, playlist=[*seeds, *found])
+         fmt, why, m3u8, relative, force, store_dir, listed)
 
 
 @click.command()
@@ -77,10 +79,11 @@ def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: i
 @click.option("--m3u8", "m3u8", type=M3U8_PATH, required=True,
               help="Playlist file to write (UTF-8 M3U); - writes it to standard output.")
 @click.option("--relative", is_flag=True, help="Paths relative to the playlist's folder.")
+@click.option("--force", is_flag=True, help="Overwrite an existing playlist file.")
 @list_rules_options
 @store_option
-def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, relative: bool, rules,
-             store_dir: Path | None) -> None:
+def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, relative: bool, force: bool,
+             rules, store_dir: Path | None) -> None:
     """Write the tracks matching an SQL condition as an M3U8 playlist.
 
     Columns are those of the `tracks` table (docs/columns.md); style('Name') is the
@@ -94,6 +97,7 @@ def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, re
     from index.playlist import select_tracks
     from index.query import DEFAULT_SPACE, Searcher
 
+    check_playlist_target(m3u8, force, store_dir)
     # Rules may drop tracks: ask for more than the limit first, everything if still short.
     ask = None if limit is None else 4 * limit + 100
     while True:
@@ -105,4 +109,4 @@ def playlist(where: str, order_by: str | None, limit: int | None, m3u8: Path, re
         ask = None
     by_id = {t.track_id: t for t in tracks}
     note_empty_columns(store_dir, where, order_by)
-    write_playlist([by_id[t] for t in kept], m3u8, relative)
+    write_playlist([by_id[t] for t in kept], m3u8, relative, force, store_dir)

@@ -102,6 +102,7 @@ import mutagen
 import numpy as np
 import soxr
 
+from engine.containers import FileSlice, ogg_links, pcm_layout, read_head
 from engine.errors import DecodeError
 from engine.scan import sniff_audio
 
@@ -117,6 +118,60 @@ _DEMUX_OPTIONS = {"ignore_editlist": "1"}
 _MAX_CONSECUTIVE_ERRORS = 32
 # Initial buffer size when the container gives no duration; grown as needed.
 _FALLBACK_CAPACITY_S = 60.0
+# A WAV/AIFF declaring at least this much audio of which less than 1/_SPARSE_RATIO is
+# stored on disk is a sparse file (holes read as silence): refused before decoding.
+_SPARSE_MIN_BYTES = 64 << 20
+_SPARSE_RATIO = 64
+
+
+def _check_declared_size(path: Path, st: os.stat_result) -> str | None:
+    """Compare what a WAV/AIFF header declares with the file; the one-line warning when it
+    declares more than the file holds, None when they agree (or for other formats).
+
+    Raises DecodeError for a sparse file, which would decode as hours of silence.
+    """
+    layout = pcm_layout(read_head(path)) if st.st_size else None
+    if layout is None:
+        return None
+    available = max(0, st.st_size - layout.data_offset)
+    declared = available if layout.declared_bytes < 0 else layout.declared_bytes
+    in_file = min(declared, available)
+    stored = getattr(st, "st_blocks", None)
+    if stored is not None and in_file >= _SPARSE_MIN_BYTES and stored * 512 < in_file // _SPARSE_RATIO:
+        raise DecodeError(
+            f"cannot decode {path}: sparse file: the header declares "
+            f"{_duration_text(layout.seconds(declared))} of audio but only "
+            f"{stored * 512:,} of its {st.st_size:,} bytes are stored on disk (holes read as silence)")
+    if declared > available + layout.bytes_per_second // 10:  # 0.1 s of slack
+        return (f"the header declares {_duration_text(layout.seconds(declared))} of "
+                f"audio but the file holds {_duration_text(layout.seconds(available))} "
+                "(cut short, or a damaged header)")
+    return None
+
+
+def _duration_text(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _decode_links(path: Path, links: list[int], size: int, capacity: int,
+                  max_samples: int | None) -> "_DecodeRun":
+    """Decode a chained Ogg file link by link, each as an Ogg file of its own."""
+    run = _DecodeRun(capacity, max_samples)
+    for start, end in zip(links, links[1:] + [size]):
+        try:
+            with av.open(FileSlice(path, start, end), format="ogg", metadata_errors="replace") as c:
+                if c.streams.audio:
+                    run.decode(c, c.streams.audio[0])
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            run.warnings.append(f"link at byte {start} of the chained Ogg not decoded: {_reason(e)}")
+        run.end_stream()
+        if run.truncated:
+            break
+    return run
 
 
 @dataclass(frozen=True)
@@ -216,9 +271,11 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
         raise ValueError(f"max_seconds must be positive or None, got {max_seconds!r}")
     path = Path(path)
     try:
-        size = os.stat(path).st_size
+        st = os.stat(path)
+        size_warning = _check_declared_size(path, st)
     except OSError as e:
         raise DecodeError(f"cannot decode {path}: {e.strerror or e}") from None
+    size = st.st_size
     if size == 0:
         raise DecodeError(f"cannot decode {path}: empty file (0 bytes)")
     max_samples = None if max_seconds is None else int(round(max_seconds * SAMPLE_RATE))
@@ -228,6 +285,8 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
         # "Priming" in the module docstring); other demuxers ignore the option.
         container = av.open(str(path), metadata_errors="replace", options=_DEMUX_OPTIONS)
     except (av.error.FFmpegError, OSError, ValueError) as e:
+        if size_warning:  # FFmpeg's own reason is misleading here ("Operation not permitted")
+            raise DecodeError(f"cannot decode {path}: {size_warning}") from None
         return _fallback(path, max_samples, f"not a readable audio file ({_reason(e)})")
     with container:
         if not container.streams.audio:
@@ -236,6 +295,12 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
         header_s = _header_duration(container, stream)
         run = _DecodeRun(_initial_capacity(header_s, max_samples), max_samples)
         run.decode(container, stream)
+        if run.stopped and not run.truncated and container.format.name == "ogg":
+            links = ogg_links(path)
+            if len(links) > 1:  # a chained Ogg whose links differ: decode them one by one
+                run = _decode_links(path, links, size, run.buf.shape[0], max_samples)
+        if size_warning:
+            run.warnings.append(size_warning)
         if run.n == 0:
             why = f"; {run.warnings[0]}" if run.warnings else ""
             return _fallback(path, max_samples, f"no audio samples decoded{why}")
@@ -378,6 +443,7 @@ class _DecodeRun:
         self.n = 0  # samples written to buf
         self.limit = limit  # max samples, None for no limit
         self.truncated = False
+        self.stopped = False  # decoding ended on an error before the end of the file
         self._native: dict[int, int] = {}  # decoded native samples per sample rate
         self.first_rate = 0
         self.first_channels = 0
@@ -425,9 +491,15 @@ class _DecodeRun:
             # The demuxer failed (typically a file cut short), or PyAV rejected a frame it
             # cannot convert: keep what decoded, so one bad file never stops a build.
             self.warnings.append(f"decoding stopped at {self.n / SAMPLE_RATE:.1f} s: {_reason(e)}")
+            self.stopped = True
         finally:
             if bad_packets:
                 self.warnings.insert(0, f"skipped {bad_packets} undecodable packet(s) ({first_bad})")
+
+    def end_stream(self) -> None:
+        """Forget the resampler (drained at the end of a stream): the next stream gets its own."""
+        self._resampler = None
+        self._resampler_key = None
 
     def _add_frame(self, frame: av.AudioFrame) -> bool:
         """Resample and store one decoded frame; False once the sample limit is reached."""
@@ -466,8 +538,11 @@ class _DecodeRun:
             self.truncated = True
         self._reserve(self.n + k)
         # Views on the frame's planes (buffers may be padded past `samples`), which is
-        # cheaper than frame.to_ndarray()'s vstack for thousands of small frames.
-        planes = [np.frombuffer(p, dtype=np.float32, count=k) for p in frame.planes]
+        # cheaper than frame.to_ndarray()'s vstack for thousands of small frames. Only
+        # the first nb_channels: PyAV 18 lists more planes than channels from 8 channels
+        # on (8 -> 9, 16 -> 39), and reading the extra ones crashed the process (SIGSEGV).
+        planes = [np.frombuffer(p, dtype=np.float32, count=k)
+                  for p in frame.planes[: frame.layout.nb_channels]]
         dst = self.buf[self.n : self.n + k]
         if len(planes) == 1:
             dst[:, 0] = planes[0]

@@ -68,7 +68,20 @@ def file_columns(a: FileAnalysis) -> dict[str, Any]:
         )
     if a.quality is not None:
         cols.update(a.quality.columns())
+    notes = list(a.warnings) + _undefined_values(cols)
+    cols["notes"] = "; ".join(notes) or None
     return cols
+
+
+def _undefined_values(cols: dict[str, Any]) -> list[str]:
+    """Set NaN and ±inf measures to NULL, saying which and why (e.g. a silent file has no
+    true peak: -inf dBTP), so tables, JSON and CSV all show the same empty value."""
+    notes = []
+    for name, v in cols.items():
+        if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+            cols[name] = None
+            notes.append(f"{name} not measurable" + (f" ({v:+} dB: no signal)" if np.isinf(v) else ""))
+    return notes
 
 
 def build_record(
@@ -77,13 +90,18 @@ def build_record(
     labels: Mapping[str, tuple[str, ...]],
     *,
     with_file_columns: bool = True,
+    ran: tuple[str, ...] = (),
 ) -> TrackRecord:
     """The store record for one file.
 
     With ``with_file_columns`` False only model columns are set, for a track whose
     descriptors are stored and which only gains outputs of a newly available model.
+    ``ran`` names the spaces whose backbone ran on the file: ``has_<space>`` is then
+    true or false (NULL means not run yet, which a later build makes up for).
     """
     cols = file_columns(a) if with_file_columns else {}
+    for space in ran:  # ran, but too little audio for one patch: false, so not run again
+        cols[f"has_{space}"] = False
     rec = TrackRecord(path=a.task.path, columns=cols)
     if m.tempocnn is not None:
         cols["bpm_tempocnn"] = m.tempocnn[0]

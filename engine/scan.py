@@ -16,10 +16,18 @@
   is listed once, under the first path reached in walk order. Files are likewise yielded
   once per ``(st_dev, st_ino)``: a symlink or hard link to a file already found is skipped.
 * Only regular files are yielded (never FIFOs, sockets or devices, which could block).
+* Whatever could be audio but is not yielded is reported to ``on_skip`` with a one-line
+  reason (the build records it in the ``failures`` table as stage ``skipped``): folders
+  that cannot be listed, entries that cannot be stat'ed (broken links), FIFOs, sockets
+  and devices, files that cannot be read for sniffing, and files whose extension is
+  missing or unknown and whose content is not audio. Hidden entries, files with a
+  non-audio extension and second names of a file or folder already seen are not
+  reported: they are left out on purpose.
 * The order is deterministic: entries of each folder are visited in sorted name order,
   depth first, i.e. paths come out sorted by their tuple of components.
 * A folder that cannot be listed (permissions, I/O error, vanished) is skipped with a
-  logged warning; the scan goes on. A missing root raises :class:`~engine.errors.ScanError`.
+  logged warning (and reported); the scan goes on. A missing root raises
+  :class:`~engine.errors.ScanError`.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import hashlib
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +102,16 @@ class FoundFile:
     mtime_ns: int
 
 
-def scan(root: Path) -> Iterator[FoundFile]:
+@dataclass(frozen=True)
+class SkippedEntry:
+    """Something under the root that might be audio but is not analysed, and why."""
+
+    path: Path
+    reason: str
+    folder: bool = False  # a folder that could not be listed: what it holds is unknown
+
+
+def scan(root: Path, *, on_skip: Callable[[SkippedEntry], None] | None = None) -> Iterator[FoundFile]:
     """Yield every audio file under `root`, recursively, in sorted deterministic order.
 
     Parameters
@@ -102,6 +119,9 @@ def scan(root: Path) -> Iterator[FoundFile]:
     root : Path
         Folder to scan. It is resolved first (made absolute, symlinks in its own path
         resolved, as ``Path.resolve``), and every yielded path lies under that.
+    on_skip : callable, optional
+        Called with a :class:`SkippedEntry` for each entry left out for a reason the
+        user may want to know (see the module docstring).
 
     Yields
     ------
@@ -124,11 +144,15 @@ def scan(root: Path) -> Iterator[FoundFile]:
     if not stat.S_ISDIR(root_st.st_mode):
         raise ScanError(f"cannot scan {root}: not a folder")
 
+    def skip(path: str | Path, reason: str, folder: bool = False) -> None:
+        if on_skip is not None:
+            on_skip(SkippedEntry(Path(path), reason, folder))
+
     visited_dirs = {(root_st.st_dev, root_st.st_ino)}
     seen_files: set[tuple[int, int]] = set()
     # An explicit stack of per-folder iterators instead of recursion: deep trees cannot
     # hit Python's recursion limit.
-    stack = [iter(_list_dir(root))]
+    stack = [iter(_list_dir(root, skip))]
     while stack:
         entry = next(stack[-1], None)
         if entry is None:
@@ -141,6 +165,9 @@ def scan(root: Path) -> Iterator[FoundFile]:
         except OSError as e:
             # Broken symlink, or the entry vanished between listing and stat.
             log.debug("skipping %s: %s", entry.path, e.strerror or e)
+            if _extension(entry.name) not in NON_AUDIO_EXTENSIONS:
+                what = "broken link" if entry.is_symlink() else "cannot stat"
+                skip(entry.path, f"{what}: {e.strerror or e}")
             continue
         key = (st.st_dev, st.st_ino)
         if stat.S_ISDIR(st.st_mode):
@@ -148,38 +175,63 @@ def scan(root: Path) -> Iterator[FoundFile]:
                 log.debug("skipping %s: folder already visited (symlink loop or alias)", entry.path)
                 continue
             visited_dirs.add(key)
-            stack.append(iter(_list_dir(Path(entry.path))))
+            stack.append(iter(_list_dir(Path(entry.path), skip)))
         elif stat.S_ISREG(st.st_mode):
-            if key in seen_files or not _is_audio(entry.name, entry.path):
+            if key in seen_files:
+                continue
+            why = _not_audio(entry.name, entry.path)
+            if why is not None:
+                if why:
+                    skip(entry.path, why)
                 continue
             seen_files.add(key)
             yield FoundFile(Path(entry.path), st.st_size, st.st_mtime_ns)
+        elif _extension(entry.name) not in NON_AUDIO_EXTENSIONS:
+            skip(entry.path, f"not a regular file ({_kind(st.st_mode)})")
 
 
-def _list_dir(path: Path) -> list[os.DirEntry]:
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _list_dir(path: Path, skip: Callable[..., None]) -> list[os.DirEntry]:
     """Entries of one folder sorted by name; [] with a warning if it cannot be listed."""
     try:
         with os.scandir(path) as it:
             return sorted(it, key=lambda e: e.name)
     except OSError as e:
-        log.warning("skipping unreadable folder %s: %s", path, e.strerror or e)
+        log.warning("skipping unreadable folder %r: %s", str(path), e.strerror or e)
+        skip(path, f"folder cannot be listed: {e.strerror or e}", folder=True)
         return []
 
 
-def _is_audio(name: str, path: str) -> bool:
+def _extension(name: str) -> str:
     _, dot, ext = name.rpartition(".")
-    ext = ext.lower() if dot else ""
+    return ext.lower() if dot else ""
+
+
+def _not_audio(name: str, path: str) -> str | None:
+    """None for audio; else why not: '' for a non-audio extension (left out silently),
+    a one-line reason for a file that was sniffed or could not be."""
+    ext = _extension(name)
     if ext in AUDIO_EXTENSIONS:
-        return True
+        return None
     if ext in NON_AUDIO_EXTENSIONS:
-        return False
+        return ""
     try:
         with open(path, "rb") as f:
             head = f.read(_SNIFF_BYTES)
     except OSError as e:
-        log.warning("skipping unreadable file %s: %s", path, e.strerror or e)
-        return False
-    return sniff_audio(head)
+        log.warning("skipping unreadable file %r: %s", str(path), e.strerror or e)
+        return f"cannot be read: {e.strerror or e}"
+    if sniff_audio(head):
+        return None
+    kind = f"extension .{ext} unknown" if ext else "no extension"
+    return f"not audio ({kind} and the content is not a known audio format)"
 
 
 # --- content sniffing -------------------------------------------------------------------

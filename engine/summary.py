@@ -19,7 +19,12 @@ SUMMARY_WORDS: tuple[tuple[str, str], ...] = (
     ("deleted", "tracks whose file is gone, removed from the store"),
     ("failed", "files that could not be analysed, recorded with the reason (table `failures`; "
                "not retried until the file changes or --retry-failed)"),
+    ("skipped", "found by the scan but not audio or not a readable file, recorded with the "
+                "reason (table `failures`); shown only when there are some"),
 )
+
+# Words left out of the line while their count is 0 (rare cases that would only add noise).
+OPTIONAL_WORDS = frozenset({"skipped"})
 
 
 @dataclass
@@ -33,6 +38,7 @@ class BuildSummary:
     moved: int = 0
     deleted: int = 0
     failed: int = 0
+    skipped: int = 0
     skipped_failures: int = 0
     seconds: float = 0.0
     interrupted: bool = False
@@ -42,7 +48,8 @@ class BuildSummary:
     def lines(self) -> list[str]:
         """``analysed 3, updated 0, unchanged 40, moved 0, deleted 0, failed 1 in 12.0 s``."""
         out = [
-            ", ".join(f"{word} {getattr(self, word)}" for word, _ in SUMMARY_WORDS)
+            ", ".join(f"{word} {getattr(self, word)}" for word, _ in SUMMARY_WORDS
+                      if getattr(self, word) or word not in OPTIONAL_WORDS)
             + (f" (+{self.skipped_failures} earlier failures skipped; --retry-failed retries them)"
                if self.skipped_failures else "")
             + f" in {self.seconds:.1f} s"

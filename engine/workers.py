@@ -38,9 +38,35 @@ class StageError(Exception):
         self.stage = stage
 
 
-def _worker_main(conn: Connection, func: Callable[[Any], Any]) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker as soon as the process that started it dies (even by ``kill -9``).
+
+    A worker busy with a file would otherwise live on until the file is done (≈8 s
+    seen) and only then notice the closed pipe. On Linux the kernel sends SIGKILL when
+    the parent exits (``PR_SET_PDEATHSIG``); a thread that polls the parent id covers
+    other systems and a parent that died before the request was made.
+    """
+    import ctypes
+    import threading
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker_main(conn: Connection, func: Callable[[Any], Any], parent_pid: int) -> None:
     # The parent handles Ctrl-C; workers must not die half-way through a reply.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
     while True:
         try:
             task = conn.recv()
@@ -62,10 +88,11 @@ def _worker_main(conn: Connection, func: Callable[[Any], Any]) -> None:
 class _Worker:
     def __init__(self, ctx, func):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, args=(child, func), daemon=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, func, os.getpid()), daemon=True)
         self.process.start()
         child.close()
         self.task: Any = None
+        self.seq = -1  # the task's place in the input
         self.deadline: float | None = None
 
     def kill(self) -> None:
@@ -112,19 +139,32 @@ class WorkerPool(Generic[T]):
         self._workers = []
 
     def map_unordered(self, tasks: Iterable[T]) -> Iterator[tuple[T, Any]]:
-        """Yield ``(task, result)`` as tasks finish; result is a TaskFailed on failure."""
-        pending = iter(tasks)
+        """Yield ``(task, result)`` as tasks finish; result is a TaskFailed on failure.
+
+        A task whose worker crashes is tried once more in a fresh worker before it counts
+        as failed: native decoders can corrupt a worker's heap on one damaged file and
+        crash it on the next, valid one (seen in the fuzz build: 'free(): invalid
+        pointer', then SIGSEGV on a good Ogg file). A task that crashes twice is failed.
+        """
+        pending = enumerate(tasks)
+        again: list[tuple[int, T]] = []  # (sequence number, task) that crashed once
+        retried: set[int] = set()
         exhausted = False
         while True:
-            if not exhausted:
-                for w in self._workers:
-                    if w.task is None:
-                        try:
-                            task = next(pending)
-                        except StopIteration:
-                            exhausted = True
-                            break
-                        self._assign(w, task)
+            for w in self._workers:
+                if w.task is not None:
+                    continue
+                if again:
+                    self._assign(w, *again.pop())
+                    continue
+                if exhausted:
+                    break
+                try:
+                    seq, task = next(pending)
+                except StopIteration:
+                    exhausted = True
+                    break
+                self._assign(w, seq, task)
             busy = [w for w in self._workers if w.task is not None]
             if not busy:
                 return
@@ -152,10 +192,15 @@ class WorkerPool(Generic[T]):
                 if not w.process.is_alive():
                     w.kill()
                     self._workers[i] = _Worker(self._ctx, self.func)
+                if outcome.__class__ is TaskFailed and outcome.stage == "worker" \
+                        and not outcome.error.startswith("timed out") and w.seq not in retried:
+                    retried.add(w.seq)
+                    again.append((w.seq, task))
+                    continue
                 yield task, outcome
 
-    def _assign(self, w: _Worker, task: T) -> None:
-        w.task = task
+    def _assign(self, w: _Worker, seq: int, task: T) -> None:
+        w.task, w.seq = task, seq
         w.deadline = time.monotonic() + self.timeout_s
         w.conn.send(task)
 

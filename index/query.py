@@ -428,20 +428,30 @@ class Searcher:
     ``with Searcher(store_dir) as s: s.knn("Metal_madness", "effnet", k=10)``
     """
 
-    def __init__(self, store_dir: Path | str | None = None):
-        import duckdb
-
-        try:
-            self.store = Store.open_read_only(Path(store_dir) if store_dir else None)
-        except duckdb.IOException as exc:
-            raise QueryError(f"cannot open the store: {_one_line(exc)} (is a build running?)") from None
+    def __init__(self, store_dir: Path | str | None = None, *, store: Store | None = None):
+        # Given a ``store``, the caller owns it (and may :meth:`rebind` another one later).
+        self._owns_store = store is None
+        self.store = store if store is not None else Store.open_read_only(
+            Path(store_dir) if store_dir else None)
+        self._generations: dict[str, int] = {}
         self._indexes: dict[str, Any] = {}
         self._centres: dict[str, np.ndarray | None] = {}  # index.vectors.prepare's centre
+        self.stale: dict[str, str | None] = {}  # space -> why its file was not used (None: used)
         self._ids: dict[str, np.ndarray] = {}
         self._present: dict[str, np.ndarray] = {}
 
     def close(self) -> None:
-        self.store.close()
+        if self._owns_store:
+            self.store.close()
+
+    def rebind(self, store: Store) -> None:
+        """Search through ``store`` from now on (a newer connection to the same store);
+        indexes whose space has changed since they were loaded are dropped."""
+        self.store = store
+        for space in list(self._indexes):
+            if store.generation(space) != self._generations.get(space):
+                for cache in (self._indexes, self._centres, self._ids, self._present, self.stale):
+                    cache.pop(space, None)
 
     def __enter__(self) -> "Searcher":
         return self
@@ -450,22 +460,15 @@ class Searcher:
         self.close()
 
     def index(self, space: str):
-        """The space's FAISS index, rebuilt first when stale (in memory if the folder is read-only)."""
+        """The space's FAISS index: the file when it is in step with DuckDB (contents
+        checked, index.vectors.check), else built in memory from DuckDB; never written."""
         from index import vectors
 
         check_space(space)
         if space not in self._indexes:
-            index = centre = None
-            try:
-                if not vectors.is_fresh(self.store, space):
-                    vectors.rebuild(self.store, space)
-                index = vectors.load(self.store.directory, space, mmap=True)
-                info = vectors.read_info(self.store.directory, space)
-                centre = None if info is None or info.centre is None else np.asarray(info.centre, np.float32)
-            except (OSError, RuntimeError):  # read-only folder or unreadable file
-                ids, vecs = self.store.embedding_matrix(space)
-                if len(ids):
-                    index, centre = vectors.index_from_matrix(ids, vecs)
+            self._generations[space] = self.store.generation(space)
+            opened = vectors.open_search_index(self.store, space)
+            index, centre, self.stale[space] = opened.index, opened.centre, opened.why
             if index is None or index.ntotal == 0:
                 raise MissingEmbeddingsError(_missing_message(space))
             self._indexes[space] = index

@@ -25,13 +25,15 @@ class Column:
 # One row per analysed track. NULL where the model or measure is unavailable.
 TRACK_COLUMNS: tuple[Column, ...] = (
     Column("track_id", "INTEGER", "stable id of the track"),
-    Column("path", "VARCHAR", "absolute path of the file"),
+    Column("path", "VARCHAR", "absolute path of the file (bytes that are not UTF-8 shown as \\xNN)"),
+    Column("path_bytes", "BLOB", "the path's exact bytes when it is not valid UTF-8; else NULL"),
     Column("file_size", "BIGINT", "size in bytes when analysed"),
     Column("mtime_ns", "BIGINT", "modification time (ns) when analysed"),
     Column("content_hash", "VARCHAR", "fingerprint of the content (detects moved files)"),
     Column("duration", "DOUBLE", "duration of the whole file, seconds"),
     Column("analysed_seconds", "DOUBLE", "seconds of audio analysed (long files are capped)"),
     Column("truncated", "BOOLEAN", "true when only the first analysed_seconds were analysed"),
+    Column("notes", "VARCHAR", "why values are NULL or the analysis partial (decoder warnings); else NULL"),
     Column("sample_rate", "INTEGER", "native sample rate, Hz"),
     Column("channels", "INTEGER", "native channel count"),
     Column("codec", "VARCHAR", "audio codec (e.g. mp3, vorbis, flac, aac, opus)"),
@@ -118,8 +120,10 @@ TABLES_DDL = {
     # Track-mean embeddings; space is 'musicnn' (200-d), 'mtt' (200-d) or 'effnet' (1280-d).
     "embeddings": "CREATE TABLE IF NOT EXISTS embeddings (track_id INTEGER, space VARCHAR, "
     "vector FLOAT[], PRIMARY KEY (track_id, space))",
+    # stage 'skipped': found by the scan but not analysable (unreadable folder, FIFO, not
+    # audio); 'read': cannot be read; else the analysis stage that failed (decode, dsp, ...).
     "failures": "CREATE TABLE IF NOT EXISTS failures (path VARCHAR PRIMARY KEY, stage VARCHAR, "
-    "error VARCHAR, \"at\" TIMESTAMP, file_size BIGINT, mtime_ns BIGINT)",
+    "error VARCHAR, \"at\" TIMESTAMP, file_size BIGINT, mtime_ns BIGINT, path_bytes BLOB)",
     # The user's own tags (index.usertags): one score per tag and scored track.
     "user_tags": "CREATE TABLE IF NOT EXISTS user_tags (track_id INTEGER, tag VARCHAR, score FLOAT, "
     "PRIMARY KEY (track_id, tag))",
@@ -138,7 +142,7 @@ TABLE_MEANINGS = {
     "tags": "(track_id, source, tag, activation): MSD tags (source 'musicnn'), MagnaTagATune "
     "tags ('mtt'), MIREX moods, MTG-Jamendo tags, ...",
     "embeddings": "(track_id, space, vector): track-mean embeddings, space 'musicnn', 'mtt' or 'effnet'",
-    "failures": "(path, stage, error, at): files that could not be analysed, with the reason",
+    "failures": "(path, stage, error, at): files that could not be analysed or were skipped, with the reason",
     "user_tags": "(track_id, tag, score): your own tags (`engine tag train`), score 0-1 per scored track; "
     "e.g. `--where \"track_id IN (SELECT track_id FROM user_tags WHERE tag = 'cinematic' AND score > 0.8)\"`",
     "probes": "(tag, spaces, versions, weights, bias, positives, negatives, random_negatives, quality, "

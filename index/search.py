@@ -113,11 +113,12 @@ class TextSearcher:
     missing, vocabulary words still work and the result notes what is lost.
     """
 
-    def __init__(self, store_dir: Path | str | None = None, *,
+    def __init__(self, store_dir: Path | str | None = None, *, store: Store | None = None,
                  encoder: Callable[[Sequence[str]], np.ndarray] | None = None, retrain: bool = False):
         from index.query import Searcher
 
-        self._knn = Searcher(store_dir)  # opens the store read-only, one error path
+        # Opens the store read-only (one error path); given a ``store``, the caller owns it.
+        self._knn = Searcher(store_dir, store=store)
         self.store: Store = self._knn.store
         self.table: ConceptTable = concept_cache.ensure_table(self.store)
         self.vocabulary = self.table.vocabulary()
@@ -132,6 +133,17 @@ class TextSearcher:
 
     def close(self) -> None:
         self._knn.close()
+
+    def rebind(self, store: Store) -> None:
+        """Search through ``store`` from now on (a newer connection to the same store, as
+        the TUI takes between a build's commits); caches are rebuilt when it has changed."""
+        self._knn.rebind(store)
+        self.store = store
+        if concept_cache.store_state(store) != self.table.state:
+            self.table = concept_cache.ensure_table(store)
+            self.vocabulary = self.table.vocabulary()
+            self._space, self._space_ready = None, False
+            self._space_columns = self._space_rows = None
 
     def __enter__(self) -> "TextSearcher":
         return self

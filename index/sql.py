@@ -25,10 +25,13 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from engine.errors import EngineError
-from index.store import DB_NAME, NoStoreError, StoreBusyError, default_store_dir
+from index import turns
+from index.store import (
+    DB_NAME, NoStoreError, busy_reading, damaged_error, default_store_dir, is_damaged,
+)
 
 # The name the store has inside queries (`engine.tracks`), as `duckdb engine.duckdb` would.
 CATALOG = "engine"
@@ -256,11 +259,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(lines) or type(exc).__name__
 
 
-def _connect():
-    """A private in-memory DuckDB with the settings that must precede the attach."""
+def _connect(memory_limit: str | None = None):
+    """A private in-memory DuckDB with the settings that must precede the attach.
+
+    ``memory_limit`` (DuckDB's, e.g. '1GB') bounds its operators (joins, sorts, which
+    cannot spill here); strings it builds are not counted (``repeat('x', 2000000000)``
+    grew to ≈7 GB), so ``engine sql`` also caps the process (engine/cli_sql.py).
+    """
     import duckdb
 
-    return duckdb.connect(":memory:", config=dict(_SETTINGS))
+    config = dict(_SETTINGS)
+    if memory_limit:
+        config["memory_limit"] = memory_limit
+    return duckdb.connect(":memory:", config=config)
 
 
 def _store_dir(store_dir: Path | str | None) -> Path:
@@ -278,19 +289,22 @@ def _attach(con, directory: Path) -> None:
     import duckdb
 
     db = directory / DB_NAME
+    path = str(db).replace("'", "''")
     try:
-        path = str(db).replace("'", "''")
-        con.execute(f"ATTACH '{path}' AS {CATALOG} (READ_ONLY)").fetchall()
+        # While a build commits a batch the file is taken: wait for its turn (index.turns).
+        wait_s = turns.wait_s(turns.READ_WAIT_S)
+        turns.reading_turn(
+            directory, lambda: con.execute(f"ATTACH '{path}' AS {CATALOG} (READ_ONLY)").fetchall(),
+            wait_s=wait_s, busy=lambda e: busy_reading(directory, e, wait_s))
         con.execute(f"USE {CATALOG}").fetchall()
         create_views(con)
         _lock(con)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StoreBusyError(
-                f"store {directory} is being written by a build; query it when the build ends"
-            ) from None
-        raise SqlError(f"cannot open the store {db}: {_one_line(exc)}") from None
+    except duckdb.OutOfMemoryException as exc:
+        raise SqlError(f"out of memory opening the store {db} ({str(exc).splitlines()[0]}): "
+                       "close other programs, or allow more with --max-memory") from None
     except duckdb.Error as exc:
+        if is_damaged(exc):
+            raise damaged_error(directory, exc) from None
         raise SqlError(f"cannot open the store {db}: {_one_line(exc)}") from None
 
 
@@ -374,16 +388,21 @@ def _refusal(kind: str, words: list[str]) -> str:
     return f"{'FORCE ' if first == 'FORCE' else ''}{key} {_REFUSED[key]}"
 
 
-def _check_tree(node: Any) -> None:
-    """Walk a ``json_serialize_sql`` tree; refuse outside reads and side effects."""
-    stack = [node]
+def _tree_nodes(tree: Any) -> Iterator[dict]:
+    """Every node (dict) of a ``json_serialize_sql`` tree, depth first."""
+    stack = [tree]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
             stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
+        elif isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+
+
+def _check_tree(node: Any) -> None:
+    """Walk a ``json_serialize_sql`` tree; refuse outside reads and side effects."""
+    for item in _tree_nodes(node):
         kind = item.get("type")
         if kind == "TABLE_FUNCTION":
             name = str((item.get("function") or {}).get("function_name", "")).lower()
@@ -402,7 +421,6 @@ def _check_tree(node: Any) -> None:
             name = str(item.get("function_name", "")).lower()
             if name in DENIED_FUNCTIONS:
                 raise SqlError(f"refused: {name}() has side effects; {_HINT}")
-        stack.extend(item.values())
 
 
 def create_views(con) -> None:
@@ -444,13 +462,20 @@ class SqlSession:
         """Raise :class:`SqlError` unless ``sql`` passes the parser check (nothing runs)."""
         _check(self._con, sql)
 
-    def query(self, sql: str, *, limit: int | None = None) -> QueryResult:
-        """Run one read-only query; at most ``limit`` rows (all when None)."""
+    def query(self, sql: str, *, limit: int | None = None,
+              timeout_s: float | None = None) -> QueryResult:
+        """Run one read-only query; at most ``limit`` rows (all when None), stopped after
+        ``timeout_s`` seconds (None: no limit)."""
         import duckdb
 
         if limit is not None and limit < 0:
             raise SqlError(f"limit must be 0 or more, not {limit}")
         statement = _check(self._con, sql)
+        timer = None
+        if timeout_s is not None:
+            timer = threading.Timer(timeout_s, self._con.interrupt)
+            timer.daemon = True
+            timer.start()
         try:
             rel = self._con.sql(statement.query)
             if rel is None:  # cannot happen for a SELECT; be explicit rather than crash
@@ -458,6 +483,13 @@ class SqlSession:
             columns = tuple(rel.columns)
             types = tuple(str(t) for t in rel.types)
             rows = (rel if limit is None else rel.limit(limit + 1)).fetchall()
+        except duckdb.InterruptException:
+            self._abort()
+            raise SqlError(timeout_message(timeout_s)) from None
+        except MemoryError:
+            self._abort()
+            raise SqlError("out of memory for the query's result: narrow it (filters, fewer "
+                           "columns, --limit) or allow more with --max-memory") from None
         except duckdb.PermissionException as exc:
             self._abort()
             raise SqlError(f"refused: {_one_line(exc)}; {_HINT}") from None
@@ -465,10 +497,15 @@ class SqlSession:
             self._abort()
             first = str(exc).splitlines()[0] if str(exc) else "Out of Memory Error"
             raise SqlError(f"{first}; engine sql never spills to disk, so narrow the query "
-                           "(filters, fewer columns, LIMIT)") from None
+                           "(filters, fewer columns, LIMIT) or allow more with --max-memory") from None
         except duckdb.Error as exc:
             self._abort()
+            if is_damaged(exc):
+                raise damaged_error(self.directory, exc) from None
             raise SqlError(_one_line(exc)) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
         truncated = limit is not None and len(rows) > limit
         if truncated:
             rows = rows[:limit]
@@ -491,17 +528,24 @@ class SqlSession:
         self.close()
 
 
-def run_query(store_dir: Path | str | None, sql: str, *, limit: int | None = None) -> QueryResult:
+def timeout_message(timeout_s: float | None) -> str:
+    return (f"the query was stopped after {timeout_s:g} s (--timeout): narrow it (filters, "
+            "LIMIT) or allow more time with --timeout")
+
+
+def run_query(store_dir: Path | str | None, sql: str, *, limit: int | None = None,
+              timeout_s: float | None = None, memory_limit: str | None = None) -> QueryResult:
     """Run one read-only query on the store in ``store_dir`` (default: the user's store).
 
-    Raises :class:`SqlError` for a refused or failing query, ``NoStoreError`` /
-    ``StoreBusyError`` when the store is missing or being written.
+    ``timeout_s`` stops it after that many seconds; ``memory_limit`` is DuckDB's (e.g.
+    '1GB'). Raises :class:`SqlError` for a refused, failing or stopped query,
+    ``NoStoreError`` / ``StoreBusyError`` when the store is missing or being written.
     """
     directory = _store_dir(store_dir)
-    with SqlSession(directory, _connect()) as session:
+    with SqlSession(directory, _connect(memory_limit)) as session:
         _check(session._con, sql)  # parse first: a refused query never opens the store
         _attach(session._con, directory)
-        return session.query(sql, limit=limit)
+        return session.query(sql, limit=limit, timeout_s=timeout_s)
 
 
 # Macros whose values come from a table that only models fill.
@@ -553,17 +597,9 @@ def _named(tree: Any) -> tuple[set[str], set[str]]:
     """Column names and function names a ``json_serialize_sql`` tree mentions."""
     columns: set[str] = set()
     functions: set[str] = set()
-    stack = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
+    for item in _tree_nodes(tree):
         if item.get("class") == "COLUMN_REF" and item.get("column_names"):
             columns.add(str(item["column_names"][-1]).lower())
         elif item.get("class") == "FUNCTION":
             functions.add(str(item.get("function_name", "")).lower())
-        stack.extend(item.values())
     return columns, functions

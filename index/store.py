@@ -3,6 +3,8 @@
 Only this module holds a DuckDB connection. Writers take an exclusive lock on the
 store directory, so two builds cannot interleave; each batch of tracks is written
 in one transaction, so a build killed at any moment leaves whole tracks or none.
+A build (:class:`StoreWriter`) opens the file read-write only for each commit, so
+readers (:meth:`Store.open_read_only`) get their turns in between (index.turns).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import numpy as np
 import platformdirs
 
 from engine.errors import EngineError
+from index import turns
+from index.pathnames import db_text, from_db, one_line, to_db
 from index.schema import SCHEMA_VERSION, TABLES_DDL, TRACK_COLUMN_NAMES, TRACK_COLUMNS
 
 DB_NAME = "engine.duckdb"
@@ -37,6 +41,61 @@ class StoreBusyError(StoreError):
     pass
 
 
+class StoreDamagedError(StoreError):
+    """The DuckDB file is corrupt; the message says how to rebuild it from the music.
+    ``reason`` is DuckDB's own first line."""
+
+    reason: str = ""
+
+
+# Words of DuckDB's errors for a damaged file (a flipped byte: "Corrupt database file:
+# computed checksum … does not match stored checksum …"; a damaged header: "not a valid
+# DuckDB database file").
+_DAMAGE_MARKS = ("corrupt database file", "not a valid duckdb database",
+                 "does not match stored checksum", "invalid database file")
+
+
+def is_damaged(exc: BaseException) -> bool:
+    """Whether ``exc`` (any DuckDB error) says the database file is corrupt."""
+    text = str(exc).lower()
+    return any(mark in text for mark in _DAMAGE_MARKS)
+
+
+def damaged_error(directory: Path | None, exc: BaseException | str, *,
+                  music: Path | None = None) -> StoreDamagedError:
+    """The one line for a damaged store: what DuckDB found and how to rebuild (the
+    command names ``music`` when known)."""
+    where = f"{Path(directory) / DB_NAME}" if directory is not None else "the store's database"
+    reason = exc if isinstance(exc, str) else " ".join(str(exc).split("\n")[0].split())
+    folder = f" --store {directory}" if directory is not None else ""
+    error = StoreDamagedError(
+        f"{where} is damaged ({reason}); run `engine build {music or '<music folder>'}{folder} "
+        "--rebuild-store` to set it aside and analyse the music again (FAISS indexes are "
+        "rebuilt from it)")
+    error.reason = reason
+    return error
+
+
+def set_aside(directory: Path) -> Path:
+    """Rename a damaged ``engine.duckdb`` (and its WAL) to ``engine.duckdb.damaged-<time>``;
+    returns the new name. Nothing is deleted."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    db = Path(directory) / DB_NAME
+    aside = db.with_name(f"{DB_NAME}.damaged-{stamp}")
+    os.replace(db, aside)
+    wal = db.with_name(DB_NAME + ".wal")
+    if wal.exists():
+        os.replace(wal, aside.with_name(aside.name + ".wal"))
+    return aside
+
+
+def busy_reading(directory: Path, exc: BaseException, wait_s: float) -> StoreBusyError:
+    """The one line for a reader that waited ``wait_s`` for the file in vain."""
+    return StoreBusyError(
+        f"store {directory} is held for writing by {turns.lock_holder(exc)} and did not "
+        f"become free within {wait_s:.0f} s; try again in a moment")
+
+
 def default_store_dir() -> Path:
     """``$ENGINE_STORE`` if set, else the user data dir, so every command finds the same store."""
     env = os.environ.get("ENGINE_STORE")
@@ -47,7 +106,10 @@ def default_store_dir() -> Path:
 
 @dataclass(frozen=True)
 class KnownFile:
-    """What the store remembers about an analysed file, to decide whether to redo it."""
+    """What the store remembers about an analysed file, to decide whether to redo it.
+
+    ``path`` is the file system's name (see index.pathnames), ready for ``open()``.
+    """
 
     track_id: int
     path: str
@@ -64,6 +126,9 @@ class KnownFile:
 
 @dataclass(frozen=True)
 class FailedFile:
+    """A file not analysed: ``stage`` 'skipped' (see index.schema), 'read', or the
+    analysis stage that failed; ``error`` the one-line reason."""
+
     path: str
     file_size: int | None
     mtime_ns: int | None
@@ -115,15 +180,26 @@ class Store:
         except BlockingIOError:
             os.close(lock_fd)
             raise StoreBusyError(f"store {directory} is in use by another build") from None
-        con = duckdb.connect(str(directory / DB_NAME))
-        store = cls(directory, con, lock_fd)
-        store._create()
+        try:
+            con = duckdb.connect(str(directory / DB_NAME))
+            store = cls(directory, con, lock_fd)
+            store._create()
+        except duckdb.Error as exc:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            os.close(lock_fd)
+            if is_damaged(exc):
+                raise damaged_error(directory, exc) from None
+            raise
         return store
 
     @classmethod
-    def open_read_only(cls, directory: Path | None = None) -> "Store":
+    def open_read_only(cls, directory: Path | None = None, *,
+                       wait_s: float | None = None) -> "Store":
+        """Open for reading; while a build commits, wait for it (at most ``wait_s``,
+        default index.turns.READ_WAIT_S or $ENGINE_STORE_WAIT)."""
         import duckdb
 
+        wait_s = turns.wait_s(turns.READ_WAIT_S) if wait_s is None else wait_s
         directory = Path(directory or default_store_dir()).expanduser().resolve()
         db = directory / DB_NAME
         if not db.is_file():
@@ -132,14 +208,12 @@ class Store:
                 "(or pass --store / set ENGINE_STORE)"
             )
         try:
-            con = duckdb.connect(str(db), read_only=True)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise StoreError(f"cannot open store {directory}: {str(exc).splitlines()[0]}") from None
-            # DuckDB lets one process write or many read, not both at once.
-            raise StoreBusyError(
-                f"store {directory} is being written by a build; query it when the build ends"
-            ) from None
+            con = turns.reading_turn(directory, lambda: duckdb.connect(str(db), read_only=True),
+                                     wait_s=wait_s, busy=lambda e: busy_reading(directory, e, wait_s))
+        except duckdb.Error as exc:
+            if is_damaged(exc):
+                raise damaged_error(directory, exc) from None
+            raise StoreError(f"cannot open store {directory}: {str(exc).splitlines()[0]}") from None
         return cls(directory, con, None)
 
     def close(self) -> None:
@@ -166,6 +240,9 @@ class Store:
         for col in TRACK_COLUMNS:
             if col.name not in have:
                 self._exec(f"ALTER TABLE tracks ADD COLUMN {col.name} {col.sql_type}")
+        if not self._exec("SELECT 1 FROM information_schema.columns "
+                          "WHERE table_name = 'failures' AND column_name = 'path_bytes'"):
+            self._exec("ALTER TABLE failures ADD COLUMN path_bytes BLOB")
         version = self.meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
@@ -209,14 +286,16 @@ class Store:
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "has_musicnn, has_effnet, quality IS NOT NULL, has_mtt "
+            "has_musicnn, has_effnet, quality IS NOT NULL, has_mtt, path_bytes "
             "FROM tracks"
         )
-        return {r[1]: KnownFile(*r) for r in rows}
+        known = (KnownFile(r[0], from_db(r[1], r[9]), *r[2:9]) for r in rows)
+        return {k.path: k for k in known}
 
     def failed_files(self) -> dict[str, FailedFile]:
-        rows = self._exec("SELECT path, file_size, mtime_ns, stage, error FROM failures")
-        return {r[0]: FailedFile(*r) for r in rows}
+        rows = self._exec("SELECT path, file_size, mtime_ns, stage, error, path_bytes FROM failures")
+        failed = (FailedFile(from_db(r[0], r[5]), *r[1:5]) for r in rows)
+        return {f.path: f for f in failed}
 
     def count(self, table: str = "tracks") -> int:
         if table not in TABLES_DDL:
@@ -230,16 +309,18 @@ class Store:
         A record whose path is already stored keeps its ``track_id``; its old
         styles/tags/embeddings are replaced by the record's for every model source
         the record carries, so adding EffNet outputs later keeps the MusiCNN rows.
+        Paths are file system names (index.pathnames stores those that are not UTF-8).
         """
         if not records and not failures:
             return
         now = _dt.datetime.now()
         with self.transaction():
-            known = self._track_ids([r.path for r in records])
+            known = self._track_ids([to_db(r.path)[0] for r in records])
             spaces: set[str] = set()
             for rec in records:
-                track_id = known.get(rec.path)
-                cols = dict(rec.columns, path=rec.path, analysed_at=now)
+                text, raw = to_db(rec.path)
+                track_id = known.get(text)
+                cols = dict(rec.columns, path=text, path_bytes=raw, analysed_at=now)
                 if track_id is None:
                     track_id = self._exec("SELECT nextval('track_ids')")[0][0]
                     cols["track_id"] = track_id
@@ -259,15 +340,19 @@ class Store:
                     )
                 self._replace_outputs(track_id, rec)
                 spaces.update(rec.embeddings)
-            if records:
+            if records:  # matched by text and bytes: a failure of a namesake is kept
+                texts, raws = zip(*(to_db(r.path) for r in records))
                 self._exec(
-                    "DELETE FROM failures WHERE path IN (SELECT unnest(?))",
-                    [[r.path for r in records]],
+                    "DELETE FROM failures f USING (SELECT unnest(?) AS p, unnest(?) AS b) x "
+                    "WHERE f.path = x.p AND f.path_bytes IS NOT DISTINCT FROM x.b",
+                    [list(texts), list(raws)],
                 )
             for f in failures:
+                text, raw = to_db(f.path)
                 self._exec(
-                    "INSERT OR REPLACE INTO failures VALUES (?, ?, ?, ?, ?, ?)",
-                    [f.path, f.stage, f.error, now, f.file_size, f.mtime_ns],
+                    "INSERT OR REPLACE INTO failures (path, stage, error, \"at\", file_size, "
+                    "mtime_ns, path_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [text, f.stage, one_line(f.error), now, f.file_size, f.mtime_ns, raw],
                 )
             self._bump(spaces)
 
@@ -306,9 +391,11 @@ class Store:
 
     def move(self, track_id: int, new_path: str, file_size: int, mtime_ns: int) -> None:
         """A file moved with its content unchanged: keep its analysis under the new path."""
+        text, raw = to_db(new_path)
         self._exec(
-            "UPDATE tracks SET path = ?, file_size = ?, mtime_ns = ? WHERE track_id = ?",
-            [new_path, file_size, mtime_ns, track_id],
+            "UPDATE tracks SET path = ?, path_bytes = ?, file_size = ?, mtime_ns = ? "
+            "WHERE track_id = ?",
+            [text, raw, file_size, mtime_ns, track_id],
         )
 
     def touch(self, track_id: int, file_size: int, mtime_ns: int) -> None:
@@ -322,6 +409,7 @@ class Store:
         """Forget tracks whose files are gone; returns how many were removed."""
         if not paths:
             return 0
+        paths = [to_db(p)[0] for p in paths]
         with self.transaction():
             ids = [r[0] for r in self._exec(
                 "SELECT track_id FROM tracks WHERE path IN (SELECT unnest(?))", [list(paths)])]
@@ -333,6 +421,12 @@ class Store:
                 self._bump(spaces)
             self._exec("DELETE FROM failures WHERE path IN (SELECT unnest(?))", [list(paths)])
         return len(ids)
+
+    def forget_failures(self, paths: Sequence[str]) -> None:
+        """Drop the failure records of ``paths`` (files gone, or now analysable)."""
+        if paths:
+            self._exec("DELETE FROM failures WHERE path IN (SELECT unnest(?))",
+                       [[to_db(p)[0] for p in paths]])
 
     # -- reading vectors ---------------------------------------------------------------
     def embedding_matrix(self, space: str) -> tuple[np.ndarray, np.ndarray]:
@@ -355,9 +449,97 @@ class Store:
         vectors = np.stack(v) if v.dtype == object else np.asarray(v)
         return ids, np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), dim)
 
+    def embedding_sample(self, space: str, n: int) -> tuple[int, list[tuple[int, np.ndarray]]]:
+        """(how many vectors ``space`` holds, up to ``n`` of them at random as
+        (track_id, float32 [d]))."""
+        count = self._exec("SELECT count(*) FROM embeddings WHERE space = ?", [space])[0][0]
+        rows = self._exec(f"SELECT track_id, vector FROM embeddings WHERE space = ? "
+                          f"USING SAMPLE {int(n)} ROWS", [space])
+        return count, [(r[0], np.asarray(r[1], dtype=np.float32)) for r in rows]
+
+
+class StoreWriter:
+    """A build's hold on a store: the build lock for the whole run, the DuckDB file only
+    for short :meth:`session` s (a batch commit), so readers get turns in between.
+
+    ``with StoreWriter.acquire(directory) as writer: with writer.session() as store: ...``
+    """
+
+    def __init__(self, directory: Path, lock_fd: int, on_wait=None):
+        self.directory = directory
+        self._lock_fd: int | None = lock_fd
+        self._created = False
+        self.on_wait = on_wait  # told, one line, when a session waits for readers
+
+    @classmethod
+    def acquire(cls, directory: Path | None = None, *, on_wait=None) -> "StoreWriter":
+        directory = Path(directory or default_store_dir()).expanduser().resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise StoreBusyError(f"store {directory} is in use by another build") from None
+        return cls(directory, lock_fd, on_wait)
+
+    @contextmanager
+    def session(self, *, wait_s: float | None = None) -> Iterator[Store]:
+        """The store open read-write; closed (and checkpointed) when the block ends.
+        Waits for readers at most ``wait_s`` (default index.turns.WRITE_WAIT_S or
+        $ENGINE_STORE_WAIT)."""
+        import duckdb
+
+        wait_s = turns.wait_s(turns.WRITE_WAIT_S) if wait_s is None else wait_s
+        def busy(exc: BaseException) -> StoreBusyError:
+            return StoreBusyError(
+                f"store {self.directory} is held open by {turns.lock_holder(exc)}: waited "
+                f"{wait_s:.0f} s for it to close; close it (e.g. quit `engine tui`) and run the "
+                "build again, what was written so far is kept")
+
+        db = str(self.directory / DB_NAME)
+        try:
+            with turns.writing_turn(self.directory, lambda: duckdb.connect(db), wait_s=wait_s,
+                                    on_wait=self.on_wait, busy=busy) as con:
+                store = Store(self.directory, con, None)
+                try:
+                    if not self._created:
+                        store._create()
+                        self._created = True
+                    yield store
+                finally:
+                    con.close()
+        except duckdb.Error as exc:
+            if is_damaged(exc):
+                raise damaged_error(self.directory, exc) from None
+            raise
+
+    def set_aside(self) -> Path:
+        """Move the damaged database file aside (see :func:`set_aside`); the next session
+        makes a new one."""
+        self._created = False
+        return set_aside(self.directory)
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _sql_value(v: Any) -> Any:
     if isinstance(v, np.generic):
         v = v.item()
-    if isinstance(v, float) and v != v:  # NaN -> NULL: "not measurable" reads better in SQL
+    # NaN and ±inf -> NULL: "not measurable" reads better in SQL, and -inf printed as
+    # '-inf' in tables, null in JSON and '' in CSV (engine.records notes why).
+    if isinstance(v, float) and not np.isfinite(v):
         return None
+    if isinstance(v, str):
+        return db_text(v)
     return v

@@ -1,13 +1,13 @@
 """FAISS indexes, one per embedding space, kept in step with DuckDB.
 
 DuckDB is the source of truth. Each index file ``<space>.faiss`` has a sidecar
-``<space>.faiss.json`` recording the store generation it was built from; when the
-store's generation for that space differs (or the file is missing or unreadable),
-the index is brought in step with the ``embeddings`` table: an exact (flat) index is
-rebuilt, an approximate (IVF) one is updated in place (see :data:`RETRAIN_FACTOR`).
-Files are written to a temporary name and renamed, so a crash never leaves a
-half-written index; an update compares the index's own contents with the table, so it
-is right whatever the sidecar says.
+``<space>.faiss.json`` recording the store generation it was built from and how it was
+trained; when the store's generation for that space differs (or the file is missing
+or unreadable), the index is brought in step with the ``embeddings`` table: an exact
+(flat) index is rebuilt, an approximate (IVF) one is updated in place (see
+:data:`RETRAIN_FACTOR`). Files are written to a temporary name and renamed, so a crash
+never leaves a half-written index; an update compares the index's own contents with
+the table, so it is right whatever the sidecar says.
 
 An index holds each track's vector *prepared* (:func:`prepare`): the collection's mean
 vector (:func:`centre_of`; the *centre*, kept in the sidecar) subtracted, then L2-normalised, so inner
@@ -17,18 +17,43 @@ raised the same-album precision@10 of the library from 0.266 to 0.294 (MusiCNN, 
 excerpt queries; 95 % interval of the gain 0.006-0.050) and helped each space tried
 (docs/playlists.md, bench/similarity_quality.py). An index updated in place keeps the
 centre it was trained with; a rebuild computes it anew.
+
+Contents are checked, not only the generation: a file changed behind the store's back
+(a vector negated in place, an index copied from another store with its sidecar) gave
+silently wrong neighbours. Writing an index records its size and SHA-256 in DuckDB
+(``meta`` key ``index:<space>``, see :class:`FileRecord`); :func:`check` compares the
+file with that record (the whole file up to :data:`FULL_DIGEST_MAX`, else spread
+windows of it) and a sample of the index's vectors with DuckDB's. A searcher that finds
+the file stale builds the index in memory from DuckDB (:func:`open_index`); ``engine
+build`` checks every byte (:func:`sync`) and rewrites what differs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from engine.errors import EngineError
 from index.store import Store
+
+# Files up to this size are hashed whole whenever a searcher opens them (SHA-256 runs at
+# ≈1.4 GB/s here: 45 ms CPU for 64 MiB); larger ones by :data:`WINDOWS` spread windows
+# of :data:`WINDOW_BYTES`, plus the vector sample. ``engine build`` hashes every byte.
+FULL_DIGEST_MAX = 64 << 20
+WINDOWS = 16
+WINDOW_BYTES = 1 << 20
+# Vectors compared with DuckDB's when an index is opened: a wrong index (another
+# store's, or stale) differs in nearly every vector, so a small sample finds it.
+SAMPLE_VECTORS = 16
+
+
+class IndexWriteError(EngineError):
+    """An index file could not be written (disk full, read-only folder)."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +76,103 @@ def _info_path(path: Path) -> Path:
 
 def read_info(store_dir: Path, space: str) -> IndexInfo | None:
     try:
-        info = json.loads(_info_path(index_path(store_dir, space)).read_text())
-        if info.get("centre") is not None:
-            info["centre"] = tuple(info["centre"])
-        return IndexInfo(**info)
-    except (OSError, ValueError, TypeError, AttributeError):
+        return IndexInfo(**json.loads(_info_path(index_path(store_dir, space)).read_text()))
+    except (OSError, ValueError, TypeError):
         return None
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What DuckDB remembers of an index file it was written with (``meta`` key
+    ``index:<space>``): the generation, the size, the SHA-256 of the whole file and of its
+    spread windows (see :func:`digests`)."""
+
+    generation: int
+    size: int
+    sha256: str
+    windows: str
+
+
+def _record_key(space: str) -> str:
+    return f"index:{space}"
+
+
+def read_record(store: Store, space: str) -> FileRecord | None:
+    try:
+        return FileRecord(**json.loads(store.meta(_record_key(space)) or "null"))
+    except (TypeError, ValueError):
+        return None
+
+
+def digests(path: Path, *, full: bool = True) -> tuple[int, str | None, str]:
+    """(size, SHA-256 of the whole file or None when not ``full``, SHA-256 of
+    :data:`WINDOWS` windows of :data:`WINDOW_BYTES` spread evenly over the file)."""
+    whole = hashlib.sha256() if full else None
+    spread = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        spread.update(size.to_bytes(8, "little"))
+        if whole is not None:
+            while chunk := f.read(1 << 22):
+                whole.update(chunk)
+        step = max(WINDOW_BYTES, size // WINDOWS)
+        for offset in range(0, size, step):
+            f.seek(offset)
+            spread.update(f.read(WINDOW_BYTES))
+    return size, whole.hexdigest() if whole is not None else None, spread.hexdigest()
+
+
+def is_fresh(store: Store, space: str, *, thorough: bool = False) -> bool:
+    """Whether ``space``'s index file is the one written for the store's current
+    embeddings: generation, size and digests as recorded (see :func:`check`)."""
+    return check(store, space, thorough=thorough) is None
+
+
+def check(store: Store, space: str, *, thorough: bool = False, index=None) -> str | None:
+    """Why ``space``'s index file cannot be trusted, or None when it can.
+
+    Compares the sidecar's and DuckDB's generations, the file's size and SHA-256 with
+    what DuckDB recorded when it was written (the whole file when ``thorough`` or small,
+    else spread windows), and, when ``index`` (the file, loaded) is given, its vector
+    count and a sample of its vectors with DuckDB's.
+    """
+    path = index_path(store.directory, space)
+    info = read_info(store.directory, space)
+    generation = store.generation(space)
+    record = read_record(store, space)
+    if info is None or not path.is_file():
+        return "missing"
+    if info.generation != generation or record is None or record.generation != generation:
+        return "stale"
+    if info.centre is None and info.count:
+        return "made before centring (it holds uncentred vectors)"
+    try:
+        full = thorough or record.size <= FULL_DIGEST_MAX
+        size, whole, windows = digests(path, full=full)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if size != record.size or windows != record.windows or (full and whole != record.sha256):
+        return "changed since it was written"
+    if index is not None:
+        return _sample_mismatch(store, space, index)
+    return None
+
+
+def _sample_mismatch(store: Store, space: str, index) -> str | None:
+    """Why the loaded ``index`` differs from DuckDB (count, a sample of vectors), or None."""
+    count, sample = store.embedding_sample(space, SAMPLE_VECTORS)
+    info = read_info(store.directory, space)
+    centre = None if info is None else info.centre
+    if index.ntotal != count:
+        return f"holds {index.ntotal} vectors, the store {count}"
+    for track_id, vector in sample:
+        try:
+            got = index.reconstruct(int(track_id))
+        except RuntimeError:
+            return f"lacks track {track_id}"
+        if not np.allclose(got, prepare(np.asarray(vector, np.float32), centre), atol=1e-5):
+            return f"holds another vector for track {track_id}"
+    return None
 
 
 # The centre is the mean shrunk by n / (n + CENTRE_PRIOR): a handful of tracks' mean is
@@ -64,16 +180,6 @@ def read_info(store_dir: Path, space: str) -> IndexInfo | None:
 # their cosine from 0.992 to 0.862, half as much kept 0.973); from ~50 tracks the shrunk
 # centre ranks as the mean does (same-album P@10 0.294 at 0.9 of the mean and at all of it).
 CENTRE_PRIOR = 5
-
-
-def is_fresh(store: Store, space: str) -> bool:
-    info = read_info(store.directory, space)
-    return (
-        info is not None
-        and info.generation == store.generation(space)
-        and (info.centre is not None or info.count == 0)  # older indexes hold uncentred vectors
-        and index_path(store.directory, space).is_file()
-    )
 
 
 def centre_of(x: np.ndarray) -> np.ndarray:
@@ -106,13 +212,6 @@ def prepare(x: np.ndarray, centre: np.ndarray | tuple | None, *, inplace: bool =
             x = x - c
             inplace = True
     return normalise(x, inplace=inplace)
-
-
-def index_from_matrix(ids: np.ndarray, raw: np.ndarray):
-    """(an index over ``raw`` vectors centred on their mean, that centre) built in memory
-    (a store folder that cannot be written); ``raw`` is consumed."""
-    centre = centre_of(raw)
-    return build_index(ids, prepare(raw, centre, inplace=True)), centre
 
 
 def normalise(x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
@@ -219,10 +318,50 @@ def tune_nprobe(index, ids: np.ndarray, vectors: np.ndarray, *, rng=None, querie
 
 
 def rebuild(store: Store, space: str) -> IndexInfo:
-    """Bring ``space``'s index in step with DuckDB and write it atomically.
+    """Bring ``space``'s index in step with DuckDB, write it atomically and record its
+    digests in DuckDB (``store`` must be writable).
 
     An IVF index is updated in place when the space's size allows (see
     :data:`RETRAIN_FACTOR`); otherwise the index is built anew (:func:`build_index`).
+    Raises :class:`IndexWriteError` (one line) when the file cannot be written.
+    """
+    import faiss
+
+    index, info = in_step(store, space)
+    path = index_path(store.directory, space)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        faiss.write_index(index, str(tmp))
+        size, whole, windows = digests(tmp)
+        os.replace(tmp, path)
+        tmp_info = _info_path(path).with_suffix(".tmp")
+        tmp_info.write_text(json.dumps(info.__dict__))
+        os.replace(tmp_info, _info_path(path))
+    except (RuntimeError, OSError) as exc:
+        for leftover in (tmp, _info_path(path).with_suffix(".tmp")):
+            leftover.unlink(missing_ok=True)
+        raise IndexWriteError(
+            f"cannot write the {space} index {path}: {_write_reason(exc)}; free some space (or "
+            "make the folder writable) and run `engine build` again: the store itself is intact "
+            "and the index is rebuilt from it") from None
+    store.set_meta(_record_key(space), json.dumps(asdict(FileRecord(info.generation, size, whole, windows))))
+    return info
+
+
+def _write_reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    for known in ("No space left on device", "Read-only file system", "Permission denied",
+                  "Disk quota exceeded", "File too large"):
+        if known.lower() in text.lower():
+            return known
+    return " ".join(text.split())[:200]
+
+
+def in_step(store: Store, space: str):
+    """(an index in step with DuckDB's ``space`` embeddings, its IndexInfo), in memory.
+
+    Reuses the file's IVF clustering when it may (:func:`_updated_ivf` compares its
+    contents with the table, so a wrong file is corrected, not trusted).
     """
     import faiss
 
@@ -239,16 +378,8 @@ def rebuild(store: Store, space: str) -> IndexInfo:
             trained_on = len(ids) if isinstance(index, faiss.IndexIVF) else 0
     else:
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(max(dim, 1)))
-    info = IndexInfo(space, store.generation(space), int(len(ids)), int(dim), int(trained_on),
-                     None if centre is None else tuple(float(c) for c in centre))
-    path = index_path(store.directory, space)
-    tmp = path.with_name(path.name + ".tmp")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, path)
-    tmp_info = _info_path(path).with_suffix(".tmp")
-    tmp_info.write_text(json.dumps(info.__dict__))
-    os.replace(tmp_info, _info_path(path))
-    return info
+    return index, IndexInfo(space, store.generation(space), int(len(ids)), int(dim), int(trained_on),
+                            None if centre is None else tuple(float(c) for c in centre))
 
 
 def _updated_ivf(directory: Path, space: str, ids: np.ndarray, vecs: np.ndarray):
@@ -267,7 +398,7 @@ def _updated_ivf(directory: Path, space: str, ids: np.ndarray, vecs: np.ndarray)
         return None, 0, None
     try:
         index = load(directory, space)
-    except RuntimeError:  # missing or unreadable: build anew
+    except (RuntimeError, OSError):  # missing or unreadable: build anew
         return None, 0, None
     if not isinstance(index, faiss.IndexIVFFlat) or index.d != dim:
         return None, 0, None
@@ -334,8 +465,61 @@ def ivf_contents(index) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sync(store: Store, spaces=("musicnn", "effnet", "mtt")) -> list[IndexInfo]:
-    """Update every stale or missing index (see :func:`rebuild`); returns what changed."""
-    return [rebuild(store, s) for s in spaces if not is_fresh(store, s)]
+    """Update every stale, missing or changed index (see :func:`rebuild`, :func:`check`:
+    every byte is hashed); returns what changed."""
+    return [rebuild(store, s) for s in spaces if _needs_rebuild(store, s)]
+
+
+def _needs_rebuild(store: Store, space: str) -> bool:
+    if check(store, space, thorough=True) is not None:
+        return True
+    try:
+        index = load(store.directory, space, mmap=True)
+    except (RuntimeError, OSError):
+        return True
+    return _sample_mismatch(store, space, index) is not None
+
+
+@dataclass(frozen=True)
+class OpenIndex:
+    """An index to search (``index``), the centre its vectors were prepared with
+    (float32 ``[d]``, or None), and why the file was not used (None: it was)."""
+
+    index: object
+    centre: np.ndarray | None
+    why: str | None
+
+
+def open_search_index(store: Store, space: str) -> OpenIndex:
+    """``space``'s index file when it is in step with DuckDB (mapped, not read), else an
+    index built in memory from DuckDB, with its centre and why the file was not used.
+
+    Searchers never write: ``engine build`` rewrites a stale or changed file.
+    """
+    why = check(store, space)
+    if why is None:
+        try:
+            index = load(store.directory, space, mmap=True)
+        except (RuntimeError, OSError) as exc:
+            why = f"unreadable ({' '.join(str(exc).split())[:120]})"
+        else:
+            why = _sample_mismatch(store, space, index)
+            if why is None:
+                info = read_info(store.directory, space)
+                return OpenIndex(index, _centre_array(info), None)
+    index, info = in_step(store, space)
+    return OpenIndex(index, _centre_array(info), why)
+
+
+def _centre_array(info: IndexInfo | None) -> np.ndarray | None:
+    return None if info is None or info.centre is None else np.asarray(info.centre, np.float32)
+
+
+def open_index(store: Store, space: str):
+    """(``space``'s index for searching, why its file was not used or None): see
+    :func:`open_search_index`."""
+    opened = open_search_index(store, space)
+    return opened.index, opened.why
 
 
 def load(store_dir: Path, space: str, *, mmap: bool = False):

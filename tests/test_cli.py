@@ -85,11 +85,14 @@ def test_build_help_defines_the_summary_words():
     from engine.summary import SUMMARY_WORDS, BuildSummary
 
     text = _run("build", "--help").output
-    line = BuildSummary(analysed=1, unchanged=3).lines()[0]
+    line = BuildSummary(analysed=1, unchanged=3, skipped=2).lines()[0]
     for word, meaning in SUMMARY_WORDS:
         assert f" {word} " in text and meaning.split()[0] in text  # each word is defined...
         assert word in line  # ...and used in the summary line
-    assert line.startswith("analysed 1, updated 0, unchanged 3, moved 0, deleted 0, failed 0 in ")
+    assert line.startswith("analysed 1, updated 0, unchanged 3, moved 0, deleted 0, failed 0, skipped 2 in ")
+    # A rare word is left out while its count is 0.
+    quiet = BuildSummary(analysed=1, unchanged=3).lines()[0]
+    assert quiet.startswith("analysed 1, updated 0, unchanged 3, moved 0, deleted 0, failed 0 in ")
 
 
 def test_models_option_and_missing_models_name_both_ways_out(tmp_path, monkeypatch):

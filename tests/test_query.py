@@ -424,7 +424,10 @@ def test_m3u8_format_details(tmp_path):
         "#EXTINF:12,Only title\n/music/x/c.mp3\n")
     out = tmp_path / "p.m3u8"
     out.write_text("old")
-    assert write_m3u8(tracks, out, relative=True) == 3
+    with pytest.raises(Exception, match="exists: pass --force"):
+        write_m3u8(tracks, out)
+    assert out.read_text() == "old"
+    assert write_m3u8(tracks, out, relative=True, force=True).count == 3
     assert out.read_text(encoding="utf-8").splitlines()[2] == os.path.relpath("/music/a b/Ünï – 日本.ogg", tmp_path)
     with pytest.raises(Exception, match="folder .* does not exist"):
         write_m3u8(tracks, tmp_path / "missing" / "p.m3u8")

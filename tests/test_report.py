@@ -264,7 +264,7 @@ def test_text_from_the_store_is_escaped(tmp_path):
     store = _make_store(tmp_path / "s", 2)
     with Store.open(store) as s:
         s.con.execute("UPDATE tracks SET codec = '<img src=x onerror=alert(1)>' WHERE track_id = 1")
-        s.con.execute("INSERT INTO failures VALUES ('/m/<b>.mp3', 'decode', 'bad <b> & \"x\"', now(), 0, 0)")
+        s.con.execute("INSERT INTO failures (path, stage, error, \"at\", file_size, mtime_ns) VALUES ('/m/<b>.mp3', 'decode', 'bad <b> & \"x\"', now(), 0, 0)")
     html = _tables_and_page(store, tmp_path / "r")
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "bad &lt;b&gt; &amp; &quot;x&quot;" in html

@@ -421,7 +421,8 @@ def test_out_of_memory_says_what_to_do(small_store, monkeypatch):
         run_query(small_store, "SELECT count(DISTINCT range::VARCHAR) FROM range(20000000)")
 
 
-def test_a_store_being_written_is_reported_busy(small_store, tmp_path):
+def test_a_store_being_written_is_reported_busy(small_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGINE_STORE_WAIT", "1")  # a reader waits its turn, here 1 s
     busy = tmp_path / "busy"
     shutil.copytree(small_store, busy)
     holder = subprocess.Popen(
@@ -431,10 +432,10 @@ def test_a_store_being_written_is_reported_busy(small_store, tmp_path):
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreBusyError, match="being written by a build"):
+        with pytest.raises(StoreBusyError, match=rf"held for writing by PID {holder.pid} .* within 1 s"):
             run_query(busy, "SELECT 1")
         result = sql_cli(busy, "SELECT 1")
-        assert result.exit_code == 1 and "being written by a build" in result.stderr
+        assert result.exit_code == 1 and "did not become free within 1 s" in result.stderr
     finally:
         holder.kill()
         holder.wait()
@@ -462,41 +463,45 @@ KEYWORDS = ["SELECT", "FROM", "WHERE", "INSERT", "INTO", "VALUES", "UPDATE", "SE
             "PIVOT", "ON", "USING", "RETURNING", "MERGE", "TRUNCATE", "FORCE", "SECRET", "::", "$1", "?"]
 
 
+# Well-formed statements that write or reach outside ({t} table, {p} path, {f} format).
+DANGEROUS_TEMPLATES = (
+    "INSERT INTO {t} SELECT * FROM {t}", "INSERT OR REPLACE INTO meta VALUES ('k', 'v')",
+    "UPDATE {t} SET track_id = track_id + 1", "DELETE FROM {t} WHERE true", "TRUNCATE {t}",
+    "CREATE TABLE z AS SELECT * FROM {t}", "CREATE TEMP TABLE z AS SELECT 1",
+    "CREATE OR REPLACE TEMP VIEW library AS SELECT 1", "CREATE SEQUENCE s",
+    "CREATE INDEX i ON tracks (bpm)", "CREATE SCHEMA s", "CREATE TYPE m AS ENUM ('a')",
+    "CREATE MACRO m() AS 1", "DROP TABLE IF EXISTS {t} CASCADE", "DROP VIEW library",
+    "DROP MACRO style", "ALTER TABLE {t} RENAME TO z", "ALTER TABLE tracks DROP COLUMN bpm",
+    "ATTACH '{p}' AS z", "ATTACH '{p}' (TYPE sqlite)", "ATTACH ':memory:' AS z", "DETACH engine",
+    "USE memory", "COPY {t} TO '{p}' (FORMAT {f})", "COPY (SELECT * FROM {t}) TO '{p}'",
+    "COPY {t} FROM '{p}'", "COPY FROM DATABASE engine TO memory", "EXPORT DATABASE '{p}'",
+    "IMPORT DATABASE '{p}'", "INSTALL httpfs", "LOAD httpfs", "LOAD '{p}'", "FORCE INSTALL sqlite",
+    "CALL checkpoint()", "CALL force_checkpoint()", "CHECKPOINT", "VACUUM", "ANALYZE",
+    "PRAGMA enable_profiling", "PRAGMA profiling_output = '{p}'", "PRAGMA memory_limit = '1GB'",
+    "SET enable_external_access = true", "SET GLOBAL lock_configuration = false",
+    "RESET lock_configuration", "SET temp_directory = '{p}'", "SET allowed_directories = ['/']",
+    "SET disabled_filesystems = ''", "SET profiling_output = '{p}'", "SET VARIABLE v = 1",
+    "BEGIN", "COMMIT", "ROLLBACK", "START TRANSACTION", "ABORT", "PREPARE p AS DELETE FROM {t}",
+    "EXECUTE p", "DEALLOCATE p", "COMMENT ON TABLE tracks IS 'x'",
+    "SELECT * FROM read_csv('{p}')", "SELECT * FROM read_parquet('{p}')",
+    "SELECT * FROM read_json_auto('{p}')", "SELECT * FROM read_text('{p}')",
+    "SELECT * FROM read_blob('{p}')", "SELECT * FROM glob('{p}')", "SELECT * FROM '{p}'",
+    "SELECT * FROM sqlite_scan('{p}', 'tracks')", "SELECT * FROM parquet_scan('{p}')",
+    "SELECT * FROM sniff_csv('{p}')", "SELECT * FROM query('SELECT 1')",
+    "SELECT * FROM query_table('{t}')", "SELECT nextval('track_ids')", "SELECT * FROM checkpoint()",
+    "SELECT write_log('x')", "WITH x AS (SELECT * FROM read_csv('{p}')) SELECT * FROM x",
+    "SELECT (SELECT count(*) FROM glob('{p}'))", "SELECT * FROM {t} WHERE EXISTS (FROM '{p}')",
+    "EXPLAIN ANALYZE COPY {t} TO '{p}'", "EXPLAIN DELETE FROM {t}", "PIVOT {t} ON genre USING count(*)",
+    "SELECT 1; COPY {t} TO '{p}'", "COPY {t} TO '{p}'; SELECT 1",
+)
+
+
 def _dangerous(paths: list[str]):
     """Well-formed statements that write or reach outside; each must be refused."""
     path = st.sampled_from(paths)
     table = st.sampled_from(TABLES[:11])
     fmt = st.sampled_from(["csv", "parquet", "json"])
-    templates = st.sampled_from([
-        "INSERT INTO {t} SELECT * FROM {t}", "INSERT OR REPLACE INTO meta VALUES ('k', 'v')",
-        "UPDATE {t} SET track_id = track_id + 1", "DELETE FROM {t} WHERE true", "TRUNCATE {t}",
-        "CREATE TABLE z AS SELECT * FROM {t}", "CREATE TEMP TABLE z AS SELECT 1",
-        "CREATE OR REPLACE TEMP VIEW library AS SELECT 1", "CREATE SEQUENCE s",
-        "CREATE INDEX i ON tracks (bpm)", "CREATE SCHEMA s", "CREATE TYPE m AS ENUM ('a')",
-        "CREATE MACRO m() AS 1", "DROP TABLE IF EXISTS {t} CASCADE", "DROP VIEW library",
-        "DROP MACRO style", "ALTER TABLE {t} RENAME TO z", "ALTER TABLE tracks DROP COLUMN bpm",
-        "ATTACH '{p}' AS z", "ATTACH '{p}' (TYPE sqlite)", "ATTACH ':memory:' AS z", "DETACH engine",
-        "USE memory", "COPY {t} TO '{p}' (FORMAT {f})", "COPY (SELECT * FROM {t}) TO '{p}'",
-        "COPY {t} FROM '{p}'", "COPY FROM DATABASE engine TO memory", "EXPORT DATABASE '{p}'",
-        "IMPORT DATABASE '{p}'", "INSTALL httpfs", "LOAD httpfs", "LOAD '{p}'", "FORCE INSTALL sqlite",
-        "CALL checkpoint()", "CALL force_checkpoint()", "CHECKPOINT", "VACUUM", "ANALYZE",
-        "PRAGMA enable_profiling", "PRAGMA profiling_output = '{p}'", "PRAGMA memory_limit = '1GB'",
-        "SET enable_external_access = true", "SET GLOBAL lock_configuration = false",
-        "RESET lock_configuration", "SET temp_directory = '{p}'", "SET allowed_directories = ['/']",
-        "SET disabled_filesystems = ''", "SET profiling_output = '{p}'", "SET VARIABLE v = 1",
-        "BEGIN", "COMMIT", "ROLLBACK", "START TRANSACTION", "ABORT", "PREPARE p AS DELETE FROM {t}",
-        "EXECUTE p", "DEALLOCATE p", "COMMENT ON TABLE tracks IS 'x'",
-        "SELECT * FROM read_csv('{p}')", "SELECT * FROM read_parquet('{p}')",
-        "SELECT * FROM read_json_auto('{p}')", "SELECT * FROM read_text('{p}')",
-        "SELECT * FROM read_blob('{p}')", "SELECT * FROM glob('{p}')", "SELECT * FROM '{p}'",
-        "SELECT * FROM sqlite_scan('{p}', 'tracks')", "SELECT * FROM parquet_scan('{p}')",
-        "SELECT * FROM sniff_csv('{p}')", "SELECT * FROM query('SELECT 1')",
-        "SELECT * FROM query_table('{t}')", "SELECT nextval('track_ids')", "SELECT * FROM checkpoint()",
-        "SELECT write_log('x')", "WITH x AS (SELECT * FROM read_csv('{p}')) SELECT * FROM x",
-        "SELECT (SELECT count(*) FROM glob('{p}'))", "SELECT * FROM {t} WHERE EXISTS (FROM '{p}')",
-        "EXPLAIN ANALYZE COPY {t} TO '{p}'", "EXPLAIN DELETE FROM {t}", "PIVOT {t} ON genre USING count(*)",
-        "SELECT 1; COPY {t} TO '{p}'", "COPY {t} TO '{p}'; SELECT 1",
-    ])
+    templates = st.sampled_from(DANGEROUS_TEMPLATES)
     return st.builds(lambda tpl, t, p, f: tpl.format(t=t, p=p, f=f), templates, table, path, fmt)
 
 

@@ -94,8 +94,11 @@ def test_reading_while_a_build_writes_says_so(tmp_path):
     """)], stdout=subprocess.PIPE, text=True, cwd=OUTSIDE)
     try:
         assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(StoreBusyError, match="being written by a build"):
-            Store.open_read_only(tmp_path)
+        # A reader waits its turn (a build holds the file only while it commits), then
+        # says who holds it.
+        with pytest.raises(StoreBusyError, match=rf"held for writing by PID {holder.pid} .* "
+                                                 "did not become free within 1 s"):
+            Store.open_read_only(tmp_path, wait_s=1)
     finally:
         holder.kill()
         holder.wait()

@@ -39,3 +39,24 @@ def test_pool_survives_crashes_hangs_and_errors():
 def test_pool_with_no_tasks():
     with WorkerPool(_task, processes=1) as pool:
         assert list(pool.map_unordered([])) == []
+
+
+_poisoned = False
+
+
+def _poison_then_crash(x: str) -> str:
+    """'poison' leaves the worker damaged (as a decoder that corrupts its heap on a bad
+    file); the next task in that worker crashes, whatever it is."""
+    global _poisoned
+    if _poisoned:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if x == "poison":
+        _poisoned = True
+    return x
+
+
+def test_a_task_crashed_by_a_damaged_worker_is_retried_in_a_fresh_one():
+    with WorkerPool(_poison_then_crash, processes=1, timeout_s=30) as pool:
+        results = dict(pool.map_unordered(["poison", "good", "also good"]))
+    # before: "good" was recorded as 'worker crashed (SIGSEGV)'
+    assert results == {"poison": "poison", "good": "good", "also good": "also good"}

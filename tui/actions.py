@@ -51,5 +51,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("y", "copy_path", "Copy path", "Copy the selected track's path to the clipboard",
            show=False),
     Action("ctrl+l", "clear_filters", "Clear", "Clear every filter", show=False),
+    Action("f5,ctrl+r", "refresh", "Refresh", "Query again: shows what a running build has added "
+           "(done by itself every few seconds while the store changes)", show=False),
     Action("ctrl+q", "quit", "Quit", "Quit", show=False),
 )

@@ -23,7 +23,7 @@ from textual.worker import get_current_worker
 
 from tui.actions import ACTIONS
 from tui.components.detail_pane import DetailPane
-from tui.components.export_screen import ExportScreen
+from tui.components.export_screen import ConfirmScreen, ExportScreen
 from tui.components.filter_panel import FilterPanel
 from tui.components.help_screen import HelpScreen
 from tui.components.results_table import ResultsTable
@@ -37,6 +37,9 @@ from tui.player import Player
 
 # Changes closer together than this are coalesced into one query (leading + trailing edge).
 DEBOUNCE_S = 0.1
+# How often the app looks whether the store has changed (a build committing new tracks):
+# a stat() of the file; when it has, the list is queried again (the cursor stays put).
+STORE_POLL_S = 2.0
 NEIGHBOURS = 10
 
 
@@ -73,6 +76,13 @@ class EngineApp(App):
     class StylesReady(Message):
         def __init__(self, names: list[str]) -> None:
             self.names = names
+            super().__init__()
+
+    class ExportExists(Message):
+        """The export's target is an existing playlist: ask before overwriting it."""
+
+        def __init__(self, target: str, rows: list[ResultRow]) -> None:
+            self.target, self.rows = target, rows
             super().__init__()
 
     class Notice(Message):
@@ -126,6 +136,22 @@ class EngineApp(App):
         self.table.focus()
         self.load_styles()
         self.run_query()
+        self._store_version = self.catalog.version()
+        self.set_interval(STORE_POLL_S, self._check_store)
+
+    def _check_store(self) -> None:
+        version = self.catalog.version()
+        if version != self._store_version:
+            self._store_version = version
+            if not self.seeded_from:
+                self.action_refresh()
+
+    def action_refresh(self) -> None:
+        """Query again (a build may have committed tracks since): list, styles, panes."""
+        self.run_query()
+        self.load_styles()
+        if self.table.selected is not None:
+            self._load_selection_panes()
 
     def on_unmount(self) -> None:
         self.player.stop()
@@ -223,19 +249,24 @@ class EngineApp(App):
         self.post_message(self.Notice(outcome.message, error=not outcome.ok))
 
     @work(thread=True, group="export")
-    def export(self, target: str, rows: list[ResultRow] | None) -> None:
-        from index.playlist import write_m3u8
+    def export(self, target: str, rows: list[ResultRow] | None, force: bool = False) -> None:
+        from index.playlist import PlaylistExistsError, write_m3u8
         from engine.errors import EngineError
 
         try:
             if rows is None:
                 rows = self.catalog.playlist(self.filters, self.sort, self.descending)
             tracks = [_Playable(r) for r in rows]
-            count = write_m3u8(tracks, target)
+            written = write_m3u8(tracks, target, force=force, store_dir=self.catalog.directory)
+        except PlaylistExistsError:
+            self.post_message(self.ExportExists(target, rows))
+            return
         except EngineError as exc:
             self.post_message(self.Notice(str(exc), error=True))
             return
-        self.post_message(self.Notice(f"wrote {count} tracks to {Path(target).expanduser()}"))
+        for line in written.skipped:
+            self.post_message(self.Notice(line, error=True))
+        self.post_message(self.Notice(f"wrote {written.count} tracks to {written.path}"))
 
     async def settle(self) -> None:
         """Wait until no worker runs and their messages are handled (tests, bench)."""
@@ -378,6 +409,13 @@ class EngineApp(App):
     def on_engine_app_styles_ready(self, event: StylesReady) -> None:
         self.panel.set_styles(event.names)
 
+    def on_engine_app_export_exists(self, event: ExportExists) -> None:
+        def done(overwrite: bool | None) -> None:
+            if overwrite:
+                self.export(event.target, event.rows, force=True)
+
+        self.push_screen(ConfirmScreen(f"{Path(event.target).expanduser()} exists. Overwrite it?"), done)
+
     def on_engine_app_notice(self, event: Notice) -> None:
         self.notify(event.text, severity="error" if event.error else "information",
                     timeout=8 if event.error else 4)
@@ -418,7 +456,7 @@ class EngineApp(App):
 
     def action_play(self) -> None:
         if row := self._selected():
-            self.play(row.path)
+            self.play(row.file_path)
 
     def action_stop(self) -> None:
         self.notify("stopped" if self.player.stop() else "nothing is playing")
@@ -520,7 +558,7 @@ class _Playable:
     """A ResultRow as index.playlist wants it (path, duration, artist, title)."""
 
     def __init__(self, row: ResultRow) -> None:
-        self.path, self.duration = row.path, row.duration
+        self.path, self.path_bytes, self.duration = row.path, row.path_bytes, row.duration
         self.artist, self.title = row.artist, row.title
 
 

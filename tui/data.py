@@ -15,19 +15,23 @@ query (DuckDB folds it into one scan; an ``IN (...)`` semi-join cost twice as mu
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from engine.errors import EngineError
 from engine.output import printable
+from index import turns
+from index.pathnames import from_db
 from index.query import (
     BadSQLError, MissingEmbeddingsError, Neighbour, QueryError, Searcher, _one_line,
     prepare_connection, select_sql,
 )
-from index.store import Store
+from index.store import DB_NAME, Store, damaged_error, is_damaged
 
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Spellings a store may hold for each pitch class (flats, unicode accidentals).
@@ -36,6 +40,9 @@ _ENHARMONIC = {"C#": ("C#", "Db"), "D#": ("D#", "Eb"), "F#": ("F#", "Gb"),
 PROFILES = ("temperley", "krumhansl", "edma")
 SPACES = ("effnet", "musicnn")
 PAGE_SIZE = 200
+# A role's connection is closed after this long without a query (index.turns: a build
+# commits while the app is idle).
+IDLE_CLOSE_S = 1.0
 SEARCH_RESULTS = 500  # tracks a text search lists, best first
 
 # Results columns: (heading, SQL expression). The first is the row key.
@@ -173,9 +180,15 @@ def combined_where(f: Filters) -> str | None:
 @dataclass(frozen=True)
 class ResultRow:
     track_id: int
-    path: str
+    path: str  # as stored: display text (index.pathnames)
     duration: float | None
     values: tuple  # in RESULT_COLUMNS order
+    path_bytes: bytes | None = None  # the name's bytes when it is not UTF-8
+
+    @property
+    def file_path(self) -> str:
+        """The name to open the file by."""
+        return from_db(self.path, self.path_bytes)
 
     @property
     def artist(self) -> str | None:
@@ -222,47 +235,106 @@ QUALITY_COLUMNS = ("quality", "clicks_per_min", "clipping_share", "hum_db", "hum
 
 
 class _Conn:
-    """A read-only store with a lock: one per role, used from one worker at a time."""
+    """Read-only connections for one role, each used from one worker at a time.
 
-    def __init__(self, directory: Path):
-        self.store = Store.open_read_only(directory)
-        prepare_connection(self.store)
+    A connection is opened when a query needs it and kept while queries follow each
+    other, then closed after :data:`IDLE_CLOSE_S` idle, or before the next query when a
+    build waits to commit (index.turns.writer_waiting): a build adding music commits
+    between the app's queries, and each query sees what is committed so far.
+    """
+
+    def __init__(self, directory: Path | None):
+        self.directory = Path(directory) if directory else None
         self.lock = threading.Lock()
+        self._store: Store | None = None
+        self._used = 0.0
+        self._timer: threading.Timer | None = None
+        self.store_for(lambda store: None)  # open once now: a missing store fails at start
+
+    def store_for(self, use):
+        """``use(store)`` on an open store, under the role's lock; returns what it returns."""
+        import duckdb
+
+        with self.lock:
+            if self._store is not None and turns.writer_waiting(self._store.directory):
+                self._close()
+            if self._store is None:
+                self._store = Store.open_read_only(self.directory)
+                self.directory = self._store.directory
+                prepare_connection(self._store)
+            try:
+                return use(self._store)
+            except duckdb.Error as exc:
+                if is_damaged(exc):  # one line in the app, never a crashed worker
+                    raise TuiError(str(damaged_error(self._store.directory, exc))) from None
+                raise
+            finally:
+                self._used = time.monotonic()
+                if self._timer is None:
+                    self._timer = threading.Timer(IDLE_CLOSE_S, self._close_if_idle)
+                    self._timer.daemon = True
+                    self._timer.start()
 
     def rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        return self.store_for(lambda store: store.con.execute(sql, list(params)).fetchall())
+
+    def _close_if_idle(self) -> None:
         with self.lock:
-            return self.store.con.execute(sql, list(params)).fetchall()
+            self._timer = None
+            idle = time.monotonic() - self._used
+            if self._store is None:
+                return
+            if idle >= IDLE_CLOSE_S or turns.writer_waiting(self._store.directory):
+                self._close()
+            else:
+                self._timer = threading.Timer(IDLE_CLOSE_S - idle, self._close_if_idle)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def close(self) -> None:
+        with self.lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._close()
+
+
+def _row(r: tuple) -> ResultRow:
+    """A ResultRow from ``SELECT track_id, path, duration, path_bytes, <RESULT_COLUMNS>``."""
+    return ResultRow(r[0], r[1], r[2], tuple(r[4:]), r[3])
 
 
 class Catalog:
     """The TUI's view of one store. Thread-safe: each role has a connection and a lock."""
 
     def __init__(self, store_dir: Path | str | None = None):
-        import duckdb
-
-        try:
-            self._results = _Conn(Path(store_dir) if store_dir else None)
-        except duckdb.IOException as exc:
-            raise QueryError(f"cannot open the store: {_one_line(exc)} (is a build running?)") from None
-        self.directory = self._results.store.directory
+        self._results = _Conn(Path(store_dir) if store_dir else None)
+        self.directory = self._results.directory
         self._details = _Conn(self.directory)
+        self._search = _Conn(self.directory)
         self._searcher: Searcher | None = None
-        self._search_lock = threading.Lock()
-        self._text_searcher = None  # index.search.TextSearcher, opened on the first search
+        self._text_searcher = None  # index.search.TextSearcher, made on the first search
+        self._text = _Conn(self.directory)
         self._text_lock = threading.Lock()
         self._text_hits: tuple[tuple[str, str | None], list[int]] | None = None
         self._checked: dict[str, str] = {}
 
     def close(self) -> None:
-        for c in (self._results, self._details):
-            with c.lock:
-                c.store.close()
-        if self._searcher is not None:
-            with self._search_lock:
-                self._searcher.close()
-        if self._text_searcher is not None:
-            with self._text_lock:
-                self._text_searcher.close()
+        for c in (self._results, self._details, self._search, self._text):
+            c.close()
+
+    def version(self) -> tuple[int, int] | None:
+        """(mtime ns, size) of the store's file: it changes with every commit of a build."""
+        try:
+            st = os.stat(self.directory / DB_NAME)
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
 
     # -- user SQL ---------------------------------------------------------------------
     def check_where(self, where: str) -> str | None:
@@ -278,13 +350,15 @@ class Catalog:
             return None
         if where in self._checked:
             return self._checked[where]
-        conn = self._results
-        with conn.lock:
-            sql = select_sql(conn.store, "*", where)
+        def check(store: Store) -> str:
+            sql = select_sql(store, "*", where)
             try:
-                conn.store.con.execute("EXPLAIN " + sql).fetchall()
+                store.con.execute("EXPLAIN " + sql).fetchall()
             except duckdb.Error as exc:
                 raise BadSQLError(f"bad WHERE filter {where!r}: {_one_line(exc)}") from None
+            return sql
+
+        sql = self._results.store_for(check)
         if len(self._checked) > 512:
             self._checked.clear()
         self._checked[where] = sql
@@ -310,7 +384,7 @@ class Catalog:
         expr = dict(RESULT_COLUMNS)[sort]
         direction = "DESC" if descending else "ASC"
         cols = ", ".join(e for _, e in RESULT_COLUMNS)
-        sql = (f"SELECT track_id, path, duration, {cols} FROM {source} WHERE {where} "
+        sql = (f"SELECT track_id, path, duration, path_bytes, {cols} FROM {source} WHERE {where} "
                f"ORDER BY {expr} {direction} NULLS LAST, path LIMIT {int(limit)} OFFSET {int(offset)}")
         try:
             rows = self._results.rows(sql)
@@ -318,7 +392,7 @@ class Catalog:
                 total = self._results.rows(f"SELECT count(*) FROM {source} WHERE {where}")[0][0]
         except duckdb.Error as exc:
             raise BadSQLError(f"bad filter: {_one_line(exc)}") from None
-        return Page(tuple(ResultRow(r[0], r[1], r[2], tuple(r[3:])) for r in rows), int(total),
+        return Page(tuple(_row(r) for r in rows), int(total),
                     offset, sort, descending)
 
     def search_page(self, f: Filters, offset: int = 0, limit: int = PAGE_SIZE) -> Page:
@@ -328,17 +402,21 @@ class Catalog:
 
         where = combined_where(f)
         key = (f.text.strip(), where)
+        def search(store: Store) -> list[int]:
+            if self._text_searcher is None:
+                self._text_searcher = TextSearcher(store=store)
+            else:
+                self._text_searcher.rebind(store)  # caches kept while the store is unchanged
+            return [h.track_id for h in self._text_searcher.search(key[0], SEARCH_RESULTS, where).hits]
+
         with self._text_lock:
             if self._text_hits is None or self._text_hits[0] != key:
                 try:
-                    if self._text_searcher is None:
-                        self._text_searcher = TextSearcher(self.directory)
-                    hits = self._text_searcher.search(key[0], SEARCH_RESULTS, where).hits
+                    self._text_hits = (key, self._text.store_for(search))
                 except BadSQLError:
                     raise
                 except QueryError as exc:  # no match, empty query, missing model: one line
                     raise TuiError(str(exc)) from None
-                self._text_hits = (key, [h.track_id for h in hits])
             ids = self._text_hits[1]
         rows = self.rows_for(ids[offset : offset + limit])
         return Page(rows, len(ids), offset, "relevance", False)
@@ -349,9 +427,9 @@ class Catalog:
             return ()
         cols = ", ".join(e for _, e in RESULT_COLUMNS)
         ids = ", ".join(str(int(t)) for t in track_ids)
-        rows = self._results.rows(f"SELECT track_id, path, duration, {cols} FROM tracks "
+        rows = self._results.rows(f"SELECT track_id, path, duration, path_bytes, {cols} FROM tracks "
                                   f"WHERE track_id IN ({ids})")
-        by_id = {r[0]: ResultRow(r[0], r[1], r[2], tuple(r[3:])) for r in rows}
+        by_id = {r[0]: _row(r) for r in rows}
         return tuple(by_id[int(t)] for t in track_ids if int(t) in by_id)
 
     def playlist(self, f: Filters, sort: str = "artist", descending: bool = False) -> list[ResultRow]:
@@ -369,10 +447,12 @@ class Catalog:
 
     def detail(self, track_id: int) -> TrackDetail:
         con = self._details
-        with con.lock:
-            cur = con.store.con.execute("SELECT * FROM tracks WHERE track_id = ?", [int(track_id)])
-            names = [d[0] for d in cur.description]
-            row = cur.fetchone()
+
+        def fetch(store: Store):
+            cur = store.con.execute("SELECT * FROM tracks WHERE track_id = ?", [int(track_id)])
+            return [d[0] for d in cur.description], cur.fetchone()
+
+        names, row = con.store_for(fetch)
         if row is None:
             raise QueryError(f"track {track_id} is no longer in the store")
         values = dict(zip(names, row))
@@ -403,10 +483,14 @@ class Catalog:
         a QueryError: the reason is in ``Similar.error``."""
         try:
             where = combined_where(f) if f is not None else None
-            with self._search_lock:
+            def search(store: Store) -> list[Neighbour]:
                 if self._searcher is None:
-                    self._searcher = Searcher(self.directory)
-                found = self._searcher.knn(int(track_id), space, k, where)
+                    self._searcher = Searcher(store=store)
+                else:
+                    self._searcher.rebind(store)  # keeps its indexes while they are in step
+                return self._searcher.knn(int(track_id), space, k, where)
+
+            found = self._search.store_for(search)
         except (QueryError, TuiError) as exc:
             return Similar(space, int(track_id), (), str(exc))
         return Similar(space, int(track_id), tuple(found))

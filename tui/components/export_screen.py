@@ -1,4 +1,5 @@
-"""Asks where to write the M3U8 playlist; dismisses with the path, or None."""
+"""Asks where to write the M3U8 playlist (dismisses with the path, or None), and whether
+to overwrite an existing one (dismisses with True or False)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,29 @@ class ExportScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; Escape, n or Cancel answer no."""
+
+    BINDINGS = [("escape", "no", "Cancel"), ("n", "no", "No"), ("y", "yes", "Yes")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="export-dialog"):
+            yield Label(self.question)
+            with Horizontal(id="export-buttons"):
+                yield Button("Overwrite", variant="warning", id="confirm-yes")
+                yield Button("Cancel", id="confirm-no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+    def action_no(self) -> None:
+        self.dismiss(False)
