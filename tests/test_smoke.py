@@ -87,6 +87,12 @@ def test_every_command_runs_from_the_installed_console_script(corpus, shared_mod
     engine("tag", "export", "strings", "-o", str(tmp_path / "strings.json"))
     engine("tag", "delete", "strings")
     assert "scored 3 tracks" in engine("tag", "import", str(tmp_path / "strings.json")).stderr
+    pair = engine("explain", "--track", title, "--with", "01 Art.mp3")
+    assert " share: " in pair.stdout and title in pair.stdout
+    # Three tracks cannot give a concept its examples: one line says so.
+    few = subprocess.run([*engine_command(), "explain", "--track", title, "--head", "mtt", *models], cwd=OUTSIDE, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert few.returncode == 1 and few.stderr.strip() == "error: no concept has enough example tracks in this store"
     report = engine("report", "--out", str(tmp_path / "report"))
     assert Path(report.stdout.strip()) == tmp_path / "report" / "report.html"
     assert (tmp_path / "report" / "report.html").stat().st_size > 10_000
