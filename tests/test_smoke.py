@@ -90,8 +90,8 @@ def test_every_command_runs_from_the_installed_console_script(corpus, shared_mod
     pair = engine("explain", "--track", title, "--with", "01 Art.mp3")
     assert " share: " in pair.stdout and title in pair.stdout
     # Three tracks cannot give a concept its examples: one line says so.
-    few = subprocess.run([*engine_command(), "explain", "--track", title, "--head", "mtt", *models], cwd=OUTSIDE, env=env,
-                         capture_output=True, text=True, timeout=900)
+    few = subprocess.run([*engine_command(), "explain", "--track", title, "--head", "mtt", *models],
+                         cwd=OUTSIDE, env=env, capture_output=True, text=True, timeout=900)
     assert few.returncode == 1 and few.stderr.strip() == "error: no concept has enough example tracks in this store"
     report = engine("report", "--out", str(tmp_path / "report"))
     assert Path(report.stdout.strip()) == tmp_path / "report" / "report.html"
