@@ -179,7 +179,9 @@ def test_chorales_from_five_examples_rank_the_other_chorales_first(corpus_store,
         usertags.save(store, probe)
         scores = {r.track_id: r.score for r in usertags.ranked(store, "chorale")}
     held_out = np.array([scores[t] for t in chorales[5:]])
-    library = np.array([scores[t] for t, p in rows if "/library/" in p])
+    # Tracks too short for the model have no embedding, so no score.
+    library = np.array([scores[t] for t, p in rows if "/library/" in p and t in scores])
+    assert len(library) >= 40
     assert _auc(held_out, library) > 0.9
     assert probe.chosen.auc > 0.75
 
