@@ -283,6 +283,13 @@ def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary:
         spaces = stage.spaces
         _run(plan, writer, stage, workers, options, summary)
     with writer.session() as store:
+        # Listener profiles: predicted quality for new or re-analysed tracks, from the
+        # stored columns (no decoding); also rescores everything after a model update.
+        from engine.listeners import score_listeners
+
+        scored = score_listeners(store)
+        if scored.total:
+            summary.stage_seconds["listeners"] = scored.seconds
         if plan.tasks:  # kept for the benchmark's per-stage breakdown
             store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
         vectors.sync(store, spaces=spaces or options.spaces)
@@ -440,9 +447,11 @@ def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], writer: 
                  summary: BuildSummary, known: set[str] = frozenset()) -> None:
     from engine.records import build_record
 
-    t0 = time.perf_counter()
+    # CPU-seconds, like the workers' stages: this process's CPU while the models run
+    # (onnxruntime's threads included).
+    t0 = time.process_time()
     outputs = stage.run(batch)
-    summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.perf_counter() - t0
+    summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.process_time() - t0
     records = []
     for a, m in zip(batch, outputs):
         records.append(build_record(a, m, stage.labels, with_file_columns=a.task.dsp,
@@ -453,7 +462,7 @@ def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], writer: 
             summary.updated += 1
         else:
             summary.analysed += 1
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with writer.session() as store:  # open, one transaction, close: readers go in between
         store.write_tracks(records, failures)
-    summary.stage_seconds["store"] = summary.stage_seconds.get("store", 0.0) + time.perf_counter() - t0
+    summary.stage_seconds["store"] = summary.stage_seconds.get("store", 0.0) + time.process_time() - t0

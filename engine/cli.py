@@ -190,14 +190,17 @@ def build(folder: Path, store_dir: Path | None, workers: int | None, threads: in
 # Commands over the store live in their own modules; they are registered here.
 from engine.cli_lists import duplicates as _duplicates, path as _path, radio as _radio  # noqa: E402
 from engine.cli_query import knn as _knn, playlist as _playlist  # noqa: E402
+from engine.cli_index import index_group as _index  # noqa: E402
 from engine.cli_report import report as _report  # noqa: E402
 from engine.cli_search import search as _search  # noqa: E402
 from engine.cli_sql import sql as _sql  # noqa: E402
 from engine.cli_tags import tag as _tag  # noqa: E402
 from engine.cli_explain import explain as _explain  # noqa: E402
 from engine.cli_tui import tui as _tui  # noqa: E402
+from engine.cli_hearing import listener as _listener, quality as _quality  # noqa: E402
 
-for _command in (_knn, _path, _radio, _duplicates, _playlist, _search, _sql, _report, _tui, _tag, _explain):
+for _command in (_knn, _path, _radio, _duplicates, _playlist, _search, _sql, _report, _tui,
+                 _listener, _quality, _index, _tag, _explain):
     cli.add_command(_command)
 
 

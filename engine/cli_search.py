@@ -63,5 +63,7 @@ def search(text: str, k: int, where: str | None, fmt: str, m3u8: Path | None, re
         rows = [tuple(asdict(h).values()) for h in hits]
     click.echo(render(columns, rows, fmt))
     if m3u8 is not None:
-        count = write_m3u8(hits, m3u8, relative=relative)
-        click.echo(f"wrote {count} tracks to {m3u8}", err=True)
+        written = write_m3u8(hits, m3u8, relative=relative)
+        for line in written.skipped:
+            click.echo(f"warning: {line}", err=True)
+        click.echo(f"wrote {written.count} tracks to {written.path}", err=True)

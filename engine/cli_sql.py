@@ -77,11 +77,11 @@ def sql(query: str, store_dir: Path | None, fmt: str, limit: int | None, timeout
         max_memory: str) -> None:
     """Run one read-only SQL QUERY on the store (DuckDB SQL; `-` reads it from stdin).
 
-    Tables: tracks, styles, tags, embeddings, failures. Views and macros for common
-    questions: library, track_keys, track_styles, genres, top_styles, in_key('A minor'),
-    style(track_id, 'Techno'), tag(track_id, 'happy'). Only SELECT (and EXPLAIN SELECT)
-    runs; anything that would write or read outside the store is refused. A query may
-    start with a -- comment.
+    Tables: tracks, styles, tags, embeddings, failures, listeners, listener_quality.
+    Views and macros for common questions: library, track_keys, track_styles, genres,
+    top_styles, in_key('A minor'), style(track_id, 'Techno'), tag(track_id, 'happy'),
+    haaqi(track_id, 'mum'). Only SELECT (and EXPLAIN SELECT) runs; anything that would
+    write or read outside the store is refused. A query may start with a -- comment.
 
     Example: engine sql "SELECT title, bpm FROM library ORDER BY style(track_id, 'Techno') DESC LIMIT 10"
     """

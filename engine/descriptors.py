@@ -13,29 +13,28 @@ Conventions
   a result; a value that is undefined for that signal is ``NaN`` (floats) or ``None``
   (key names), as each function documents.
 * Essentia algorithm objects are not thread-safe, so each call creates its own instances
-  and nothing is shared between calls or threads. (Reusing one ``RhythmExtractor2013``
-  would save ≈120 ms of construction per call, but a reused instance prints a warning
-  per frame to stderr -- its inner network has been torn down -- so we do not rely on it.)
+  and nothing is shared between calls or threads (only constant filterbank matrices are
+  cached, read-only).
 
 Choices, with the measurements behind them (``bench/tempo_accuracy.py``)
 -----------------------------------------------------------------------
-* Tempo: ``RhythmExtractor2013(method='multifeature')``. On the 26 rendered clips plus the
-  4 Sectoid songs it is right within 4 % on 25/30 and within 4 % up to a factor of 2 or 3
-  on 30/30; 'degara' scores 21/30 and 27/30, Essentia's TempoCNN 18/30 and 25/30.
-  Using TempoCNN's activations to pick the octave was tried and is not used: choosing
-  among ×½, ×1, ×2 lowers the score to 23/30; allowing only halving gains one clip
-  (26/30), a rule picked after seeing the data with one discordant clip, which is noise.
+* Tempo: the multi-feature beat tracker of ``RhythmExtractor2013(method='multifeature')``
+  with its onset functions in numpy (:mod:`engine.beats`, ≈1/4 of the CPU). On the 26
+  rendered clips plus the 4 Sectoid songs it is right within 4 % on 25/30 and within 4 %
+  up to a factor of 2 or 3 on 30/30; 'degara' scores 21/30 and 27/30, TempoCNN 18/30 and
+  25/30. The octave is decided later, with TempoCNN, by :mod:`engine.tempo` (held out
+  27/30 and 30/30).
 * Key: one HPCP pass shared by the three profiles, bit-identical to three
   ``KeyExtractor`` calls at about half the cost.
-* Loudness: ``LoudnessEBUR128`` (ITU-R BS.1770 / EBU R 128); true peak by 4× oversampling
-  with soxr, which agrees with Essentia's ``TruePeakDetector`` within 0.07 dB and is ~30×
-  faster.
+* Loudness: ITU-R BS.1770 / EBU R 128 vectorised (:mod:`engine.ebur128`): 1/3 of
+  ``LoudnessEBUR128``'s cost and exact at low frequencies, where Essentia's float32 filter
+  reads up to 1 LU low; true peak by 4× oversampling with soxr, which agrees with
+  Essentia's ``TruePeakDetector`` within 0.07 dB and is ~30× faster.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 
@@ -101,8 +100,6 @@ _MIN_DANCEABILITY_S = 2.0
 # windows; shorter programmes have no defined value.
 _GATING_BLOCK_S = 0.4
 _SHORT_TERM_S = 3.0
-# LoudnessEBUR128 reports -70 LUFS (its absolute gate) when no block passes the gate.
-_ABSOLUTE_GATE_LUFS = -70.0
 # Input frames per block when oversampling for true peak.
 _TRUE_PEAK_BLOCK = 1 << 16
 
@@ -192,8 +189,8 @@ class DspDescriptors:
     danceability : float
         See :func:`danceability`.
     timings : dict of str to float
-        Wall-clock seconds per stage: ``'tempo'``, ``'key'``, ``'loudness'``,
-        ``'danceability'``.
+        CPU-seconds of the calling process per stage: ``'tempo'``, ``'key'``,
+        ``'loudness'``, ``'danceability'``.
     """
 
     tempo: Tempo
@@ -259,26 +256,14 @@ def _is_silent(x: np.ndarray) -> bool:
 
 # --------------------------------------------------------------------------- tempo
 
-_per_thread = threading.local()
-
-
-def _rhythm_extractor():
-    """This thread's RhythmExtractor2013: building one costs ≈0.12 s, a quarter of a
-    30 s clip's tempo estimate, so each thread (each build worker) keeps its own.
-    Reuse gives identical results (tests/test_descriptors.py checks it); Essentia's
-    per-frame warnings on reuse are silenced by the build's workers."""
-    extractor = getattr(_per_thread, "rhythm", None)
-    if extractor is None:
-        extractor = _es().RhythmExtractor2013(
-            method="multifeature", minTempo=_MIN_BPM, maxTempo=_MAX_BPM
-        )
-        _per_thread.rhythm = extractor
-    return extractor
-
-
-
 def tempo(mono_44k: np.ndarray) -> Tempo:
-    """Estimate the global tempo with RhythmExtractor2013 (multifeature beat tracker).
+    """Track the beat with the multi-feature tracker and return its tempo.
+
+    The tracker is Essentia's ``RhythmExtractor2013(method='multifeature')`` with its onset
+    functions computed in numpy (:mod:`engine.beats`): the same beats and tempo at ≈1/4
+    of the CPU. This is the tracker's level; :func:`engine.tempo.decide` then picks the
+    metrical level (×½, ×⅔, ×1, ×3/2, ×2) with TempoCNN's evidence, once the model stage
+    has run.
 
     Parameters
     ----------
@@ -288,10 +273,10 @@ def tempo(mono_44k: np.ndarray) -> Tempo:
     Returns
     -------
     Tempo
-        ``bpm`` in [40, 208] or NaN, ``confidence`` in [0, 1] (raw confidence / 5.32),
-        ``method='multifeature'``. Typical errors are octave errors (×2 / ×½); on the
-        project's corpus the estimate is within 4 % of the truth for 83 % of clips and
-        within 4 % of 1, 2, ½, 3 or ⅓ times it for all of them.
+        ``bpm`` in [40, 208] or NaN, ``confidence`` in [0, 1] (the tracker's agreement
+        confidence / 5.32), ``method='multifeature'``. Typical errors are octave errors
+        (×2 / ×½): on the project's 30 clips with exact tempo the estimate is within 4 %
+        of the truth for 83 % of them and within 4 % of 1, 2, ½, 3 or ⅓ times it for all.
 
     Raises
     ------
@@ -300,19 +285,21 @@ def tempo(mono_44k: np.ndarray) -> Tempo:
 
     Notes
     -----
-    Cost ≈0.4 s CPU per 30 s of audio (the algorithm is built once per thread).
+    Cost ≈0.1 s CPU per 30 s of audio (Essentia's own: ≈0.42 s).
     """
+    from engine import beats
+
     x = _as_mono(mono_44k)
     undefined = Tempo(bpm=math.nan, confidence=0.0, method="multifeature")
     if _is_silent(x):
         return undefined
-    bpm, _ticks, confidence, _estimates, _intervals = _rhythm_extractor()(x)
-    bpm = float(bpm)
+    found = beats.track(x)
+    bpm = found.bpm
     # The tracker returns 0 when it found too few beats and out-of-range values on
     # degenerate input; neither is a tempo.
     if not (math.isfinite(bpm) and _MIN_BPM <= bpm <= _MAX_BPM):
         return undefined
-    conf = float(confidence) / RHYTHM_CONFIDENCE_MAX
+    conf = found.confidence / RHYTHM_CONFIDENCE_MAX
     conf = min(max(conf, 0.0), 1.0) if math.isfinite(conf) else 0.0
     return Tempo(bpm=bpm, confidence=conf, method="multifeature")
 
@@ -537,33 +524,25 @@ def loudness(stereo_44k: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Loudness
     -----
     Mono: ITU-R BS.1770 sums the power of the channels present, so a single-channel file
     is measured as one channel -- as ffmpeg's ebur128, libebur128 and pyloudnorm do by
-    default. A 1-D input is therefore fed to ``LoudnessEBUR128`` as left = signal,
-    right = silence, which is exactly the one-channel measurement. The same samples
-    duplicated into two channels (what a decoder's stereo output of a mono file is) read
-    +3.01 LU louder: callers should pass the mono array for single-channel sources. The
-    EBU test signals are two-channel files (identical channels) and are measured as such.
+    default. The same samples duplicated into two channels (what a decoder's stereo
+    output of a mono file is) read +3.01 LU louder: callers should pass the mono array
+    for single-channel sources. The EBU test signals are two-channel files (identical
+    channels) and are measured as such.
 
-    Accuracy: within 0.05 LU of the EBU Tech 3341 integrated values and 0.05 LU of the
-    Tech 3342 loudness ranges, at 48 kHz and after resampling to 44.1 kHz.
-    Cost ≈0.2 s CPU per 30 s of stereo audio (true peak ≈60 ms of it).
+    Accuracy: within 0.05 LU of the EBU Tech 3341 integrated values and of the Tech 3342
+    loudness ranges, at 48 kHz and after resampling to 44.1 kHz; within 0.003 LU of a
+    float64 evaluation of the K-filter down to 30 Hz (:mod:`engine.ebur128`, which says
+    why Essentia's ``LoudnessEBUR128`` is not used).
+    Cost ≈0.1 s CPU per 30 s of stereo audio (true peak ≈40 ms of it).
     """
+    from engine import ebur128
+
     audio = _as_channels(stereo_44k)
-    n = audio.shape[0]
-    duration = n / float(sample_rate)
-    if audio.shape[1] == 1:
-        # One-channel measurement (see Notes): LoudnessEBUR128 only takes stereo.
-        stereo = np.zeros((n, 2), dtype=np.float32)
-        stereo[:, 0] = audio[:, 0]
-    else:
-        stereo = audio
-    es = _es()
-    meter = es.LoudnessEBUR128(sampleRate=float(sample_rate))
-    _momentary, _short_term, integrated, lra = meter(stereo)
-    integrated = float(integrated)
-    lra = float(lra)
-    if duration < _GATING_BLOCK_S or not integrated > _ABSOLUTE_GATE_LUFS:
+    duration = audio.shape[0] / float(sample_rate)
+    integrated, lra = ebur128.integrated_and_range(audio, float(sample_rate))
+    if duration < _GATING_BLOCK_S:
         integrated = math.nan
-    if duration < _SHORT_TERM_S or math.isnan(integrated) or not math.isfinite(lra):
+    if duration < _SHORT_TERM_S or math.isnan(integrated):
         lra = math.nan
     return Loudness(
         integrated_lufs=integrated,
@@ -630,7 +609,7 @@ def dsp_descriptors(mono_44k: np.ndarray, stereo_44k: np.ndarray | None) -> DspD
     Returns
     -------
     DspDescriptors
-        The results and ``timings`` (seconds per stage: ``'tempo'``, ``'key'``,
+        The results and ``timings`` (CPU-seconds per stage: ``'tempo'``, ``'key'``,
         ``'loudness'``, ``'danceability'``).
 
     Raises
@@ -646,18 +625,18 @@ def dsp_descriptors(mono_44k: np.ndarray, stereo_44k: np.ndarray | None) -> DspD
     loud_input = mono if stereo_44k is None else _as_channels(stereo_44k)
     timings: dict[str, float] = {}
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     tempo_result = tempo(mono)
-    t1 = time.perf_counter()
+    t1 = time.process_time()
     timings["tempo"] = t1 - t0
     key_results = keys(mono)
-    t2 = time.perf_counter()
+    t2 = time.process_time()
     timings["key"] = t2 - t1
     loud_result = loudness(loud_input, SAMPLE_RATE)
-    t3 = time.perf_counter()
+    t3 = time.process_time()
     timings["loudness"] = t3 - t2
     dance = danceability(mono)
-    timings["danceability"] = time.perf_counter() - t3
+    timings["danceability"] = time.process_time() - t3
 
     return DspDescriptors(
         tempo=tempo_result,

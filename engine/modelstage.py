@@ -43,7 +43,8 @@ class ModelOutputs:
     """
 
     spaces: dict[str, TrackOutputs] = field(default_factory=dict)
-    tempocnn: tuple[float, float] | None = None  # (bpm, confidence)
+    tempocnn: tuple[float, float] | None = None  # (bpm, confidence) of its majority vote
+    tempocnn_probs: np.ndarray | None = None  # [n_patches, 256] softmax, for the octave decision
     too_short: tuple[str, ...] = ()
 
 
@@ -133,6 +134,7 @@ class ModelStage:
                 if a.tempocnn_input is not None and len(a.tempocnn_input):
                     probs = self.tempocnn.run(a.tempocnn_input)["predictions"]
                     res.tempocnn = frontend.tempo_from_activations(probs)
+                    res.tempocnn_probs = probs
         return results
 
 

@@ -179,6 +179,7 @@ _ACTIVE_DBFS = -60.0  # frames quieter than this are ignored by the noise estima
 
 # Clicks.
 _LPC_ORDER = 16
+_CLICK_BLOCK = 32  # frames per block of the residual filter (see _click_events)
 _CLICK_THRESHOLD = 10.0  # x robust residual scale
 _CLICK_ISOLATION = 3.0  # x largest other residual within the window
 _CLICK_WINDOW = 882  # samples either side (20 ms)
@@ -470,10 +471,16 @@ def _click_events(x: np.ndarray, fr: _Frames) -> np.ndarray:
     a = _lpc(r).astype(np.float32)
     # Residual e[t] = sum_k a_k x[t-k], frame by frame with each frame's own predictor.
     xp = np.concatenate([np.zeros(_LPC_ORDER, dtype=np.float32), x[:n] - np.float32(x.mean())])
-    resid = a[:, :1] * xp[_LPC_ORDER:].reshape(frames, _FRAME)
-    for k in range(1, _LPC_ORDER + 1):
-        resid += a[:, k : k + 1] * xp[_LPC_ORDER - k : _LPC_ORDER - k + n].reshape(frames, _FRAME)
-    mag = np.abs(resid)
+    mag = np.empty((frames, _FRAME), dtype=np.float32)
+    # In blocks of _CLICK_BLOCK frames (256 KB) so the 17 passes run in cache: over the
+    # whole signal at once they are memory-bound (measured 2x slower on 45 s).
+    for f0 in range(0, frames, _CLICK_BLOCK):
+        f1 = min(f0 + _CLICK_BLOCK, frames)
+        s0, s1 = f0 * _FRAME, f1 * _FRAME
+        resid = a[f0:f1, :1] * xp[_LPC_ORDER + s0 : _LPC_ORDER + s1].reshape(f1 - f0, _FRAME)
+        for k in range(1, _LPC_ORDER + 1):
+            resid += a[f0:f1, k : k + 1] * xp[_LPC_ORDER - k + s0 : _LPC_ORDER - k + s1].reshape(f1 - f0, _FRAME)
+        np.abs(resid, out=mag[f0:f1])
     # Robust scale per frame: median of every 4th sample (4x cheaper, same value to
     # within a few per cent on 2048 samples).
     scale = np.maximum(1.4826 * np.median(mag[:, ::4], axis=1), _CLICK_MIN_SCALE)
@@ -595,9 +602,14 @@ def _clipping_share(planar: np.ndarray) -> float:
             # than others, and that comb would read as piled-up samples.
             width = step * max(2, math.ceil(width / step))
         bins = int(peak / width) + 1
-        idx = (mag * np.float32(1.0 / width) + np.float32(1e-3)).astype(np.int32)
+        first = int(_CLIP_START * bins)
+        # Only bins from 25 % of the peak up are read: histogram just those samples
+        # (the same bin arithmetic, on ~1/4 of the samples; 2x faster).
+        pos = mag * np.float32(1.0 / width)
+        pos += np.float32(1e-3)
+        idx = pos[pos >= first].astype(np.int32)
         np.minimum(idx, bins - 1, out=idx)
-        counts = np.bincount(idx, minlength=bins)[int(_CLIP_START * bins):].astype(np.float64)
+        counts = np.bincount(idx, minlength=bins)[first:].astype(np.float64)
         piled += float(np.sum(counts - np.minimum.accumulate(counts)))
     return piled / float(planar.size)
 

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from engine import tempo
 from engine.analysis import FileAnalysis
 from engine.modelstage import ModelOutputs, too_short_reason
 from index.store import TrackRecord
@@ -68,6 +69,8 @@ def file_columns(a: FileAnalysis) -> dict[str, Any]:
         )
     if a.quality is not None:
         cols.update(a.quality.columns())
+    if a.band_levels is not None:
+        cols["band_levels"] = [float(v) for v in a.band_levels]
     notes = list(a.warnings) + _undefined_values(cols)
     cols["notes"] = "; ".join(notes) or None
     return cols
@@ -105,6 +108,11 @@ def build_record(
     rec = TrackRecord(path=a.task.path, columns=cols)
     if m.tempocnn is not None:
         cols["bpm_tempocnn"] = m.tempocnn[0]
+    if with_file_columns and a.dsp is not None:
+        # The tempo octave needs TempoCNN, which runs here in the model stage, after the
+        # per-file analysis: the decision is made where both are known.
+        decided = tempo.decide(a.dsp.tempo, m.tempocnn_probs)
+        cols.update(bpm=decided.bpm, bpm_confidence=decided.confidence)
     for space in m.too_short:
         cols[f"has_{space}"] = False  # ran and cannot: the next build does not ask again
     if m.too_short or with_file_columns:

@@ -359,19 +359,24 @@ def _parse_error(con, bare: str | None, fragment: str) -> str | None:
     return None
 
 
-def _add_track_id_to_style(node: Any) -> bool:
-    """Rewrite every one-argument style(x) to style(tracks.track_id, x), in place.
+# index.sql macros whose first argument is the track id, which a filter may leave out.
+_ROW_MACROS = frozenset({"style", "haaqi"})
 
-    DuckDB macros cannot see the calling row, so index.sql's ``style`` takes the track
-    id; in a filter or sort order over ``tracks`` the row is implied, so
-    ``style('Techno')`` is accepted as well.
+
+def _add_track_id_to_style(node: Any) -> bool:
+    """Rewrite every one-argument style(x) or haaqi(x) to f(tracks.track_id, x), in place.
+
+    DuckDB macros cannot see the calling row, so index.sql's ``style`` and ``haaqi`` take
+    the track id; in a filter or sort order over ``tracks`` the row is implied, so
+    ``style('Techno')`` and ``haaqi('mum')`` are accepted as well.
     """
     changed = False
     stack = [node]
     while stack:
         n = stack.pop()
         if isinstance(n, dict):
-            if (n.get("class") == "FUNCTION" and str(n.get("function_name", "")).lower() == "style"
+            if (n.get("class") == "FUNCTION"
+                    and str(n.get("function_name", "")).lower() in _ROW_MACROS
                     and not n.get("schema") and len(n.get("arguments", [])) == 1):
                 n["arguments"].insert(0, {"name": "", "expression": {
                     "class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "",
@@ -436,6 +441,8 @@ class Searcher:
         self._generations: dict[str, int] = {}
         self._indexes: dict[str, Any] = {}
         self._centres: dict[str, np.ndarray | None] = {}  # index.vectors.prepare's centre
+        self._vector_rows: dict[str, Any] = {}  # space -> index.vectorfile.VectorFile (compressed kind)
+        self._rerank: dict[str, int] = {}
         self.stale: dict[str, str | None] = {}  # space -> why its file was not used (None: used)
         self._ids: dict[str, np.ndarray] = {}
         self._present: dict[str, np.ndarray] = {}
@@ -450,7 +457,8 @@ class Searcher:
         self.store = store
         for space in list(self._indexes):
             if store.generation(space) != self._generations.get(space):
-                for cache in (self._indexes, self._centres, self._ids, self._present, self.stale):
+                for cache in (self._indexes, self._centres, self._ids, self._present, self.stale,
+                              self._vector_rows, self._rerank):
                     cache.pop(space, None)
 
     def __enter__(self) -> "Searcher":
@@ -461,19 +469,31 @@ class Searcher:
 
     def index(self, space: str):
         """The space's FAISS index: the file when it is in step with DuckDB (contents
-        checked, index.vectors.check), else built in memory from DuckDB; never written."""
+        checked, index.vectors.check), else built in memory from DuckDB; never written.
+        A compressed index (index.compressed) is never built here: a stale one is searched
+        as it is, a damaged one is a QueryError naming the repair."""
         from index import vectors
 
         check_space(space)
         if space not in self._indexes:
             self._generations[space] = self.store.generation(space)
-            opened = vectors.open_search_index(self.store, space)
+            try:
+                opened = vectors.open_for_search(self.store, space)
+            except vectors.IndexUnreadableError as exc:
+                raise QueryError(str(exc)) from None
             index, centre, self.stale[space] = opened.index, opened.centre, opened.why
+            self._vector_rows[space], self._rerank[space] = opened.rows, opened.rerank
             if index is None or index.ntotal == 0:
                 raise MissingEmbeddingsError(_missing_message(space))
             self._indexes[space] = index
             self._centres[space] = centre
         return self._indexes[space]
+
+    def rows(self, space: str):
+        """The float16 rows a compressed index re-ranks with (index.vectorfile.VectorFile),
+        or None for an index that holds its vectors itself."""
+        self.index(space)
+        return self._vector_rows.get(space)
 
     def indexed_ids(self, space: str) -> np.ndarray:
         """Sorted track ids (int64) that have a vector in ``space``'s index."""
@@ -484,7 +504,10 @@ class Searcher:
         if space not in self._ids:
             index = self.index(space)
             ivf = faiss.try_extract_index_ivf(index)
-            if ivf is None:
+            rows = self.rows(space)
+            if rows is not None:  # the row file's ids are the index's, sorted already
+                ids = np.asarray(rows.ids)
+            elif ivf is None:
                 ids = faiss.vector_to_array(index.id_map)
             else:
                 ids = vectors.ivf_ids(ivf)
@@ -509,7 +532,11 @@ class Searcher:
         return ids[indexed[pos] == ids]
 
     def query_vector(self, track: TrackRef, space: str) -> np.ndarray:
-        """The track's normalised vector [1, d]: from the index, else from DuckDB."""
+        """The track's vector [1, d] prepared as the index holds it (centred, normalised): from
+        the index (or its float16 rows), else from DuckDB."""
+        rows = self.rows(space)
+        if rows is not None and rows.contains([track.track_id])[0]:
+            return rows.vectors(np.array([track.track_id]))
         try:
             return self.index(space).reconstruct(int(track.track_id))[None, :]
         except RuntimeError:  # not in the index (or an index without an id map)
@@ -534,6 +561,9 @@ class Searcher:
         missing = np.setdiff1d(ids, self.in_index(space, ids))
         if len(missing):
             raise MissingEmbeddingsError(f"track {int(missing[0])} has no {space} embedding")
+        rows = self.rows(space)
+        if rows is not None:  # a compressed index keeps its vectors in these rows
+            return rows.vectors(ids)
         with _faiss_threads():
             return np.asarray(index.reconstruct_batch(ids), dtype=np.float32)
 
@@ -558,7 +588,9 @@ class Searcher:
         ``[d]``, best first: ``allowed`` (from :meth:`allowed`) restricts the candidates,
         ``exclude`` removes ids. Exact duplicates of ``q`` (similarity >= 0.99999) are skipped."""
         q = np.ascontiguousarray(np.asarray(q, dtype=np.float32).reshape(1, -1))
-        return _search(self.index(space), q, k, set(exclude or ()), allowed)
+        index = self.index(space)
+        return _search(index, q, k, set(exclude or ()), allowed, self._vector_rows.get(space),
+                       self._rerank.get(space, 0))
 
     def _no_vector_reason(self, track: TrackRef, space: str) -> str:
         """Why ``track`` has no vector in ``space``, and what (if anything) fixes it."""
@@ -593,7 +625,8 @@ class Searcher:
             allowed = self.in_index(space, filter_ids(self.store, where))
         exclude = {ref.track_id}
         while True:
-            ids, sims = _search(index, q, k, exclude, allowed)
+            ids, sims = _search(index, q, k, exclude, allowed, self._vector_rows.get(space),
+                                self._rerank.get(space, 0))
             rows = self._rows(ids)
             # Copies of the query's file (same content hash) are found among the results
             # rather than by scanning every hash first: they are rare, and then searched past.
@@ -664,20 +697,27 @@ def _selector(allowed: np.ndarray, exclude: set[int]):
     return sel, len(allowed)
 
 
-def _search(index, q: np.ndarray, k: int, exclude: set[int],
-            allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _search(index, q: np.ndarray, k: int, exclude: set[int], allowed: np.ndarray | None,
+            rows=None, rerank: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (ids, similarities) for query ``q`` [1, d], skipping ``exclude`` and duplicates.
 
     ``allowed`` (track ids, all in the index) restricts the search; None means every track.
+    ``rows`` (index.vectorfile.VectorFile, with a compressed index): the index's scores
+    are approximate, so at least ``rerank`` candidates are fetched and ordered by these
+    rows; a filter matching at most ``rerank`` tracks is ranked from the rows alone.
     """
     import faiss
 
-    if allowed is not None and len(allowed) <= SUBSET_EXACT_MAX:
+    exact_max = SUBSET_EXACT_MAX if rows is None else max(rerank, k)
+    if allowed is not None and len(allowed) <= exact_max:
         subset = allowed[~np.isin(allowed, np.fromiter(exclude, np.int64))] if exclude else allowed
         try:
-            with _faiss_threads():
-                vecs = index.reconstruct_batch(subset) if len(subset) else np.zeros((0, index.d), np.float32)
-        except RuntimeError:  # an index without an id -> vector map: use a selector below
+            if rows is not None:
+                vecs = rows.vectors(subset)
+            else:
+                with _faiss_threads():
+                    vecs = index.reconstruct_batch(subset) if len(subset) else np.zeros((0, index.d), np.float32)
+        except (RuntimeError, KeyError):  # an index without an id -> vector map: use a selector below
             pass
         else:
             sims = vecs @ q[0]
@@ -701,25 +741,27 @@ def _search(index, q: np.ndarray, k: int, exclude: set[int],
         if nprobe * 2 >= nlist:
             nprobe = nlist
     # Ask for extra rows: excluded ids (when not filtered out already) and near-duplicates.
-    want = k + (len(exclude) if sel is None else 0) + 1
+    want = max(k + (len(exclude) if sel is None else 0) + 1, rerank if rows is not None else 0)
+    excluded = np.fromiter(exclude, np.int64)
     while True:
         want = min(want, index.ntotal)
-        if ivf is not None:
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe) if sel is not None \
-                else faiss.SearchParametersIVF(nprobe=nprobe)
-        else:
-            params = faiss.SearchParameters(sel=sel) if sel is not None else None
+        params = _search_params(ivf, nprobe, sel)
         with _faiss_threads():
             sims, ids = index.search(q, want, params=params)
-        sims, ids = sims[0], ids[0]
-        found = ids >= 0
-        keep = found & (sims < DUPLICATE_SIMILARITY)
+        found = int((ids[0] >= 0).sum())  # FAISS pads with -1 at the end
+        ids, sims = ids[0][:found], sims[0][:found]
+        if rows is not None:
+            from index.compressed import rerank as by_rows
+
+            ids, sims = by_rows(rows, q[0], ids)
+        keep = sims < DUPLICATE_SIMILARITY
         if exclude:
-            keep &= ~np.isin(ids, np.fromiter(exclude, np.int64))
+            keep &= ~np.isin(ids, excluded)
         if keep.sum() >= k:
             break
-        if found.sum() < want:
-            # The probed lists held fewer matches than asked for: scan them all (exact).
+        if found < want:
+            # The probed lists held fewer matches than asked for: scan them all (exact
+            # with IVF-Flat; every match seen with a compressed index).
             if ivf is not None and nprobe < nlist:
                 nprobe = nlist
                 continue
@@ -728,6 +770,20 @@ def _search(index, q: np.ndarray, k: int, exclude: set[int],
             break
         want *= 2
     return ids[keep][:k], sims[keep][:k]
+
+
+def _search_params(ivf, nprobe: int, sel):
+    """FAISS search parameters: the IVF kind's own class (RaBitQ's carries its query bits)."""
+    import faiss
+
+    if ivf is None:
+        return faiss.SearchParameters(sel=sel) if sel is not None else None
+    params = (faiss.IVFRaBitQSearchParameters() if isinstance(ivf, faiss.IndexIVFRaBitQ)
+              else faiss.SearchParametersIVF())
+    params.nprobe = nprobe
+    if sel is not None:
+        params.sel = sel
+    return params
 
 
 def knn(store_dir: Path | str | None, track: str | int | TrackRef, space: str, k: int = 10,

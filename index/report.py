@@ -288,6 +288,17 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class ListenerSummary:
+    """One listener profile's predicted HAAQI over the collection (index.listeners)."""
+
+    name: str
+    hearing: str          # class, e.g. 'moderate sloping'
+    audiogram: str        # thresholds, dB HL at 250..8k Hz
+    haaqi: Distribution   # predicted HAAQI 0-1 of the scored tracks
+    worst: tuple          # index.listeners.ListenerTrack, worst first
+
+
+@dataclass(frozen=True)
 class Report:
     store: str
     generated_at: _dt.datetime
@@ -300,6 +311,7 @@ class Report:
     vocals: Vocals
     failures: Failures
     quality: Quality | None   # None when the store has no quality columns
+    listeners: tuple[ListenerSummary, ...] = ()   # one per listener profile
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -563,6 +575,32 @@ def _quality(store: Store, columns: dict[str, str]) -> Quality | None:
     return Quality(score, bands, tuple(defects), lossless, fake, worst)
 
 
+WORST_FOR_LISTENER = 20  # tracks listed per listener
+
+
+def _listeners(store: Store) -> tuple[ListenerSummary, ...]:
+    """Per listener profile: the predicted HAAQI's spread and the worst tracks."""
+    from index.listeners import list_listeners, worst_tracks
+
+    if "listener_quality" not in {r[0] for r in _q(store, "SELECT table_name FROM duckdb_tables()")}:
+        return ()  # a store made before listener profiles existed
+    out = []
+    for p in list_listeners(store):
+        haaqi = _listener_distribution(store, p.name)
+        out.append(ListenerSummary(p.name, p.audiogram.label, p.audiogram.text(), haaqi,
+                                   tuple(worst_tracks(store, p.name, WORST_FOR_LISTENER))))
+    return tuple(out)
+
+
+def _listener_distribution(store: Store, name: str) -> Distribution:
+    import dataclasses
+
+    # The name is safe inside the SQL string: index.listeners.NAME_PATTERN allows only
+    # letters, digits, '_' and '-'.
+    column = f"(SELECT haaqi FROM listener_quality q WHERE q.track_id = tracks.track_id AND q.listener = '{name}')"
+    return dataclasses.replace(distribution(store, column, lo=0.0, hi=1.0, width=0.05), column=f"haaqi {name}")
+
+
 def compute_report(store: Store, *, style_threshold: float = STYLE_THRESHOLD) -> Report:
     """Everything ``engine report`` shows, from one store.
 
@@ -589,4 +627,5 @@ def compute_report(store: Store, *, style_threshold: float = STYLE_THRESHOLD) ->
         vocals=_vocals(store, facts),
         failures=_failures(store),
         quality=_quality(store, columns),
+        listeners=_listeners(store),
     )

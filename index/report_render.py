@@ -191,6 +191,11 @@ def write_tables(r: Report, out: Path) -> list[Path]:
             + [("quality", band, n, _share(n, q.score.n), q.score.n, None) for band, n in q.bands]
             + [("lossless_cut_below_19khz", f"< {FAKE_LOSSLESS_HZ:g}", q.fake_lossless,
                 _share(q.fake_lossless, q.lossless), q.lossless, None)]))
+    if r.listeners:
+        paths.append(_write_tsv(
+            out / "listeners.tsv", ("listener", "hearing", "rank", "track_id", "path", "predicted_haaqi", "quality"),
+            [(x.name, x.hearing, i, t.track_id, t.path, t.haaqi, t.quality)
+             for x in r.listeners for i, t in enumerate(x.worst, 1)]))
     return paths
 
 
@@ -804,6 +809,26 @@ def _sec_quality(r: Report, figs: dict[str, Figure]) -> tuple[str, str, str] | N
     return _section("quality", title, question, body)
 
 
+def _sec_listeners(r: Report, figs: dict[str, Figure]) -> tuple[str, str, str] | None:
+    if not r.listeners:
+        return None
+    title, question = "Listeners", "Which tracks will sound worst to each listener with hearing loss?"
+    parts = ["<p>Predicted HAAQI, 0–1: how close each track, heard through a hearing aid fitted to "
+             "the listener's audiogram, comes to its clean version (1 = no audible damage). "
+             "Predicted from the stored measures, without a reference; see docs/hearing.md.</p>"]
+    for x in r.listeners:
+        worst = _table(("file", "predicted HAAQI", "quality score"),
+                       [(f'<span class="err">{_esc(Path(t.path).name)}</span>', _fmt(t.haaqi, 3),
+                         _fmt(t.quality)) for t in x.worst], numeric=(1, 2))
+        parts.append(f"<h3>Worst {len(x.worst)} tracks for {_esc(x.name)}</h3>"
+                     f"<p>{_esc(x.hearing)} hearing (<code>{_esc(x.audiogram)}</code> dB HL at 250 Hz–8 kHz); "
+                     f"{_fmt(x.haaqi.n)} tracks scored, median {_fmt(x.haaqi.median, 3)}.</p>"
+                     + (worst if x.worst else "<p>No track scored yet: run <code>engine build</code>.</p>"))
+    parts.append('<p>The same lists: <a href="listeners.tsv">listeners.tsv</a>; every track\'s score: '
+                 '<code>engine quality --listener NAME</code>.</p>')
+    return _section("listeners", title, question, "".join(parts))
+
+
 def _sec_failures(r: Report, figs: dict[str, Figure]) -> tuple[str, str, str]:
     fl = r.failures
     if not fl.count:
@@ -823,7 +848,7 @@ def render_html(r: Report, figs: dict[str, Figure]) -> str:
     sections = [s for s in (
         _sec_collection(r, figs), _sec_styles(r, figs), _sec_rhythm(r, figs), _sec_keys(r, figs),
         _sec_loudness(r, figs), _sec_emotion(r, figs), _sec_vocals(r, figs), _sec_quality(r, figs),
-        _sec_failures(r, figs)) if s is not None]
+        _sec_listeners(r, figs), _sec_failures(r, figs)) if s is not None]
     nav = "".join(f'<a href="#{id_}">{_esc(title)}</a>' for id_, title, _ in sections)
     f = r.facts
     subtitle = (f"{_count(f.tracks, 'track')} · {_fmt(f.hours)} hours · store <code>{_esc(r.store)}</code> · "
@@ -831,7 +856,8 @@ def render_html(r: Report, figs: dict[str, Figure]) -> str:
     footer = ("Made by <code>engine report</code>. Tables: "
               + ", ".join(f'<a href="{n}">{n}</a>' for n in (
                   "summary.tsv", "styles.tsv", "genres.tsv", "keys.tsv", "formats.tsv", "failures.tsv",
-                  "histograms.tsv") + (("quality.tsv",) if r.quality else ()))
+                  "histograms.tsv") + (("quality.tsv",) if r.quality else ())
+                  + (("listeners.tsv",) if r.listeners else ()))
               + ". Shares are over the tracks where the value is known. Models: Essentia's pre-trained "
                 "models, © MTG-UPF, CC BY-NC-SA 4.0.")
     return _PAGE.substitute(title="Music collection report", subtitle=subtitle, nav=nav,

@@ -46,8 +46,8 @@ TRACK_COLUMNS: tuple[Column, ...] = (
     Column("year", "INTEGER", "year from the date tag"),
     Column("tag_genre", "VARCHAR", "the file's own genre tag (compare: genre)"),
     Column("track_number", "INTEGER", "track number tag"),
-    Column("bpm", "DOUBLE", "tempo, beats per minute (RhythmExtractor2013 multifeature)"),
-    Column("bpm_confidence", "DOUBLE", "tempo confidence, 0-1 (RhythmExtractor2013's 0-5.32 scaled)"),
+    Column("bpm", "DOUBLE", "tempo, beats per minute (multi-feature beat tracker; octave decided with TempoCNN, docs/tempo.md)"),
+    Column("bpm_confidence", "DOUBLE", "tempo confidence, 0-1: probability of the chosen octave x beat-tracking confidence"),
     Column("bpm_tempocnn", "DOUBLE", "tempo from TempoCNN, BPM (a second opinion)",
            needs=('tempocnn',)),
     Column("key_temperley", "VARCHAR", "key tonic (C, C#, ... B), Temperley profile"),
@@ -75,6 +75,8 @@ TRACK_COLUMNS: tuple[Column, ...] = (
     Column("dc_offset", "DOUBLE", "largest absolute channel mean, fraction of full scale"),
     Column("silence_start_s", "DOUBLE", "leading silence (below -60 dBFS), seconds"),
     Column("silence_end_s", "DOUBLE", "trailing silence (below -60 dBFS), seconds"),
+    Column("band_levels", "FLOAT[]", "27 band levels, dB: p10/p50/p90 below 177 Hz and around "
+           "250..8k Hz (engine.bands; input of the listener_quality predictions)"),
     Column("arousal", "DOUBLE", "arousal, 1-9 (emoMusic head on MusiCNN)",
            needs=('musicnn', 'emomusic')),
     Column("valence", "DOUBLE", "valence, 1-9 (emoMusic head on MusiCNN)",
@@ -132,6 +134,13 @@ TABLES_DDL = {
     "probes": "CREATE TABLE IF NOT EXISTS probes (tag VARCHAR PRIMARY KEY, spaces VARCHAR[], "
     "versions VARCHAR, weights FLOAT[], bias DOUBLE, positives INTEGER[], negatives INTEGER[], "
     "random_negatives INTEGER, quality VARCHAR, trained_at TIMESTAMP)",
+    # Listener profiles (engine listener add) and the predicted HAAQI of every track for
+    # each of them (models.hearing, filled by engine build and engine listener add).
+    "listeners": "CREATE TABLE IF NOT EXISTS listeners (name VARCHAR PRIMARY KEY, "
+    "audiogram DOUBLE[], added_at TIMESTAMP)",
+    "listener_quality": "CREATE TABLE IF NOT EXISTS listener_quality (track_id INTEGER, "
+    "listener VARCHAR, haaqi DOUBLE, model VARCHAR, scored_at TIMESTAMP, "
+    "PRIMARY KEY (track_id, listener))",
     # Key/value facts about the store (schema version, index generations).
     "meta": "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
 }
@@ -147,6 +156,11 @@ TABLE_MEANINGS = {
     "e.g. `--where \"track_id IN (SELECT track_id FROM user_tags WHERE tag = 'cinematic' AND score > 0.8)\"`",
     "probes": "(tag, spaces, versions, weights, bias, positives, negatives, random_negatives, quality, "
     "trained_at): the trained probe of each of your tags",
+    "listeners": "(name, audiogram, added_at): listener profiles, audiogram = 8 thresholds in "
+    "dB HL at 250, 500, 1k, 2k, 3k, 4k, 6k, 8k Hz (engine listener add)",
+    "listener_quality": "(track_id, listener, haaqi, model, scored_at): predicted HAAQI 0-1 "
+    "of each track for each listener (1 = sounds to them as the clean recording would; "
+    "docs/hearing.md)",
 }
 
 TRACK_COLUMN_NAMES = tuple(c.name for c in TRACK_COLUMNS)

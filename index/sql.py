@@ -214,6 +214,16 @@ VIEWS_AND_MACROS: tuple[str, ...] = (
                                     || ').')
                         || ' List them all with: SELECT DISTINCT source, tag FROM tags ORDER BY ALL')
         END)""",
+    # Predicted HAAQI (0-1) of a track for a listener profile (docs/hearing.md): NULL when
+    # not scored yet; an unknown listener is an error that suggests the closest names.
+    """CREATE OR REPLACE TEMP MACRO haaqi(id, listener_name) AS coalesce(
+        (SELECT q.haaqi FROM listener_quality q WHERE q.track_id = id AND q.listener = listener_name),
+        CASE WHEN EXISTS (SELECT 1 FROM listeners l WHERE l.name = listener_name) THEN NULL
+             ELSE error('no listener named ''' || listener_name || ''' in the store; '
+                        || coalesce('did you mean ' || closest_names((SELECT list(l.name) FROM listeners l),
+                                                                     listener_name) || '?',
+                                    'there are none yet: add one with engine listener add.')
+                        || ' List them with: engine listener list') END)""",
     # How many tracks have each genre / top style (by their most activated style).
     """CREATE OR REPLACE TEMP VIEW genres AS
     SELECT genre, count(*) AS tracks FROM tracks WHERE genre IS NOT NULL GROUP BY genre""",

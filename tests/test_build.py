@@ -348,3 +348,23 @@ def test_failures_keep_the_reason_short_and_the_path_in_its_own_column(corpus, t
     table = render(["path", "stage", "error"], [(str(path), "decode", reason)], "table")
     # The table cuts long cells (60 columns): the reason now comes first in its cell.
     assert "decode  cannot decode: not a readable audio file" in table.splitlines()[2]
+
+
+@pytest.mark.slow
+def test_slow_piece_is_stored_at_its_written_tempo(corpus, tmp_path):
+    """The octave decision runs in the build: the tracker reads chorale_02 (quarter = 61,
+    rendered/ground_truth.csv) at 122, the stored tempo is 61; folk_02 (136) is kept."""
+    from dataclasses import replace
+
+    music = tmp_path / "music"
+    music.mkdir()
+    for name in ("chorale_02.ogg", "folk_02.ogg"):
+        shutil.copy(corpus / "rendered" / name, music / name)
+    store = tmp_path / "store"
+    build(music, store, replace(FAST, max_seconds=30))
+    rows = dict((Path(p).name, r) for p, *r in _rows(
+        store, "SELECT path, bpm, bpm_confidence, bpm_tempocnn FROM tracks"))
+    for name, truth in (("chorale_02.ogg", 61.0), ("folk_02.ogg", 136.0)):
+        bpm, confidence, bpm_tempocnn = rows[name]
+        assert abs(bpm - truth) <= 0.04 * truth, (name, bpm)
+        assert 0 < confidence <= 1 and bpm_tempocnn is not None, name

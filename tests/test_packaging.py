@@ -40,8 +40,10 @@ def test_every_runtime_file_ships_as_package_data():
     patterns = config["tool"]["setuptools"].get("package-data", {})
     files = _runtime_files()
     assert Path("tui/app.tcss") in files  # the TUI's stylesheet, read when it starts
+    # A pattern matches the file's name, or (as setuptools reads it) its path inside the package.
     unshipped = [str(f) for f in files
-                 if not any(fnmatch.fnmatch(f.name, p) for key in ("*", f.parts[0]) for p in patterns.get(key, ()))]
+                 if not any(fnmatch.fnmatch(f.name, p) or fnmatch.fnmatch(f.relative_to(f.parts[0]).as_posix(), p)
+                            for key in ("*", f.parts[0]) for p in patterns.get(key, ()))]
     assert not unshipped, f"not in [tool.setuptools.package-data] of pyproject.toml: {unshipped}"
 
 

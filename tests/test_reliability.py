@@ -216,19 +216,23 @@ def test_item9_headers_that_declare_more_than_the_file_holds(tmp_path):
 # -- 12: workers exit at once when their parent dies ----------------------------------------
 
 def test_item12_workers_die_with_their_parent(tmp_path):
-    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
-        import time
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         from engine.workers import WorkerPool
         from tests.test_reliability import _sleep_task
         with WorkerPool(_sleep_task, 2, timeout_s=60) as pool:
             print(" ".join(str(w.process.pid) for w in pool._workers), flush=True)
-            for _ in pool.map_unordered([30, 30]):
+            for _ in pool.map_unordered([(30, {str(tmp_path)!r}), (30, {str(tmp_path)!r})]):
                 pass
     """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         pids = [int(p) for p in parent.stdout.readline().split()]
         assert len(pids) == 2
-        time.sleep(1.0)  # the workers are busy with their 30 s tasks
+        # Both workers busy with their 30 s tasks (on a loaded machine starting them takes
+        # seconds; the parent must die while they work, not while they import).
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and len(list(tmp_path.glob("started-*"))) < 2:
+            time.sleep(0.05)
+        assert len(list(tmp_path.glob("started-*"))) == 2
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 2.0
@@ -239,7 +243,9 @@ def test_item12_workers_die_with_their_parent(tmp_path):
         parent.kill()
 
 
-def _sleep_task(seconds: float) -> float:
+def _sleep_task(args: tuple[float, str]) -> float:
+    seconds, folder = args
+    Path(folder, f"started-{os.getpid()}").touch()
     time.sleep(seconds)
     return seconds
 

@@ -62,6 +62,12 @@ def test_every_command_runs_from_the_installed_console_script(corpus, shared_mod
     assert again.stderr.strip().splitlines()[-1].startswith("analysed 0, updated 0, unchanged 4,")
 
     assert engine("sql", "SELECT count(*) AS n FROM tracks", "--format", "csv").stdout.split() == ["n", "4"]
+    engine("listener", "add", "mum", "--audiogram", "20,20,25,30,40,50,60,65")  # the student's weights: package data
+    assert "mum" in engine("listener", "list").stdout
+    worst = json.loads(engine("quality", "--listener", "mum", "--format", "json").stdout)
+    scores = [row["haaqi"] for row in worst]
+    assert len(worst) >= 3 and scores == sorted(scores) and all(0 <= s <= 1 for s in scores), worst
+    engine("listener", "delete", "mum")
     title = "Hungarian Dance No. 5"  # its title tag: a track is found by its title
     near = engine("knn", "--track", title, "--space", "musicnn", "-k", "2", "--format", "json")
     assert len(json.loads(near.stdout)) == 2 and f"– {title} (" in near.stderr
@@ -74,6 +80,12 @@ def test_every_command_runs_from_the_installed_console_script(corpus, shared_mod
     radio = engine("radio", "--seed", "01 Art.mp3", "--length", "3", "--variety", "0", "--m3u8", "-").stdout
     assert radio.startswith("#EXTM3U\n") and radio.count("#EXTINF:") == 3 and "01 Art.mp3" in radio
     assert json.loads(engine("duplicates", "--format", "json").stdout) == []  # three distinct recordings
+    spaces = {s["space"]: s for s in json.loads(engine("index", "info", "--format", "json").stdout)}
+    # The 0.2 s clip is too short for MusiCNN: three vectors, an exact index in step.
+    assert spaces["musicnn"]["state"] == "in step" and spaces["musicnn"]["vectors"] == 3
+    assert spaces["musicnn"]["kind"] == "flat" and spaces["effnet"]["state"] == "no vectors"
+    assert engine("index", "info").stdout.splitlines()[0].split()[:3] == ["space", "state", "index"]
+    assert "every index is in step" in engine("index", "sync").stderr
     found = json.loads(engine("search", "strings", "-k", "2", "--format", "json").stdout)
     assert len(found) == 2 and found[0]["title"] == title and found[0]["why"]  # a string orchestra
     playlist = engine("playlist", "--where", "true", "--order-by", "bpm", "--m3u8", "-").stdout

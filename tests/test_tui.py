@@ -481,8 +481,9 @@ async def test_detail_waits_for_the_cursor_to_rest(tmp_path):
         # until the pane timer has fired and ``count`` details loaded, however busy the machine
         for _ in range(200):
             await _settle(app, pilot)
-            if app._panes_timer is None and len(loaded) >= count:
-                break
+            shown = getattr(app.detail_pane._detail, "track_id", None)
+            if app._panes_timer is None and len(loaded) >= count and shown == loaded[-1]:
+                break  # loaded and shown: the worker's result has reached the pane
             await pilot.pause(0.05)
 
     async with app.run_test(size=(120, 40)) as pilot:

@@ -31,6 +31,7 @@ from index.query import (
     BadSQLError, MissingEmbeddingsError, Neighbour, QueryError, Searcher, _one_line,
     prepare_connection, select_sql,
 )
+from index.listeners import track_scores
 from index.store import DB_NAME, Store, damaged_error, is_damaged
 
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -217,6 +218,7 @@ class TrackDetail:
     fields: tuple[tuple[str, object], ...]  # (column, value), non-NULL, schema order
     styles: tuple[tuple[str, float], ...]
     tags: tuple[tuple[str, str, float], ...]  # (source, tag, activation)
+    listeners: tuple[tuple[str, float], ...] = ()  # (listener, predicted HAAQI 0-1)
 
 
 @dataclass(frozen=True)
@@ -446,6 +448,8 @@ class Catalog:
         return [r[0] for r in rows]
 
     def detail(self, track_id: int) -> TrackDetail:
+        import duckdb
+
         con = self._details
 
         def fetch(store: Store):
@@ -463,20 +467,32 @@ class Catalog:
             "SELECT source, tag, activation FROM (SELECT *, row_number() OVER "
             "(PARTITION BY source ORDER BY activation DESC) AS r FROM tags WHERE track_id = ?) "
             "WHERE r <= 3 ORDER BY source, activation DESC", [int(track_id)])
+        try:
+            listeners = tuple(con.store_for(lambda store: track_scores(store, int(track_id))))
+        except duckdb.CatalogException:  # a store made before listener profiles existed
+            listeners = ()
         return TrackDetail(int(track_id), values["path"], fields,
                            tuple((s, float(a)) for s, a in styles),
-                           tuple((s, t, float(a)) for s, t, a in tags))
+                           tuple((s, t, float(a)) for s, t, a in tags), listeners)
 
     def make_list(self, request):
         """(tui.lists.ListMade, its result rows in play order) for a ListRequest (more like
         the seeds, a path, a radio). Raises QueryError (one line) when it cannot be made."""
         from tui.lists import build_list
 
-        with self._search_lock:
-            if self._searcher is None:
-                self._searcher = Searcher(self.directory)
-            made = build_list(self._searcher, request)
+        def make(store: Store):
+            self._rebind_searcher(store)
+            return build_list(self._searcher, request)
+
+        made = self._search.store_for(make)
         return made, self.rows_for(made.track_ids)
+
+    def _rebind_searcher(self, store: Store) -> None:
+        """The similarity searcher on ``store`` (the search role's current connection)."""
+        if self._searcher is None:
+            self._searcher = Searcher(store=store)
+        else:
+            self._searcher.rebind(store)  # keeps its indexes while they are in step
 
     def similar(self, track_id: int, space: str, k: int = 10, f: Filters | None = None) -> Similar:
         """The ``k`` nearest tracks in ``space``; restricted to ``f`` when given. Never raises
@@ -484,10 +500,7 @@ class Catalog:
         try:
             where = combined_where(f) if f is not None else None
             def search(store: Store) -> list[Neighbour]:
-                if self._searcher is None:
-                    self._searcher = Searcher(store=store)
-                else:
-                    self._searcher.rebind(store)  # keeps its indexes while they are in step
+                self._rebind_searcher(store)
                 return self._searcher.knn(int(track_id), space, k, where)
 
             found = self._search.store_for(search)

@@ -1,4 +1,5 @@
-"""Every descriptor of one track, its top styles and tags, and quality columns."""
+"""Every descriptor of one track, its top styles and tags, quality columns and the
+predicted quality for each listener profile."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from textual.widget import Widget
 
 from tui.data import QUALITY_COLUMNS, TrackDetail, format_value
 
-_HIDDEN = {"track_id", "path", "file_size", "mtime_ns", "content_hash", "has_musicnn", "has_effnet"}
+_HIDDEN = {"track_id", "path", "file_size", "mtime_ns", "content_hash", "has_musicnn", "has_effnet",
+           "band_levels"}
 _HIDDEN_WHEN_EMPTY = {"no_output_reason"}  # shown only for the few tracks a model cannot take
 
 
@@ -60,6 +62,9 @@ class DetailPane(Widget):
         tags = _grid("Tags")
         for source, tag, act in detail.tags:
             tags.add_row(Text(format_value(tag)), f"{act:.2f} {source}")
+        # Predicted HAAQI per listener profile (engine listener add), 0-1.
+        for name, haaqi in detail.listeners:
+            quality.add_row(Text(f"haaqi {name}"), Text(format_value(haaqi, 3)))
         parts = [descriptors, styles]
         if detail.tags:
             parts.append(tags)
