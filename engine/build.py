@@ -304,6 +304,13 @@ def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary:
         if plan.tasks:  # kept for the benchmark's per-stage breakdown
             store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
         vectors.sync(store, spaces=spaces or options.spaces)
+        # The user's own tags: tracks new or re-analysed in this build are scored.
+        from index.usertags import score_missing
+
+        tag_notes = score_missing(store)
+    for tag_note in tag_notes:
+        echo(tag_note)
+        summary.notes.append(tag_note)
     # Text search's caches (concept values, learned text space), ready for the first search;
     # they are files beside the database, so readers keep their turns meanwhile.
     with Store.open_read_only(writer.directory) as store:

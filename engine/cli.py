@@ -202,11 +202,13 @@ from engine.cli_index import index_group as _index  # noqa: E402
 from engine.cli_report import report as _report  # noqa: E402
 from engine.cli_search import search as _search  # noqa: E402
 from engine.cli_sql import sql as _sql  # noqa: E402
+from engine.cli_tags import tag as _tag  # noqa: E402
+from engine.cli_explain import explain as _explain  # noqa: E402
 from engine.cli_tui import tui as _tui  # noqa: E402
 from engine.cli_hearing import listener as _listener, quality as _quality  # noqa: E402
 
 for _command in (_knn, _path, _radio, _duplicates, _playlist, _search, _sql, _report, _tui,
-                 _listener, _quality, _index):
+                 _listener, _quality, _index, _tag, _explain):
     cli.add_command(_command)
 
 
