@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 
 _DONE = object()
 # Failure stages tried again on every build, not only with --retry-failed: they are
-# cheap to check and change without touching the file's mtime (chmod, a fixed folder).
-RETRIED_STAGES = frozenset({"skipped", "read"})
+# cheap to check and change without touching the file's mtime (chmod, a fixed folder);
+# 'cluster' (engine.raybuild: Ray gave up on the file's block, e.g. a node was lost) is
+# no fault of the file.
+RETRIED_STAGES = frozenset({"skipped", "read", "cluster"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,10 @@ class BuildOptions:
     spaces: tuple[str, ...] = ("musicnn", "effnet", "mtt")
     fetch: bool = True  # download missing models first (ENGINE_OFFLINE=1 turns it off)
     rebuild_store: bool = False  # a damaged database is set aside and the store made anew
+    # None: this machine's worker pool. "local": a Ray runtime started here; otherwise the
+    # address of a running Ray cluster (engine.raybuild; needs the `ray` extra).
+    ray: str | None = None
+    ray_task_cpus: float = 1.0  # CPUs Ray reserves per analysis task (fractions oversubscribe)
 
 
 @dataclass
@@ -281,7 +287,12 @@ def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary:
     if plan.tasks:
         stage = models()
         spaces = stage.spaces
-        _run(plan, writer, stage, workers, options, summary)
+        if options.ray is not None:
+            from engine.raybuild import run_on_ray  # Ray is imported only here
+
+            run_on_ray(plan, writer, stage, options, summary, echo)
+        else:
+            _run(plan, writer, stage, workers, options, summary)
     with writer.session() as store:
         # Listener profiles: predicted quality for new or re-analysed tracks, from the
         # stored columns (no decoding); also rescores everything after a model update.
@@ -293,6 +304,13 @@ def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary:
         if plan.tasks:  # kept for the benchmark's per-stage breakdown
             store.set_meta("last_build_stages", json.dumps(summary.stage_seconds))
         vectors.sync(store, spaces=spaces or options.spaces)
+        # The user's own tags: tracks new or re-analysed in this build are scored.
+        from index.usertags import score_missing
+
+        tag_notes = score_missing(store)
+    for tag_note in tag_notes:
+        echo(tag_note)
+        summary.notes.append(tag_note)
     # Text search's caches (concept values, learned text space), ready for the first search;
     # they are files beside the database, so readers keep their turns meanwhile.
     with Store.open_read_only(writer.directory) as store:
@@ -344,28 +362,26 @@ def _fetch_missing_models(options: BuildOptions, echo: Callable[[str], None]) ->
         echo(f"could not download models: {reason}; going on with the models present")
 
 
-def _run(plan: Plan, writer: StoreWriter, stage, workers: int, options: BuildOptions,
-         summary: BuildSummary) -> None:
+def progress_bar(total: int, options: BuildOptions):
+    """The build's progress bar on stderr: tracks, tracks/s and ETA (off with --quiet)."""
     from tqdm import tqdm
 
+    return tqdm(total=total, unit="track", desc="analysing", disable=not options.progress,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def _run(plan: Plan, writer: StoreWriter, stage, workers: int, options: BuildOptions,
+         summary: BuildSummary) -> None:
     results: queue.Queue = queue.Queue(maxsize=max(2, 2 * options.batch))
     errors: list[BaseException] = []
-    writer = threading.Thread(
-        target=_write_loop, args=(results, writer, stage, options, summary, errors, plan.known),
-        daemon=True,
-    )
-    writer.start()
-    bar = tqdm(
-        total=len(plan.tasks),
-        unit="track",
-        desc="analysing",
-        disable=not options.progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
+    committer = BatchCommitter(writer, stage, options, summary, plan.known)
+    thread = threading.Thread(target=_write_loop, args=(results, committer, errors), daemon=True)
+    thread.start()
+    bar = progress_bar(len(plan.tasks), options)
+
     def hand_over(item) -> bool:
         # Never block on a full queue whose consumer has died.
-        while writer.is_alive():
+        while thread.is_alive():
             try:
                 results.put(item, timeout=0.5)
                 return True
@@ -388,40 +404,74 @@ def _run(plan: Plan, writer: StoreWriter, stage, workers: int, options: BuildOpt
     finally:
         bar.close()
         hand_over(_DONE)
-        writer.join()
+        thread.join()
     if errors:
         raise errors[0]
 
 
-def _write_loop(results: queue.Queue, writer: StoreWriter, stage, options: BuildOptions,
-                summary: BuildSummary, errors: list, known: set[str] = frozenset()) -> None:
+def _write_loop(results: queue.Queue, committer: "BatchCommitter", errors: list) -> None:
     """Model-stage thread: batch finished analyses, run the models, write transactions."""
-    batch: list[FileAnalysis] = []
-    failures: list[FailedFile] = []
-
-    def flush() -> None:
-        if batch or failures:
-            _write_batch(batch, failures, writer, stage, summary, known)
-        batch.clear()
-        failures.clear()
-
     try:
         while True:
             item = results.get()
             if item is _DONE:
                 break
-            task, outcome = item
-            if isinstance(outcome, TaskFailed):
-                failures.append(FailedFile(task.path, task.file_size, task.mtime_ns, outcome.stage,
-                                           failure_reason(outcome.error, task.path)))
-                summary.failed += 1
-            else:
-                batch.append(outcome)
-            if len(batch) >= options.batch or len(failures) >= options.batch:
-                flush()
-        flush()
+            committer.add(*item)
+        committer.flush()
     except BaseException as exc:  # surfaced in the main thread
         errors.append(exc)
+
+
+class BatchCommitter:
+    """Finished files in, one DuckDB transaction per ``options.batch`` of them out.
+
+    The one writer path of every build: the local pool's thread and Ray's driver
+    (engine.raybuild) both hand it each file's outcome. Outputs of the model stage
+    come with the outcome when the models ran elsewhere (Ray's actors); otherwise
+    ``stage.run`` computes them here, batched.
+
+    Parameters
+    ----------
+    writer : StoreWriter
+        Opens the store for each commit only.
+    stage : ModelStage
+        Its ``labels`` and ``spaces`` make the records; its ``run`` fills missing outputs.
+    known : set of str
+        Paths already stored: counted as updated, not analysed.
+    """
+
+    def __init__(self, writer: StoreWriter, stage, options: BuildOptions, summary: BuildSummary,
+                 known: set[str] = frozenset(), *, min_interval_s: float = 0.0, max_pending: int = 0):
+        self.writer, self.stage, self.options = writer, stage, options
+        self.summary, self.known = summary, known
+        self.batch: list[tuple[FileAnalysis, object]] = []  # (analysis, ModelOutputs or None)
+        self.failures: list[FailedFile] = []
+        # A full batch waits for the next one while the last commit is younger than
+        # min_interval_s (up to max_pending files): fewer, larger commits when files
+        # arrive faster than one commit a second (a cluster's driver; 0 = every batch).
+        self.min_interval_s, self.max_pending = min_interval_s, max_pending
+        self._last_commit = time.monotonic()
+
+    def add(self, task: AnalysisTask, outcome, outputs=None) -> None:
+        """One file's outcome: a FileAnalysis (with its ModelOutputs, if run) or a TaskFailed."""
+        if isinstance(outcome, TaskFailed):
+            self.failures.append(FailedFile(task.path, task.file_size, task.mtime_ns, outcome.stage,
+                                            failure_reason(outcome.error, task.path)))
+            self.summary.failed += 1
+        else:
+            self.batch.append((outcome, outputs))
+        if len(self.batch) >= self.options.batch or len(self.failures) >= self.options.batch:
+            pending = len(self.batch) + len(self.failures)
+            if (time.monotonic() - self._last_commit >= self.min_interval_s
+                    or pending >= self.max_pending):
+                self.flush()
+
+    def flush(self) -> None:
+        if self.batch or self.failures:
+            _write_batch(self.batch, self.failures, self.writer, self.stage, self.summary, self.known)
+            self._last_commit = time.monotonic()
+        self.batch.clear()
+        self.failures.clear()
 
 
 def failure_reason(error: str, path: str) -> str:
@@ -436,17 +486,20 @@ def failure_reason(error: str, path: str) -> str:
     return " ".join(error.split()) or "unknown error"
 
 
-def _write_batch(batch: list[FileAnalysis], failures: list[FailedFile], writer: StoreWriter, stage,
-                 summary: BuildSummary, known: set[str] = frozenset()) -> None:
+def _write_batch(batch: list[tuple[FileAnalysis, object]], failures: list[FailedFile],
+                 writer: StoreWriter, stage, summary: BuildSummary, known: set[str] = frozenset()) -> None:
     from engine.records import build_record
 
-    # CPU-seconds, like the workers' stages: this process's CPU while the models run
-    # (onnxruntime's threads included).
-    t0 = time.process_time()
-    outputs = stage.run(batch)
-    summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.process_time() - t0
+    todo = [a for a, m in batch if m is None]
+    if todo:
+        # CPU-seconds, like the workers' stages: this process's CPU while the models run
+        # (onnxruntime's threads included).
+        t0 = time.process_time()
+        ran = iter(stage.run(todo))
+        summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.process_time() - t0
+        batch = [(a, next(ran) if m is None else m) for a, m in batch]
     records = []
-    for a, m in zip(batch, outputs):
+    for a, m in batch:
         records.append(build_record(a, m, stage.labels, with_file_columns=a.task.dsp,
                                     ran=stage.spaces))
         for k, v in a.timings.items():

@@ -145,10 +145,16 @@ def models_export(names: tuple[str, ...]) -> None:
 @click.option("--no-fetch", is_flag=True, help="Do not download missing models.")
 @click.option("--rebuild-store", is_flag=True,
               help="If the store's database is damaged, set it aside and analyse the music again.")
+@click.option("--ray", "ray", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="Analyse on Ray (needs the `ray` extra): a local Ray runtime, or the cluster at "
+                   "ADDRESS or $RAY_ADDRESS. Files must be at the same path on every node "
+                   "(docs/ray.md).")
+@click.option("--ray-task-cpus", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="CPUs Ray reserves per analysis task (with --ray).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def build(folder: Path, store_dir: Path | None, workers: int | None, threads: int | None, batch: int,
           max_seconds: float, timeout_s: float, retry_failed: bool, no_fetch: bool,
-          rebuild_store: bool, quiet: bool) -> None:
+          rebuild_store: bool, ray: str | None, ray_task_cpus: float, quiet: bool) -> None:
     """Analyse every audio file under FOLDER into the store.
 
     Re-running only analyses what is new or changed; an interrupted build resumes;
@@ -157,6 +163,8 @@ def build(folder: Path, store_dir: Path | None, workers: int | None, threads: in
     to a folder of the official model files.
 
     Example: engine build ~/Music
+
+    Example: engine build /mnt/archive --ray auto
     """
     from engine.build import BuildOptions, build as run_build
 
@@ -167,7 +175,7 @@ def build(folder: Path, store_dir: Path | None, workers: int | None, threads: in
     options = BuildOptions(
         workers=workers or 0, threads=threads or 0, batch=batch, max_seconds=max_seconds,
         timeout_s=timeout_s, retry_failed=retry_failed, progress=not quiet, fetch=not no_fetch,
-        rebuild_store=rebuild_store,
+        rebuild_store=rebuild_store, ray=ray, ray_task_cpus=ray_task_cpus,
     )
     echo = lambda s: click.echo(s, err=True)  # noqa: E731
     try:
@@ -194,11 +202,13 @@ from engine.cli_index import index_group as _index  # noqa: E402
 from engine.cli_report import report as _report  # noqa: E402
 from engine.cli_search import search as _search  # noqa: E402
 from engine.cli_sql import sql as _sql  # noqa: E402
+from engine.cli_tags import tag as _tag  # noqa: E402
+from engine.cli_explain import explain as _explain  # noqa: E402
 from engine.cli_tui import tui as _tui  # noqa: E402
 from engine.cli_hearing import listener as _listener, quality as _quality  # noqa: E402
 
 for _command in (_knn, _path, _radio, _duplicates, _playlist, _search, _sql, _report, _tui,
-                 _listener, _quality, _index):
+                 _listener, _quality, _index, _tag, _explain):
     cli.add_command(_command)
 
 

@@ -52,6 +52,23 @@ class Named:
     text: str
 
 
+def resolve_named(store, n: Named, problems: list[str]) -> TrackRef | None:
+    """The track ``n`` names, or None after adding to ``problems`` why it names none (an
+    ambiguous one is followed by its candidates, indented)."""
+    try:
+        return resolve_track(store, n.text)
+    except AmbiguousTrackError as exc:
+        lines = [f"{n.option} {n.text!r} matches {exc.total} tracks: give more of the path or title, "
+                 "or a track id:"]
+        lines += [f"  {c.track_id:>6}  {c.path}" for c in exc.candidates]
+        if exc.total > len(exc.candidates):
+            lines.append(f"  … and {exc.total - len(exc.candidates)} more")
+        problems.append("\n".join(lines))
+    except UnknownTrackError as exc:
+        problems.append(f"{n.option}: {exc}")  # names the text and what to give instead
+    return None
+
+
 def resolve_seeds(searcher: Searcher, space: str, named: Sequence[Named]) -> list[TrackRef]:
     """The tracks ``named`` (ids, paths, path parts or titles), in order, each with a vector
     in ``space``. Raises :class:`SeedError` listing every one that is missing, ambiguous or
@@ -60,18 +77,8 @@ def resolve_seeds(searcher: Searcher, space: str, named: Sequence[Named]) -> lis
     refs: list[TrackRef] = []
     problems: list[str] = []
     for n in named:
-        try:
-            ref = resolve_track(searcher.store, n.text)
-        except AmbiguousTrackError as exc:
-            lines = [f"{n.option} {n.text!r} matches {exc.total} tracks: give more of the path or title, "
-                     "or a track id:"]
-            lines += [f"  {c.track_id:>6}  {c.path}" for c in exc.candidates]
-            if exc.total > len(exc.candidates):
-                lines.append(f"  … and {exc.total - len(exc.candidates)} more")
-            problems.append("\n".join(lines))
-            continue
-        except UnknownTrackError as exc:
-            problems.append(f"{n.option}: {exc}")  # names the text and what to give instead
+        ref = resolve_named(searcher.store, n, problems)
+        if ref is None:
             continue
         if not len(searcher.in_index(space, np.array([ref.track_id], np.int64))):
             try:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from index.store import Store
-from index.vocabulary import (COLUMN, DESCRIPTOR_COLUMNS, STYLE, TAG, Concept, Vocabulary,
+from index.vocabulary import (COLUMN, DESCRIPTOR_COLUMNS, STYLE, TAG, USER_SOURCE, Concept, Vocabulary,
                               build_vocabulary, pitch_class)
 
 CACHE_VERSION = 1
@@ -40,7 +40,16 @@ def store_state(store: Store) -> str:
     """A string that changes whenever tracks or their model outputs change."""
     count, latest = store.con.execute("SELECT count(*), max(analysed_at) FROM tracks").fetchone()
     gens = ",".join(str(store.generation(s)) for s in SPACES)
-    return f"{count}|{latest}|{gens}"
+    return f"{count}|{latest}|{gens}|{_user_tags_state(store)}"
+
+
+def _user_tags_state(store: Store) -> str:
+    """Changes when the user trains, imports or deletes a tag (index.usertags)."""
+    has = store.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'probes'").fetchone()[0]
+    if not has:  # a store made before user tags, opened read-only
+        return ""
+    n, latest = store.con.execute("SELECT count(*), max(trained_at) FROM probes").fetchone()
+    return f"{n}:{latest}"
 
 
 @dataclass
@@ -71,6 +80,11 @@ class ConceptTable:
 
     def __post_init__(self) -> None:
         self.index = {c: i for i, c in enumerate(self.concepts)}
+
+    @property
+    def model_state(self) -> str:
+        """:attr:`state` without the user's tags: what the learned text space depends on."""
+        return self.state.rsplit("|", 1)[0]
 
     def __contains__(self, concept: Concept) -> bool:
         return Concept(concept.kind, concept.source, concept.name) in self.index
@@ -107,12 +121,16 @@ def build_table(store: Store) -> ConceptTable:
     ids = np.asarray(con.execute("SELECT track_id FROM tracks ORDER BY track_id").fetchnumpy()["track_id"],
                      dtype=np.int64)
     n = len(ids)
-    tag_keys = con.execute("SELECT DISTINCT source, tag FROM tags ORDER BY ALL").fetchall()
+    # The user's own tags join the model tags under source "user" (index.vocabulary.USER_SOURCE).
+    tags_sql = "SELECT track_id, source, tag, activation FROM tags"
+    if _user_tags_state(store):
+        tags_sql += f" UNION ALL SELECT track_id, '{USER_SOURCE}', tag, score FROM user_tags"
+    tag_keys = con.execute(f"SELECT DISTINCT source, tag FROM ({tags_sql}) ORDER BY ALL").fetchall()
     style_keys = con.execute("SELECT DISTINCT genre, style FROM styles ORDER BY ALL").fetchall()
     concepts = ([Concept(TAG, s, t) for s, t in tag_keys] + [Concept(STYLE, g, s) for g, s in style_keys]
                 + [Concept(COLUMN, "tracks", c) for c in DESCRIPTOR_COLUMNS] + [KEY_PC, KEY_MINOR])
     values = np.full((len(concepts), n), np.nan, dtype=np.float16)
-    for table, a, b, keys, offset in (("tags", "source", "tag", tag_keys, 0),
+    for table, a, b, keys, offset in ((f"({tags_sql})", "source", "tag", tag_keys, 0),
                                       ("styles", "genre", "style", style_keys, len(tag_keys))):
         if not keys or not n:
             continue

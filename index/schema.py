@@ -126,6 +126,14 @@ TABLES_DDL = {
     # audio); 'read': cannot be read; else the analysis stage that failed (decode, dsp, ...).
     "failures": "CREATE TABLE IF NOT EXISTS failures (path VARCHAR PRIMARY KEY, stage VARCHAR, "
     "error VARCHAR, \"at\" TIMESTAMP, file_size BIGINT, mtime_ns BIGINT, path_bytes BLOB)",
+    # The user's own tags (index.usertags): one score per tag and scored track.
+    "user_tags": "CREATE TABLE IF NOT EXISTS user_tags (track_id INTEGER, tag VARCHAR, score FLOAT, "
+    "PRIMARY KEY (track_id, tag))",
+    # Their linear probes: weights on the raw embeddings of `spaces` (concatenated), the
+    # embedding models' SHA-256 they were trained on, the examples and CV quality.
+    "probes": "CREATE TABLE IF NOT EXISTS probes (tag VARCHAR PRIMARY KEY, spaces VARCHAR[], "
+    "versions VARCHAR, weights FLOAT[], bias DOUBLE, positives INTEGER[], negatives INTEGER[], "
+    "random_negatives INTEGER, quality VARCHAR, trained_at TIMESTAMP)",
     # Listener profiles (engine listener add) and the predicted HAAQI of every track for
     # each of them (models.hearing, filled by engine build and engine listener add).
     "listeners": "CREATE TABLE IF NOT EXISTS listeners (name VARCHAR PRIMARY KEY, "
@@ -144,6 +152,10 @@ TABLE_MEANINGS = {
     "tags ('mtt'), MIREX moods, MTG-Jamendo tags, ...",
     "embeddings": "(track_id, space, vector): track-mean embeddings, space 'musicnn', 'mtt' or 'effnet'",
     "failures": "(path, stage, error, at): files that could not be analysed or were skipped, with the reason",
+    "user_tags": "(track_id, tag, score): your own tags (`engine tag train`), score 0-1 per scored track; "
+    "e.g. `--where \"track_id IN (SELECT track_id FROM user_tags WHERE tag = 'cinematic' AND score > 0.8)\"`",
+    "probes": "(tag, spaces, versions, weights, bias, positives, negatives, random_negatives, quality, "
+    "trained_at): the trained probe of each of your tags",
     "listeners": "(name, audiogram, added_at): listener profiles, audiogram = 8 thresholds in "
     "dB HL at 250, 500, 1k, 2k, 3k, 4k, 6k, 8k Hz (engine listener add)",
     "listener_quality": "(track_id, listener, haaqi, model, scored_at): predicted HAAQI 0-1 "

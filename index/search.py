@@ -406,7 +406,7 @@ def ensure_space(store: Store, table: ConceptTable, encode, *, retrain: bool = F
     sha = registry.get("minilm").graph.sha256
     if not retrain:
         saved = textspace.load(store.directory)
-        if saved is not None and saved.state == table.state and saved.model_sha256 == sha:
+        if saved is not None and saved.state == table.model_state and saved.model_sha256 == sha:
             return saved
     if encode(["probe"]) is None:
         return None

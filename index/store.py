@@ -385,6 +385,8 @@ class Store:
                 "INSERT INTO tags SELECT ?, unnest(?), unnest(?), unnest(?)",
                 [track_id, list(src), list(tag), [float(a) for a in act]],
             )
+        if rec.embeddings:  # new vectors: its user-tag scores are redone (index.usertags.score_missing)
+            self._exec("DELETE FROM user_tags WHERE track_id = ?", [track_id])
         for space, vector in rec.embeddings.items():
             self._exec(
                 "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
@@ -418,7 +420,7 @@ class Store:
             if ids:
                 spaces = [r[0] for r in self._exec(
                     "SELECT DISTINCT space FROM embeddings WHERE track_id IN (SELECT unnest(?))", [ids])]
-                for table in ("styles", "tags", "embeddings", "listener_quality", "tracks"):
+                for table in ("styles", "tags", "embeddings", "listener_quality", "user_tags", "tracks"):
                     self._exec(f"DELETE FROM {table} WHERE track_id IN (SELECT unnest(?))", [ids])
                 self._bump(spaces)
             self._exec("DELETE FROM failures WHERE path IN (SELECT unnest(?))", [list(paths)])

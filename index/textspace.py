@@ -31,7 +31,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from index.concepts import ConceptTable
-from index.vocabulary import STYLE, TAG, Concept
+from index.vocabulary import STYLE, TAG, USER_SOURCE, Concept
 
 FILE_NAME = "textspace.npz"
 VERSION = 2
@@ -92,7 +92,9 @@ def label_text(concept: Concept) -> str:
 
 def trainable_labels(table: ConceptTable) -> list[Concept]:
     """Tag and style concepts with values in the store (their names become text targets)."""
-    return [c for c in table.concepts if c.kind in (TAG, STYLE) and table.mean[table.index[c]] == table.mean[table.index[c]]]
+    # The user's own tags are left out: training a tag must not retrain the space.
+    return [c for c in table.concepts if c.kind in (TAG, STYLE) and c.source != USER_SOURCE
+            and table.mean[table.index[c]] == table.mean[table.index[c]]]
 
 
 def train(table: ConceptTable, embeddings: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -147,7 +149,7 @@ def train(table: ConceptTable, embeddings: Mapping[str, tuple[np.ndarray, np.nda
     norms = np.linalg.norm(points, axis=1)
     norms[norms < 1e-12] = 1.0
     points /= norms[:, None]
-    return TextSpace(table.ids[has], points, basis, spaces, labels, E, names, table.state, model_sha256, energy)
+    return TextSpace(table.ids[has], points, basis, spaces, labels, E, names, table.model_state, model_sha256, energy)
 
 
 class _Inputs:

@@ -23,6 +23,9 @@ STYLE = "style"  # styles table: (genre, style)
 COLUMN = "column"  # a numeric tracks column
 KEY = "key"  # tonic + mode (key_temperley, scale_temperley)
 BPM = "bpm"  # closeness to a tempo
+# Tag source of the user's own tags (index.usertags: the user_tags table): a phrase that
+# names one of them means it, before any model's tag, style or descriptor of that name.
+USER_SOURCE = "user"
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,10 @@ def build_vocabulary(tags: Iterable[tuple[str, str]], styles: Iterable[tuple[str
         for col, sign in cols:
             if col in present:
                 v.add(word, Concept(COLUMN, "tracks", col, sign))
+    for key, concepts in v.phrases.items():
+        own = [c for c in concepts if c.kind == TAG and c.source == USER_SOURCE]
+        if own:
+            v.phrases[key] = own
     return v
 
 

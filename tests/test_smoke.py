@@ -90,6 +90,21 @@ def test_every_command_runs_from_the_installed_console_script(corpus, shared_mod
     assert len(found) == 2 and found[0]["title"] == title and found[0]["why"]  # a string orchestra
     playlist = engine("playlist", "--where", "true", "--order-by", "bpm", "--m3u8", "-").stdout
     assert playlist.startswith("#EXTM3U\n") and playlist.count("#EXTINF:") == 4
+    trained = engine("tag", "train", "strings", "-p", title, "-p", "01 Art.mp3")
+    assert "cross-validated" in trained.stderr or "too few examples" in trained.stderr
+    assert "warning: only 2 positive examples" in trained.stderr
+    scored = json.loads(engine("tag", "show", "strings", "--format", "json").stdout)
+    assert len(scored) == 3 and all(0 <= t["score"] <= 1 for t in scored)  # the 0.2 s clip has no embedding
+    assert "strings" in engine("tag", "list").stdout
+    engine("tag", "export", "strings", "-o", str(tmp_path / "strings.json"))
+    engine("tag", "delete", "strings")
+    assert "scored 3 tracks" in engine("tag", "import", str(tmp_path / "strings.json")).stderr
+    pair = engine("explain", "--track", title, "--with", "01 Art.mp3")
+    assert " share: " in pair.stdout and title in pair.stdout
+    # Three tracks cannot give a concept its examples: one line says so.
+    few = subprocess.run([*engine_command(), "explain", "--track", title, "--head", "mtt", *models],
+                         cwd=OUTSIDE, env=env, capture_output=True, text=True, timeout=900)
+    assert few.returncode == 1 and few.stderr.strip() == "error: no concept has enough example tracks in this store"
     report = engine("report", "--out", str(tmp_path / "report"))
     assert Path(report.stdout.strip()) == tmp_path / "report" / "report.html"
     assert (tmp_path / "report" / "report.html").stat().st_size > 10_000

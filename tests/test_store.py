@@ -35,7 +35,9 @@ def test_write_replace_delete_and_faiss_sync(tmp_path):
         # NaN is stored as NULL ("not measurable").
         assert store._exec("SELECT count(*) FROM tracks WHERE loudness_lufs IS NULL")[0][0] == 2
 
-        assert [i.space for i in vectors.sync(store)] == ["musicnn", "effnet", "mtt"]  # every space: none has an index yet
+        # Only spaces with vectors get an index; an empty space (its model missing) gets no file.
+        assert [i.space for i in vectors.sync(store)] == ["musicnn"]
+        assert vectors.read_info(tmp_path, "effnet") is None
         assert vectors.sync(store) == []  # fresh now
         # Adding EffNet outputs later keeps the track id and the MusiCNN tags.
         store.write_tracks([_record("/m/a.ogg", 1, effnet=True)])

@@ -580,3 +580,51 @@ def test_snapshot_help(snap_compare, synthetic_store):
         await pilot.pause()
 
     assert snap_compare(_snap_app(synthetic_store), terminal_size=(80, 24), run_before=before)
+
+
+@_sync
+async def test_learn_tag_from_marks_lists_by_score_and_refines(synthetic_store):
+    """`l`: a tag learned from the seeds (and avoided tracks) lists the collection by score at
+    once, in a thread worker; marking one more and learning again gives a new list."""
+    app = _app(synthetic_store)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("l")  # nothing marked: a hint, no list
+        await pilot.pause()
+        assert app.seeded_from is None
+        order = app.table.order
+        await pilot.press("a", "down", "a", "down", "z")
+        await pilot.press("l")
+        await _settle(app, pilot)
+        assert "tag from 2+ / 1− marked" in str(app.table.border_title)
+        scores = [float(app.why[r.track_id].split()[1]) for r in app.table.order]
+        assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+        assert "positive" in app.why[order[0].track_id] and "negative" in app.why[order[2].track_id]
+        await pilot.press("b")
+        await _settle(app, pilot)
+        app.table.move_cursor(3)
+        await pilot.press("a", "l")
+        await _settle(app, pilot)
+        assert "tag from 3+ / 1− marked" in str(app.table.border_title)
+
+
+@pytest.mark.slow
+@_sync
+async def test_corpus_learn_tag_from_three_chorales_ranks_chorales_first(corpus_store):
+    """Real audio: three Bach chorales marked; the other chorales top the scored list."""
+    import numpy as np
+
+    app = _app(corpus_store)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _settle(app, pilot)
+        rows = {Path(r.path).name: i for i, r in enumerate(app.table.order)}
+        for name in ("chorale_00.ogg", "chorale_02.ogg", "chorale_04.ogg"):
+            app.table.move_cursor(rows[name])
+            await pilot.press("a")
+        await pilot.press("l")
+        await _settle(app, pilot)
+        ranked = [Path(r.path).name for r in app.table.order]
+        chorales = [i for i, n in enumerate(ranked) if n.startswith("chorale_")]
+        others = [i for i, n in enumerate(ranked) if not n.startswith("chorale_")]
+        assert len(chorales) >= 8 and np.mean(chorales) < np.mean(others)
+        assert "warning" not in str(app.table.border_title) and "only 3 positive" in str(app.table.border_title)

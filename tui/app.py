@@ -497,6 +497,13 @@ class EngineApp(App):
         if self.marks.of(MarkRole.SEED) or self._selected():
             self.run_list("radio", row)
 
+    def action_learn_tag(self) -> None:
+        if not self.marks.of(MarkRole.SEED):
+            self.notify("mark the tracks of the tag as seeds (a), and some that are not with avoid (z)",
+                        severity="warning")
+            return
+        self.run_list("tag", self.table.selected)
+
     def action_back_to_filter(self) -> None:
         if self.seeded_from:
             self.seeded_from = None

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from index.query import DEFAULT_SPACE, SPACES, MissingEmbeddingsError, QueryError, Searcher, TrackRef
 
-KINDS = ("more", "path", "radio")
+KINDS = ("more", "path", "radio", "tag")
 LIST_LENGTH = 30  # tracks in a list made from marks (a path: from, via, to included)
+TAG_LENGTH = 100  # tracks shown by score for a tag learned from the marks
+MARKED_TAG = "marked"  # name of the (unsaved) tag learned in the TUI
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ def build_list(searcher: Searcher, request: ListRequest) -> ListMade:
         raise QueryError(f"unknown list kind {request.kind!r}")
     if not request.seeds:
         raise QueryError("mark a seed first (or select a track)")
+    if request.kind == "tag":
+        return _learned_tag(searcher, request)
     error = None
     for space in _spaces():
         try:
@@ -56,6 +60,35 @@ def build_list(searcher: Searcher, request: ListRequest) -> ListMade:
         except MissingEmbeddingsError as exc:  # try the next space
             error = exc
     raise QueryError(str(error))
+
+
+def _learned_tag(searcher: Searcher, request: ListRequest) -> ListMade:
+    """The collection by the score of a tag learned from the seeds (positives) and the
+    avoided tracks (negatives): index.usertags on the read-only store, nothing saved."""
+    import numpy as np
+
+    from index import usertags
+    from index.query import filter_ids
+
+    store = searcher.store
+    try:
+        probe = usertags.train(store, MARKED_TAG, request.seeds, request.avoid)
+    except usertags.TagError as exc:
+        raise QueryError(str(exc)) from None
+    ids, scores = usertags.scores(store, probe)
+    if request.where:
+        keep = np.isin(ids, filter_ids(store, request.where))
+        ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:TAG_LENGTH]
+    q = probe.chosen
+    quality = f"CV AUC {q.auc:.2f}" if q.auc is not None else "too few to cross-validate"
+    warn = " — " + probe.warnings()[0].split(":")[0] if probe.warnings() else ""
+    title = (f"tag from {len(probe.positives)}+ / {len(probe.negatives)}− marked: {len(order)} highest "
+             f"({q.name}, {quality}){warn}")
+    role = {t: "positive" for t in probe.positives} | {t: "negative" for t in probe.negatives}
+    why = {int(ids[i]): f"score {scores[i]:.2f}" + (f" ({role[int(ids[i])]})" if int(ids[i]) in role else "")
+           for i in order}
+    return ListMade(tuple(int(ids[i]) for i in order), title, q.name, why)
 
 
 def _ref(searcher: Searcher, track_id: int) -> TrackRef:
