@@ -33,8 +33,17 @@ QUERIES = {
     "brass": lambda inst, drums: "brass" in inst or "trumpet" in inst or "trombone" in inst,
     "organ": lambda inst, drums: "organ" in inst,
     "drums": lambda inst, drums: drums,
+    # The other instruments of the clips that no tag model here names: a wider check of
+    # what brass and organ show (one or two clips each), so a change for those two is not
+    # judged on three clips.
+    "oboe": lambda inst, drums: "oboe" in inst,
+    "clarinet": lambda inst, drums: "clarinet" in inst,
+    "bassoon": lambda inst, drums: "bassoon" in inst,
+    "banjo": lambda inst, drums: "banjo" in inst,
+    "harmonica": lambda inst, drums: "harmonica" in inst,
 }
 WITH_TAG = ("piano", "choir", "strings", "guitar", "flute", "drums")  # MTT has a tag for these
+WITHOUT_TAG = ("brass", "organ", "oboe", "clarinet", "bassoon", "banjo", "harmonica")
 MODES = ("tags", "text", "combined")
 
 
@@ -54,6 +63,12 @@ def chance_ap(n: int, n_relevant: int, trials: int = 20_000, seed: int = 0) -> f
     return float(np.mean([average_precision(list(rng.permutation(rel)), n_relevant) for _ in range(trials)]))
 
 
+def load_truth() -> dict[str, dict[str, str]]:
+    """``ground_truth.csv`` of the rendered clips: file name -> its row."""
+    with open(SHARED / "corpus" / "rendered" / "ground_truth.csv", newline="") as fh:
+        return {r["file"]: r for r in csv.DictReader(fh)}
+
+
 def main() -> None:
     from index.search import NoMatchError, TextSearcher
 
@@ -62,8 +77,7 @@ def main() -> None:
     ap.add_argument("--text-model-dir", type=Path, default=TEXT_MODEL_DIR)
     args = ap.parse_args()
     store = build_corpus_store(args.store, args.text_model_dir)
-    with open(SHARED / "corpus" / "rendered" / "ground_truth.csv", newline="") as fh:
-        truth = {r["file"]: r for r in csv.DictReader(fh)}
+    truth = load_truth()
     where = "path LIKE '%/rendered/%'"
     lines = ["| query | relevant | chance | tags only | sentence model only | combined |", "|---|---|---|---|---|---|"]
     results: dict[str, dict[str, float]] = {}
@@ -82,7 +96,8 @@ def main() -> None:
             cells = [f"{row[m]:.2f}" if row[m] == row[m] else "no tag" for m in MODES]
             lines.append(f"| {query} | {len(rel)} | {row['chance']:.2f} | " + " | ".join(cells) + " |")
     for name, qs in (("mean, queries with an MTT tag", WITH_TAG),
-                     ("mean, queries without (brass, organ)", ("brass", "organ"))):
+                     ("mean, brass and organ", ("brass", "organ")),
+                     ("mean, the 7 instruments without a tag", WITHOUT_TAG)):
         cells = []
         for m in ("chance",) + MODES:
             vals = [results[q][m] for q in qs if results[q][m] == results[q][m]]

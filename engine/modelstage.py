@@ -113,14 +113,15 @@ class ModelStage:
 
         results = [ModelOutputs() for _ in analyses]
         # One mel spectrogram per file feeds every backbone; backbones built on another's
-        # graph (mtt on musicnn) also share its patches, so they add only their inference.
-        cut: dict[str, list] = {}
+        # graph (mtt on musicnn) cut their patches from it too, so they add only their
+        # inference (and share the patches themselves where the hops agree).
+        cut: dict[tuple[str, int | None], list] = {}
         for space, pipeline in self.pipelines.items():
             if spaces is not None and space not in spaces:
                 continue
             spec = pipeline.backbone.spec
             idx = [i for i, a in enumerate(analyses) if a.mel is not None]
-            key = spec.template or spec.name
+            key = (spec.template or spec.name, spec.patch_hop)
             if key not in cut:
                 cut[key] = [frontend.model_patches(spec, analyses[i].mel) for i in idx]
             per_track = cut[key]

