@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # last: an installed engine wins
+    sys.path.append(str(ROOT))
 SHARED = Path(os.environ.get("ENGINE_SHARED", ROOT.parent / "shared"))
 AUDIO_EXT = {".ogg", ".mp3", ".flac", ".m4a", ".wav"}
 PROFILES = {"normal": "0,0,0,5,5,10,10,15", "mum": "20,20,25,30,40,50,60,65",

@@ -97,8 +97,8 @@ def setup_env() -> None:
     os.environ.setdefault("ENGINE_MODELS", str(SHARED / "models"))
     os.environ.setdefault("ENGINE_CACHE", "/tmp/bench-cache")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quieten essentia's TensorFlow
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
+    if str(ROOT) not in sys.path:  # last: an installed engine wins
+        sys.path.append(str(ROOT))
 
 
 setup_env()

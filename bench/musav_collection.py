@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # last: an installed engine wins
+    sys.path.append(str(ROOT))
 SHARED = Path(os.environ.get("ENGINE_SHARED", ROOT.parent / "shared"))
 CLIP_S = 30.0
 MUSAV_CLIPS = 2092

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # last: an installed engine wins
+    sys.path.append(str(ROOT))
 
 CORPUS = Path(os.environ.get("ENGINE_SHARED", ROOT.parent / "shared")) / "corpus"
 MODELS = Path(os.environ.get("ENGINE_SHARED", ROOT.parent / "shared")) / "models"

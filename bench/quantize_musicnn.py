@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # last: an installed engine wins
+    sys.path.append(str(ROOT))
 SHARED = Path(os.environ.get("ENGINE_SHARED", ROOT.parent / "shared"))
 os.environ.setdefault("ENGINE_MODELS", str(SHARED / "models"))
 os.environ.setdefault("ENGINE_CACHE", str(Path(tempfile.gettempdir()) / "music-engine-bench-cache"))

@@ -58,7 +58,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # last: an installed engine wins
+    sys.path.append(str(ROOT))
 DEFAULT_SHARED = Path(os.environ.get("ENGINE_SHARED", ROOT.parent / "shared"))
 
 SECTOID_TEMPI = {  # corpus README: constant tempi from the songs' note charts

@@ -29,7 +29,8 @@ sys.path.insert(0, str(HERE))
 from features import load_features  # noqa: E402
 from make_labels import ROOT, read_labels  # noqa: E402
 
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:  # last: an installed engine wins
+    sys.path.append(str(ROOT))
 from engine.audiogram import parse_audiogram  # noqa: E402
 from models.hearing import (  # noqa: E402
     PAIR_FEATURE_NAMES, TRACK_FEATURE_NAMES, WEIGHTS_PATH, HaaqiPredictor, pair_features,
