@@ -69,15 +69,20 @@ def load_truth() -> dict[str, dict[str, str]]:
         return {r["file"]: r for r in csv.DictReader(fh)}
 
 
-def main() -> None:
-    from index.search import NoMatchError, TextSearcher
-
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def corpus_store_and_truth(description: str) -> tuple[Path, dict[str, dict[str, str]]]:
+    """The command line shared by the search benchmarks: the store of the corpus (built
+    when missing) and the rendered clips' ground truth."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--store", type=Path, default=ROOT / "bench" / "out" / "search-store")
     ap.add_argument("--text-model-dir", type=Path, default=TEXT_MODEL_DIR)
     args = ap.parse_args()
-    store = build_corpus_store(args.store, args.text_model_dir)
-    truth = load_truth()
+    return build_corpus_store(args.store, args.text_model_dir), load_truth()
+
+
+def main() -> None:
+    from index.search import NoMatchError, TextSearcher
+
+    store, truth = corpus_store_and_truth(__doc__.splitlines()[0])
     where = "path LIKE '%/rendered/%'"
     lines = ["| query | relevant | chance | tags only | sentence model only | combined |", "|---|---|---|---|---|---|"]
     results: dict[str, dict[str, float]] = {}

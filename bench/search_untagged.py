@@ -18,15 +18,15 @@ keeps the tagged ones at MAP >= 0.9 (docs/search.md says what was found).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 from pathlib import Path
 
 import numpy as np
 
-from bench.search_accuracy import QUERIES, WITH_TAG, WITHOUT_TAG, average_precision, chance_ap, load_truth
-from bench.search_corpus import ROOT, TEXT_MODEL_DIR, build_corpus_store
+from bench.search_accuracy import (
+    QUERIES, WITH_TAG, WITHOUT_TAG, average_precision, chance_ap, corpus_store_and_truth,
+)
 
 # Instrument families by the usual orchestral / organological grouping, mapped onto
 # MTT's tags (no family has a tag for brass or for free reeds such as the harmonica).
@@ -41,12 +41,7 @@ WHERE = "path LIKE '%/rendered/%'"
 def main() -> None:
     import index.search as search
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", type=Path, default=ROOT / "bench" / "out" / "search-store")
-    ap.add_argument("--text-model-dir", type=Path, default=TEXT_MODEL_DIR)
-    args = ap.parse_args()
-    store = build_corpus_store(args.store, args.text_model_dir)
-    truth = load_truth()
+    store, truth = corpus_store_and_truth(__doc__.splitlines()[0])
     rel = {q: {f for f, r in truth.items() if is_rel(r["instruments"], r["drums"] == "1")}
            for q, is_rel in QUERIES.items()}
     chance = np.mean([chance_ap(len(truth), len(rel[q]), 4000) for q in WITHOUT_TAG])
