@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 
 from engine.analysis import AnalysisTask, FileAnalysis, analyse_file
 from engine.decode import DEFAULT_MAX_SECONDS
+from engine.diagnose import BUILD_ADDRESS_SPACE, check_address_space
 from engine.errors import EngineError, ScanError
 from engine.summary import BuildSummary
 from index.pathnames import to_db
@@ -210,7 +211,7 @@ def build(
     if not root.is_dir():
         raise EngineError(f"not a folder: {root}")
     root = root.resolve()
-    _check_address_space()
+    check_address_space(BUILD_ADDRESS_SPACE, "a build")
     # FAISS is loaded now, while the address space is free: loaded after the models (under
     # `ulimit -v`, say) its libraries failed to map, or crashed, after the whole analysis.
     import faiss  # noqa: F401
@@ -251,26 +252,6 @@ def build(
             _build_into(writer, root, options, summary, models, workers, echo)
     summary.seconds = time.perf_counter() - t_start
     return summary
-
-
-# Address space the build's main process maps (models, DuckDB, FAISS, their threads):
-# under `prlimit --as` it ran at 1.6 GB and ran short at 1.3 GB, where it either said
-# "out of memory" or died in glibc ("cannot allocate memory for thread-local data: ABORT")
-# without a word; so a lower limit is refused up front.
-BUILD_ADDRESS_SPACE = 1_500_000_000
-
-
-def _check_address_space() -> None:
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    except (ImportError, OSError, ValueError):
-        return
-    if soft != resource.RLIM_INFINITY and soft < BUILD_ADDRESS_SPACE:
-        raise EngineError(
-            f"out of memory: this process may map {soft / 1e9:.1f} GB (ulimit -v), a build needs "
-            f"about {BUILD_ADDRESS_SPACE / 1e9:.1f} GB; raise the limit (ulimit -v unlimited)")
 
 
 def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary: BuildSummary,

@@ -48,6 +48,11 @@ class _Group(click.Group):
 @click.version_option(package_name="music-engine")
 def cli() -> None:
     """Analyse a music collection locally and search it by descriptors, by example and with SQL."""
+    if not {"-h", "--help"} & set(sys.argv[1:]):
+        from engine.diagnose import LOAD_ADDRESS_SPACE, check_address_space
+
+        # Under a lower `ulimit -v` the native libraries crash while loading, past catching.
+        check_address_space(LOAD_ADDRESS_SPACE, "the engine")
 
 
 @cli.group()

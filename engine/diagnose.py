@@ -41,6 +41,31 @@ def explain(exc: BaseException, *, store_dir: Path | None = None) -> str | None:
     return None
 
 
+# Address space (``ulimit -v``) the engine needs, measured under ``prlimit --as`` on the
+# 2-core machine. Below LOAD_ADDRESS_SPACE, loading FAISS and OpenBLAS did not fail with
+# an exception: it crashed (SIGSEGV at 1.2 GB) or glibc aborted ("cannot allocate memory
+# for thread-local data") at random, without a word; `engine knn` ran at 1.3 GB. A build
+# (models, DuckDB, FAISS and their threads) ran at 1.6 GB and ran short at 1.3 GB.
+LOAD_ADDRESS_SPACE = 1_300_000_000
+BUILD_ADDRESS_SPACE = 1_500_000_000
+
+
+def check_address_space(needed: int, what: str) -> None:
+    """Refuse up front, in one line, when ``ulimit -v`` is below what ``what`` needs."""
+    from engine.errors import EngineError
+
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise EngineError(
+            f"out of memory (ulimit -v): this process may map {soft / 1e9:.1f} GB, {what} needs "
+            f"about {needed / 1e9:.1f} GB; raise the limit (ulimit -v unlimited)")
+
+
 def _quoted_file(text: str) -> str | None:
     """The file DuckDB names in 'Could not write file "…": …', if any."""
     m = re.search(r'file "([^"]+)"', text)

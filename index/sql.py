@@ -30,7 +30,8 @@ from typing import Any, Iterator
 from engine.errors import EngineError
 from index import turns
 from index.store import (
-    DB_NAME, NoStoreError, busy_reading, damaged_error, default_store_dir, is_damaged,
+    DB_NAME, NoStoreError, busy_reading, damaged_error, default_store_dir, is_damaged, missing_schema,
+    upgrade_older_store,
 )
 
 # The name the store has inside queries (`engine.tracks`), as `duckdb engine.duckdb` would.
@@ -303,9 +304,17 @@ def _attach(con, directory: Path) -> None:
     try:
         # While a build commits a batch the file is taken: wait for its turn (index.turns).
         wait_s = turns.wait_s(turns.READ_WAIT_S)
-        turns.reading_turn(
-            directory, lambda: con.execute(f"ATTACH '{path}' AS {CATALOG} (READ_ONLY)").fetchall(),
-            wait_s=wait_s, busy=lambda e: busy_reading(directory, e, wait_s))
+        def attach():
+            turns.reading_turn(
+                directory, lambda: con.execute(f"ATTACH '{path}' AS {CATALOG} (READ_ONLY)").fetchall(),
+                wait_s=wait_s, busy=lambda e: busy_reading(directory, e, wait_s))
+
+        attach()
+        missing = missing_schema(con, CATALOG)
+        if missing:  # a store made by an older engine: add what it lacks, then read it
+            con.execute(f"DETACH {CATALOG}").fetchall()
+            upgrade_older_store(directory, missing)
+            attach()
         con.execute(f"USE {CATALOG}").fetchall()
         create_views(con)
         _lock(con)

@@ -163,6 +163,33 @@ class TrackRecord:
             raise ValueError(f"not tracks columns: {sorted(unknown)}")
 
 
+def missing_schema(con, catalog: str | None = None) -> list[str]:
+    """Tables and ``tracks`` columns of this engine's schema that the store on ``con`` lacks
+    (a store made by an older engine); empty when it is current."""
+    where = "" if catalog is None else f" AND table_catalog = '{catalog}'"
+    have = {(t, c) for t, c in con.execute(
+        f"SELECT table_name, column_name FROM information_schema.columns WHERE true{where}").fetchall()}
+    tables = {t for t, _ in have}
+    missing = [t for t in TABLES_DDL if t not in tables]
+    if "tracks" in tables:
+        missing += [f"tracks.{c.name}" for c in TRACK_COLUMNS if ("tracks", c.name) not in have]
+    return missing
+
+
+def upgrade_older_store(directory: Path, missing: list[str]) -> None:
+    """Add what a store made by an older engine lacks (empty tables and columns; nothing
+    is removed or rewritten), so reading commands work on it as they are."""
+    import duckdb
+
+    try:
+        Store.open(directory).close()  # Store._create adds the missing tables and columns
+    except (StoreError, OSError, duckdb.Error) as exc:
+        raise StoreError(
+            f"store {directory} was made by an older engine and lacks {', '.join(missing)}; it could not be "
+            f"brought up to date now ({str(exc).splitlines()[0]}): run `engine build` on its "
+            "folder once") from None
+
+
 class Store:
     """A store directory. Use :meth:`open` (read-write, locked) or :meth:`open_read_only`."""
 
@@ -211,13 +238,22 @@ class Store:
                 f"no store at {directory}: run `engine build <music folder>` first "
                 "(or pass --store / set ENGINE_STORE)"
             )
-        try:
-            con = turns.reading_turn(directory, lambda: duckdb.connect(str(db), read_only=True),
-                                     wait_s=wait_s, busy=lambda e: busy_reading(directory, e, wait_s))
-        except duckdb.Error as exc:
-            if is_damaged(exc):
-                raise damaged_error(directory, exc) from None
-            raise StoreError(f"cannot open store {directory}: {str(exc).splitlines()[0]}") from None
+
+        def connect():
+            try:
+                return turns.reading_turn(directory, lambda: duckdb.connect(str(db), read_only=True),
+                                          wait_s=wait_s, busy=lambda e: busy_reading(directory, e, wait_s))
+            except duckdb.Error as exc:
+                if is_damaged(exc):
+                    raise damaged_error(directory, exc) from None
+                raise StoreError(f"cannot open store {directory}: {str(exc).splitlines()[0]}") from None
+
+        con = connect()
+        missing = missing_schema(con)
+        if missing:
+            con.close()  # DuckDB allows one configuration per file per process
+            upgrade_older_store(directory, missing)
+            con = connect()
         return cls(directory, con, None)
 
     def close(self) -> None:

@@ -104,3 +104,28 @@ def test_reading_while_a_build_writes_says_so(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_store_made_by_an_older_engine_is_brought_up_to_date_for_reading(tmp_path):
+    """Reading commands on a store that lacks newer tables and columns add them, empty,
+    and keep every row (before: `engine sql` said 'Catalog Error: Table with name
+    listener_quality does not exist')."""
+    import duckdb
+
+    from index.sql import SqlSession
+    from index.store import missing_schema
+
+    with Store.open(tmp_path) as store:
+        store.write_tracks([_record("/m/a.ogg", 1), _record("/m/b.ogg", 2)])
+    con = duckdb.connect(str(tmp_path / "engine.duckdb"))
+    con.execute("DROP TABLE listener_quality; DROP TABLE user_tags")
+    con.execute("ALTER TABLE tracks DROP COLUMN danceable")
+    assert set(missing_schema(con)) == {"listener_quality", "user_tags", "tracks.danceable"}
+    con.close()
+
+    with SqlSession.open(tmp_path) as session:
+        got = session.query("SELECT count(*) AS n, count(danceable) AS d FROM tracks")
+        assert list(got.rows) == [(2, 0)]
+    with Store.open_read_only(tmp_path) as store:
+        assert missing_schema(store.con) == []
+        assert store._exec("SELECT count(*) FROM tags")[0][0] == 4
