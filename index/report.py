@@ -543,9 +543,12 @@ def _score_terms() -> tuple[tuple[str, float, float], ...]:
 
 
 def _quality(store: Store, columns: dict[str, str]) -> Quality | None:
-    """Quality summary; None when the store has no ``quality`` column (older stores)."""
+    """Quality summary; None when the store has no ``quality`` values (an older store, whose
+    column was added empty when it was first read, has none)."""
     if "quality" not in columns or not any(
             t in columns["quality"].upper() for t in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL")):
+        return None
+    if not _one(store, "SELECT count(quality) FROM tracks")[0]:
         return None
     score = distribution(store, "quality", lo=0, hi=100, width=5)
     bands = tuple((f"{lo:g}–{hi:g}", n) for (lo, hi), n in zip(QUALITY_BANDS, _one(store, "SELECT " + ", ".join(
