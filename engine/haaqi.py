@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.audiogram import AUDIOGRAM_HZ, Audiogram
+from models.audiogram import AUDIOGRAM_HZ, Audiogram
 from engine.errors import EngineError
 
 __all__ = [

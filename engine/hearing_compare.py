@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.audiogram import Audiogram
+from models.audiogram import Audiogram
 from engine.errors import EngineError
 from engine.haaqi import HaaqiResult
 

@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from engine import degrade as dg
-from engine.audiogram import (
+from models.audiogram import (
     AUDIOGRAM_HZ, EXAMPLE_AUDIOGRAMS, STANDARD_AUDIOGRAMS, Audiogram, AudiogramError, parse_audiogram,
 )
-from engine.bands import BAND_LEVEL_NAMES, band_levels
+from models.bands import BAND_LEVEL_NAMES, band_levels
 from engine.cli import cli
 
 SR = 44100

@@ -8,7 +8,7 @@ thresholds; the store keeps it per track (``tracks.band_levels``), so a listener
 later is scored without decoding anything again.
 
 Regions: below 177 Hz, then one region around each of the 8 audiogram frequencies
-(:data:`engine.audiogram.AUDIOGRAM_HZ`), bounded at the geometric midpoints between
+(:data:`models.audiogram.AUDIOGRAM_HZ`), bounded at the geometric midpoints between
 neighbours (177, 354, 707, 1414, 2449, 3464, 4899, 6928 Hz) and at 8 kHz, the mel
 spectrogram's top. A mel band belongs to the region holding its centre.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.audiogram import AUDIOGRAM_HZ
+from models.audiogram import AUDIOGRAM_HZ
 
 __all__ = ["REGION_EDGES_HZ", "STATISTICS", "BAND_LEVEL_NAMES", "band_levels"]
 

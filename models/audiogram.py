@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from engine.errors import EngineError
+from models.errors import EngineError
 
 __all__ = [
     "AUDIOGRAM_HZ",
