@@ -5,7 +5,8 @@ EffNet (:func:`models.frontend.mel_bands`), so it costs no decoding and about 1 
 30 s clip. It feeds the hearing-loss quality predictor (:mod:`models.hearing`), which
 needs to know where a track's energy and its background sit relative to a listener's
 thresholds; the store keeps it per track (``tracks.band_levels``), so a listener added
-later is scored without decoding anything again.
+later is scored without decoding anything again. It lives in ``models``, beside the
+predictor and the mel front end it reads; the build (``engine.analysis``) calls it.
 
 Regions: below 177 Hz, then one region around each of the 8 audiogram frequencies
 (:data:`models.audiogram.AUDIOGRAM_HZ`), bounded at the geometric midpoints between
