@@ -41,7 +41,7 @@ def main() -> None:
     os.environ.setdefault("ENGINE_MODELS", str(SHARED / "models"))
     os.environ.setdefault("ENGINE_OFFLINE", "1")
 
-    from engine.audiogram import parse_audiogram
+    from models.audiogram import parse_audiogram
     from engine.build import BuildOptions, build
     from engine.listeners import score_listeners
     from index.listeners import add_listener

@@ -51,7 +51,7 @@ def cli_page() -> str:
 
     commands = list(_commands(cli, "engine"))
     lines = [
-        NOTICE.format(source="the commands' docstrings and options (engine/cli*.py)"),
+        NOTICE.format(source="the commands' docstrings and options (engine/cli/)"),
         "# Command reference",
         "",
         "Every command's `--help`. Errors are one line on stderr (`error: ...`, exit status 1;",

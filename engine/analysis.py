@@ -49,7 +49,7 @@ class FileAnalysis:
     dsp: object | None = None  # engine.descriptors.DspDescriptors
     quality: object | None = None  # engine.quality.Quality
     mel: np.ndarray | None = None  # [frames, 96] float32, 16 kHz front-end
-    band_levels: np.ndarray | None = None  # [27] float32, engine.bands (from the mel)
+    band_levels: np.ndarray | None = None  # [27] float32, models.bands (from the mel)
     tempocnn_input: np.ndarray | None = None  # [n, 40, 256, 1] float32
     warnings: tuple[str, ...] = ()  # the decoder's, one line each (engine.decode)
     timings: dict[str, float] = field(default_factory=dict)
@@ -134,7 +134,7 @@ def analyse_file(task: AnalysisTask) -> FileAnalysis:
         if task.mel:
             out.mel = frontend.mel_bands(audio.mono_16k)
             if task.dsp:
-                from engine.bands import band_levels
+                from models.bands import band_levels
 
                 out.band_levels = band_levels(out.mel)
         if task.tempocnn:

@@ -104,7 +104,7 @@ import soxr
 
 from engine.containers import FileSlice, ogg_links, pcm_layout, read_head
 from engine.errors import DecodeError
-from engine.scan import sniff_audio
+from index.audiofiles import sniff_audio
 
 SAMPLE_RATE = 44100  #: Hz, of ``stereo`` and ``mono``
 SAMPLE_RATE_16K = 16000  #: Hz, of ``mono_16k`` (MusiCNN, EffNet)

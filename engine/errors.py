@@ -1,8 +1,14 @@
-"""The project's error root. Messages name the file, track or value and say what to do."""
+"""The engine's errors (scanning, decoding). Messages name the file, track or value and
+say what to do.
 
+The root :class:`EngineError` and :func:`models_hint` live in ``models.errors`` (the
+lowest layer, so that ``models`` and ``index`` need not import ``engine``); they are
+re-exported here, the same objects, for the engine's own modules.
+"""
 
-class EngineError(Exception):
-    """Base for every error the CLI reports as one clear line (exit status 1)."""
+from models.errors import EngineError, models_hint
+
+__all__ = ["EngineError", "ScanError", "DecodeError", "models_hint"]
 
 
 class ScanError(EngineError):
@@ -11,13 +17,3 @@ class ScanError(EngineError):
 
 class DecodeError(EngineError):
     """An audio file cannot be decoded; the message names the file and the reason."""
-
-
-def models_hint(names: str = "") -> str:
-    """The two ways to get missing models, which every message about them names.
-
-    ``names``: the models to fetch (``"effnet"``); empty for all of them.
-    """
-    fetch = f"engine models fetch {names}".rstrip()
-    return (f"with internet run `{fetch}`; offline, point --models DIR (or ENGINE_MODELS=DIR) "
-            "at a folder holding the official model files")

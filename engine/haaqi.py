@@ -49,8 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.audiogram import AUDIOGRAM_HZ, Audiogram
 from engine.errors import EngineError
+from models.audiogram import AUDIOGRAM_HZ, Audiogram
 
 __all__ = [
     "PYCLARITY_VERSION",

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.audiogram import Audiogram
 from engine.errors import EngineError
 from engine.haaqi import HaaqiResult
+from models.audiogram import Audiogram
 
 __all__ = ["Comparison", "compare_files", "predicted_haaqi"]
 

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from engine.audiogram import Audiogram
-from engine.errors import EngineError
 from index.store import Store
+from models.audiogram import Audiogram
+from models.errors import EngineError
 
 __all__ = [
     "NAME_PATTERN",

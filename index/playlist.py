@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Protocol
 
-from engine.errors import EngineError
 from index.pathnames import db_text, from_db, is_utf8
 from index.query import run_select, select_sql, track_label
 from index.store import DB_NAME, Store
+from models.errors import EngineError
 
 
 class PlaylistError(EngineError):
@@ -154,7 +154,7 @@ def check_target(target: Path, *, force: bool = False, store_dir: Path | None = 
     (by extension or content), and, without ``force``, any other existing file
     (:class:`PlaylistExistsError`).
     """
-    from engine.scan import AUDIO_EXTENSIONS, sniff_audio
+    from index.audiofiles import AUDIO_EXTENSIONS, sniff_audio
 
     real = Path(os.path.realpath(target))
     for where in {target.parent, real.parent}:

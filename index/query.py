@@ -1,6 +1,6 @@
 """Queries over the store: find a track, its nearest neighbours, and user SQL filters.
 
-No click here: the CLI (engine/cli_query.py) and the TUI call these functions.
+No click here: the CLI (engine/cli/query.py) and the TUI call these functions.
 
 k-NN is cosine similarity in one embedding space (FAISS inner product on vectors centred
 on the collection's mean and L2-normalised, see index.vectors). A ``where`` filter is an SQL boolean expression over the
@@ -41,9 +41,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engine.errors import EngineError, models_hint
 from index.store import Store
 from index.sql import _one_line  # DuckDB's message on one line (shared)
+from models.errors import EngineError, models_hint
 
 # Embedding spaces and their dimensions (index.schema: embeddings.space).
 SPACES = {"musicnn": 200, "effnet": 1280, "mtt": 200}

@@ -22,8 +22,9 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from engine.errors import models_hint
+from index.scoreterms import SCORE_TERMS
 from index.store import Store
+from models.errors import models_hint
 
 #: Activation at or above which a Discogs style counts as present in a track. The
 #: genre_discogs400 head is multi-label: 400 independent sigmoids, nearly all close to 0
@@ -534,11 +535,7 @@ QUALITY_BANDS = ((95.0, 100.0), (80.0, 95.0), (50.0, 80.0), (0.0, 50.0))
 
 
 def _score_terms() -> tuple[tuple[str, float, float], ...]:
-    """(column, onset, ruin) of each scored defect, from engine.quality when it is there."""
-    try:
-        from engine.quality import SCORE_TERMS
-    except ImportError:
-        return ()
+    """(column, onset, ruin) of each scored defect of the quality score."""
     return tuple((t[0], float(t[2]), float(t[3])) for t in SCORE_TERMS)
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from string import Template
 from typing import Callable, Iterable, Sequence
 
-from engine.errors import EngineError
 from index.report import (
     FAKE_LOSSLESS_HZ, KEY_PROFILES, PROBABILITY_CUT, SCALES, TONICS, Distribution, Report,
 )
+from models.errors import EngineError
 
 
 class ReportWriteError(EngineError):

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from engine.errors import EngineError
 from index import turns
 from index.store import (
     DB_NAME, NoStoreError, busy_reading, damaged_error, default_store_dir, is_damaged, missing_schema,
     upgrade_older_store,
 )
+from models.errors import EngineError
 
 # The name the store has inside queries (`engine.tracks`), as `duckdb engine.duckdb` would.
 CATALOG = "engine"
@@ -275,7 +275,7 @@ def _connect(memory_limit: str | None = None):
 
     ``memory_limit`` (DuckDB's, e.g. '1GB') bounds its operators (joins, sorts, which
     cannot spill here); strings it builds are not counted (``repeat('x', 2000000000)``
-    grew to ≈7 GB), so ``engine sql`` also caps the process (engine/cli_sql.py).
+    grew to ≈7 GB), so ``engine sql`` also caps the process (engine/cli/sql.py).
     """
     import duckdb
 
@@ -603,7 +603,7 @@ def empty_columns_note(store_dir: Path | str | None, sql: str) -> str | None:
                 empty[f"{macro}()"] = TABLE_NEEDS[table]
     if not empty:
         return None
-    from engine.errors import models_hint
+    from models.errors import models_hint
 
     models = list(dict.fromkeys(m for ms in empty.values() for m in ms))
     what = ", ".join(f"{name} (needs {' + '.join(ms)})" for name, ms in empty.items())

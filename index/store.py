@@ -20,10 +20,10 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import platformdirs
 
-from engine.errors import EngineError
 from index import turns
 from index.pathnames import db_text, from_db, one_line, to_db
 from index.schema import SCHEMA_VERSION, TABLES_DDL, TRACK_COLUMN_NAMES, TRACK_COLUMNS
+from models.errors import EngineError
 
 DB_NAME = "engine.duckdb"
 LOCK_NAME = ".lock"

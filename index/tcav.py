@@ -32,8 +32,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.errors import EngineError
 from index.store import Store
+from models.errors import EngineError
 
 EXAMPLE_Z = 1.0
 MIN_EXAMPLES = 3

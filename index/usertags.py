@@ -38,9 +38,9 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.errors import EngineError
 from index.query import SPACES
 from index.store import Store
+from models.errors import EngineError
 
 C = 1.0  # inverse L2 strength on standardised features (bench/tag_quality.py)
 RANDOM_NEGATIVES_PER_POSITIVE = 20

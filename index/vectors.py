@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import EngineError
 from index import compressed, vectorfile
 from index.store import Store
+from models.errors import EngineError
 
 # Files up to this size are hashed whole whenever a searcher opens them (SHA-256 runs at
 # ≈1.4 GB/s here: 45 ms CPU for 64 MiB); larger ones by :data:`WINDOWS` spread windows

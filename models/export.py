@@ -26,9 +26,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from engine.errors import models_hint
 from models import paths
-from models.errors import ExportError, ModelMissingError
+from models.errors import ExportError, ModelMissingError, models_hint
 from models.registry import ModelSpec
 
 OPSET = 17

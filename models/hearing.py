@@ -3,7 +3,7 @@
 HAAQI (:mod:`engine.haaqi`) needs the clean reference, which a collection never has.
 This model predicts it from what the build stores for every track — the quality measures
 (:mod:`engine.quality`), loudness, and the band levels around each audiometric frequency
-(:mod:`engine.bands`) — and the listener's 8 audiogram thresholds, in numpy: no decoding,
+(:mod:`models.bands`) — and the listener's 8 audiogram thresholds, in numpy: no decoding,
 no model runtime, a few µs per track and listener. It was trained on labels made by the
 real HAAQI (``bench/haaqi``: ``make_labels.py`` then ``train.py``, which writes the
 weights file shipped here); docs/hearing.md gives the data, the settings and the
@@ -36,8 +36,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from engine.audiogram import AUDIOGRAM_HZ, Audiogram
-from engine.bands import BAND_LEVEL_NAMES, STATISTICS
+from models.audiogram import AUDIOGRAM_HZ, Audiogram
+from models.bands import BAND_LEVEL_NAMES, STATISTICS
 
 __all__ = [
     "WEIGHTS_PATH",

@@ -292,7 +292,7 @@ def load_encoder(wheel: Path | None = None) -> TextEncoder:
     with _LOCK:
         if wheel not in _LOADED:
             if not wheel.is_file():
-                from engine.errors import models_hint
+                from models.errors import models_hint
 
                 raise ModelMissingError(
                     f"the sentence model for text search is missing ({wheel.name} is not in "

@@ -335,7 +335,7 @@ def test_failures_keep_the_reason_short_and_the_path_in_its_own_column(corpus, t
     from engine.build import failure_reason
     from engine.decode import decode
     from engine.errors import DecodeError
-    from engine.output import render
+    from engine.cli.output import render
 
     path = tmp_path / "Some Artist" / "A rather long album name (Deluxe Edition)" / "bad_text.mp3"
     path.parent.mkdir(parents=True)

@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from engine import degrade as dg
-from engine.audiogram import (
+from engine.cli import cli
+from models.audiogram import (
     AUDIOGRAM_HZ, EXAMPLE_AUDIOGRAMS, STANDARD_AUDIOGRAMS, Audiogram, AudiogramError, parse_audiogram,
 )
-from engine.bands import BAND_LEVEL_NAMES, band_levels
-from engine.cli import cli
+from models.bands import BAND_LEVEL_NAMES, band_levels
 
 SR = 44100
 NORMAL = EXAMPLE_AUDIOGRAMS["normal"]

@@ -1,4 +1,4 @@
-"""engine.output: the one formatter of query results for the terminal and for programs."""
+"""engine.cli.output: the one formatter of query results for the terminal and for programs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 
 from rich.cells import cell_len
 
-from engine.output import render
+from engine.cli.output import render
 
 
 def test_table_aligns_wide_characters_and_shows_no_control_codes():

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ScanError
-from engine.scan import FoundFile, content_hash, scan, sniff_audio
+from engine.scan import FoundFile, content_hash, scan
+from index.audiofiles import sniff_audio
 
 
 @pytest.fixture()

@@ -11,12 +11,15 @@ import ast
 import asyncio
 import functools
 import html
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from index.store import Store
+from tests.conftest import OUTSIDE
 from tui.data import Catalog, Filters, Range, TuiError, filter_sql, parse_range
 from tui.player import Player
 
@@ -31,6 +34,20 @@ def test_core_modules_do_not_import_textual():
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert not imported & {"textual", "rich"}, name
+
+
+def test_core_modules_load_neither_click_nor_textual():
+    # Imported in a fresh interpreter, so an import through another module counts too
+    # (tui.data once loaded click through the CLI's formatter). Rich may come along: its
+    # cell widths size the text (tui/text.py).
+    core = ("data", "player", "synthetic", "actions", "marks", "lists")
+    code = ("import importlib, sys\n"
+            f"for name in {core!r}:\n"
+            "    importlib.import_module('tui.' + name)\n"
+            "    loaded = [m for m in ('click', 'textual') if m in sys.modules]\n"
+            "    if loaded: sys.exit(f'importing tui.{name} loads {loaded}')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=OUTSIDE, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("text, expected", [

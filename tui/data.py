@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.errors import EngineError
-from engine.output import printable
 from index import turns
 from index.pathnames import from_db
 from index.query import (
@@ -33,6 +32,7 @@ from index.query import (
 )
 from index.listeners import track_scores
 from index.store import DB_NAME, Store, damaged_error, is_damaged
+from tui.text import printable
 
 KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Spellings a store may hold for each pitch class (flats, unicode accidentals).

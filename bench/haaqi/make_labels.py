@@ -59,7 +59,7 @@ class Row:
     severity: float
     seed: int
     audiogram: str  # 8 thresholds, dB HL, comma-separated
-    audiogram_name: str  # a named audiogram (engine.audiogram) or 'random'
+    audiogram_name: str  # a named audiogram (models.audiogram) or 'random'
     haaqi: float = math.nan
     nonlinear: float = math.nan
     linear: float = math.nan
@@ -89,7 +89,7 @@ def random_audiogram(rng: np.random.Generator) -> tuple[float, ...]:
     knee frequency (0.5-3 kHz, linear in log-frequency up to 8 kHz), plus ±4 dB jitter,
     rounded to 5 dB steps as audiometers measure, within -10..110 dB HL.
     """
-    from engine.audiogram import AUDIOGRAM_HZ
+    from models.audiogram import AUDIOGRAM_HZ
 
     if rng.random() < 0.15:
         base, rise = rng.uniform(-5, 15), rng.uniform(0, 15)
@@ -118,7 +118,7 @@ def severity(kind: str, fraction: float) -> float:
 
 def plan(seed: int, excerpts: int, versions: int, seconds: float) -> list[Row]:
     """Every row, in the order they are computed (round-robin over excerpts)."""
-    from engine.audiogram import EXAMPLE_AUDIOGRAMS, STANDARD_AUDIOGRAMS
+    from models.audiogram import EXAMPLE_AUDIOGRAMS, STANDARD_AUDIOGRAMS
     from engine.decode import decode
 
     named = {**STANDARD_AUDIOGRAMS, **EXAMPLE_AUDIOGRAMS}
@@ -166,7 +166,7 @@ def excerpt_signals(row: Row) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label(row: Row) -> Row:
-    from engine.audiogram import parse_audiogram
+    from models.audiogram import parse_audiogram
     from engine.haaqi import haaqi
 
     t0 = time.process_time()

@@ -31,7 +31,7 @@ from make_labels import ROOT, read_labels  # noqa: E402
 
 if str(ROOT) not in sys.path:  # last: an installed engine wins
     sys.path.append(str(ROOT))
-from engine.audiogram import parse_audiogram  # noqa: E402
+from models.audiogram import parse_audiogram  # noqa: E402
 from models.hearing import (  # noqa: E402
     PAIR_FEATURE_NAMES, TRACK_FEATURE_NAMES, WEIGHTS_PATH, HaaqiPredictor, pair_features,
     track_features,
@@ -149,7 +149,7 @@ def main() -> None:
             "Spearman correlation, MSE: mean squared error (HAAQI 0-1). Baselines: the engine's "
             "0-100 quality score alone (a straight line fitted on the training rows), and the "
             "same model without the audiogram. Classes: WHO grade of the pure-tone average "
-            "(500-4k Hz) and flat/sloping (engine/audiogram.py).\n\n"
+            "(500-4k Hz) and flat/sloping (models/audiogram.py).\n\n"
             f"Model version `{version}`.\n\n" + table + "\n")
     if not args.no_write:
         final = dataclasses.replace(full, version=version)

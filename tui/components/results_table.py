@@ -31,7 +31,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from engine.output import shorten
+from tui.text import shorten
 from tui.data import PAGE_SIZE, RESULT_COLUMNS, ResultRow, format_value
 
 # Rows above and below the visible ones whose page is fetched ahead of need.

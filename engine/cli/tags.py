@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from engine.options import store_option
-from engine.output import format_option, render
+from engine.cli.options import store_option
+from engine.cli.output import format_option, render
 
 _OUT = click.Path(dir_okay=False, allow_dash=True, path_type=Path)
 _IN = click.Path(dir_okay=False, allow_dash=True, exists=True, path_type=Path)
@@ -46,7 +46,7 @@ def tag_train(name: str, positives: tuple[str, ...], negatives: tuple[str, ...],
 
     Example: engine tag train cinematic -p "Castle" -p "Ambience" -p 12 -n "Metal_madness"
     """
-    from engine.cli_lists import named
+    from engine.cli.lists import named
     from index import usertags
     from index.store import Store
 

@@ -10,8 +10,8 @@ from typing import Sequence
 
 import click
 
-from engine.options import store_option
-from engine.output import format_option, render
+from engine.cli.options import store_option
+from engine.cli.output import format_option, render
 
 M3U8_PATH = click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Path)
 STDOUT = Path("-")  # --m3u8 -: the playlist goes to standard output instead of the table

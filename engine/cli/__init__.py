@@ -1,5 +1,9 @@
 """The ``engine`` command line: a thin click layer over the Python API.
 
+This package is the top layer: nothing else in the project imports it. The group and
+``main`` are here; each command over the store has its module beside it (``query``,
+``lists``, ``sql``...), with ``output`` (rows to text) and ``options`` (shared options).
+
 Heavy libraries (onnxruntime, essentia, faiss, textual) are imported inside the
 commands, so ``engine --help`` stays instant. Data goes to stdout, diagnostics to
 stderr; an :class:`engine.errors.EngineError` becomes one line and exit status 1.
@@ -13,7 +17,7 @@ from pathlib import Path
 import click
 
 from engine.errors import EngineError
-from engine.options import STORE_DIR_KEY, models_option, store_option
+from engine.cli.options import STORE_DIR_KEY, models_option, store_option
 from engine.summary import summary_help
 
 
@@ -201,16 +205,16 @@ def build(folder: Path, store_dir: Path | None, workers: int | None, threads: in
 
 
 # Commands over the store live in their own modules; they are registered here.
-from engine.cli_lists import duplicates as _duplicates, path as _path, radio as _radio  # noqa: E402
-from engine.cli_query import knn as _knn, playlist as _playlist  # noqa: E402
-from engine.cli_index import index_group as _index  # noqa: E402
-from engine.cli_report import report as _report  # noqa: E402
-from engine.cli_search import search as _search  # noqa: E402
-from engine.cli_sql import sql as _sql  # noqa: E402
-from engine.cli_tags import tag as _tag  # noqa: E402
-from engine.cli_explain import explain as _explain  # noqa: E402
-from engine.cli_tui import tui as _tui  # noqa: E402
-from engine.cli_hearing import listener as _listener, quality as _quality  # noqa: E402
+from engine.cli.lists import duplicates as _duplicates, path as _path, radio as _radio  # noqa: E402
+from engine.cli.query import knn as _knn, playlist as _playlist  # noqa: E402
+from engine.cli.index import index_group as _index  # noqa: E402
+from engine.cli.report import report as _report  # noqa: E402
+from engine.cli.search import search as _search  # noqa: E402
+from engine.cli.sql import sql as _sql  # noqa: E402
+from engine.cli.tags import tag as _tag  # noqa: E402
+from engine.cli.explain import explain as _explain  # noqa: E402
+from engine.cli.tui import tui as _tui  # noqa: E402
+from engine.cli.hearing import listener as _listener, quality as _quality  # noqa: E402
 
 for _command in (_knn, _path, _radio, _duplicates, _playlist, _search, _sql, _report, _tui,
                  _listener, _quality, _index, _tag, _explain):
@@ -220,6 +224,3 @@ for _command in (_knn, _path, _radio, _duplicates, _playlist, _search, _sql, _re
 def main() -> None:
     cli(prog_name="engine")
 
-
-if __name__ == "__main__":
-    main()

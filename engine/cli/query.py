@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from engine.cli_lists import (M3U8_PATH, check_playlist_target, emit, list_rules_options, named,
+from engine.cli.lists import (M3U8_PATH, check_playlist_target, emit, list_rules_options, named,
                               note_empty_columns, output_options, playlist_tracks, space_option, write_playlist)
-from engine.options import store_option
+from engine.cli.options import store_option
 
 def _key(key, scale) -> str | None:
     return " ".join(p for p in (key, scale) if p) or None

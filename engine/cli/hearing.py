@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from engine.options import store_option
-from engine.output import format_option, render
+from engine.cli.options import store_option
+from engine.cli.output import format_option, render
 
 _AUDIOGRAM_HELP = ("8 hearing thresholds in dB HL at 250, 500, 1k, 2k, 3k, 4k, 6k, 8k Hz, "
                    "e.g. 20,20,25,30,40,50,60,65.")
@@ -36,7 +36,7 @@ def listener_add(name: str, audiogram: str, store_dir: Path | None) -> None:
 
     Example: engine listener add mum --audiogram 20,20,25,30,40,50,60,65
     """
-    from engine.audiogram import parse_audiogram
+    from models.audiogram import parse_audiogram
     from engine.listeners import score_listeners
     from index.listeners import add_listener, check_name
     from index.store import Store
@@ -156,7 +156,7 @@ def _listener_tracks(name: str, limit: int | None, fmt: str, store_dir: Path | N
 
 def _compare(reference: Path, test: Path, audiogram_text: str | None, name: str | None,
              seconds: float, fmt: str, store_dir: Path | None) -> None:
-    from engine.audiogram import parse_audiogram
+    from models.audiogram import parse_audiogram
     from engine.hearing_compare import compare_files
 
     if audiogram_text is not None:

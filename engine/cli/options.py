@@ -1,4 +1,4 @@
-"""Options shared by several commands (kept apart from engine.cli to avoid import cycles)."""
+"""Options shared by several commands (apart from the group, engine/cli/__init__.py: no cycles)."""
 
 from __future__ import annotations
 

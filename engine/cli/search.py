@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from engine.options import store_option
-from engine.output import format_option, render
+from engine.cli.options import store_option
+from engine.cli.output import format_option, render
 
 _M3U8 = click.Path(dir_okay=False, writable=True, path_type=Path)
 

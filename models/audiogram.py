@@ -4,7 +4,7 @@ One fact lives here: the frequencies (:data:`AUDIOGRAM_HZ`, the Clarity / Cadenz
 challenges' 8 frequencies, which HAAQI-Net also takes), and how thresholds are written,
 checked and classed. Used by the listener profiles, the HAAQI teacher
 (:mod:`engine.haaqi`), the student model (:mod:`models.hearing`) and the training data
-(``bench/haaqi``). Pure Python, no numpy at import.
+(``bench/haaqi``); here in ``models``, the lowest of them. Pure Python, no numpy at import.
 
 Thresholds are in dB HL (hearing level: 0 = the normal-hearing reference, higher =
 worse), as an audiologist writes them: ``20,20,25,30,40,50,60,65`` for 250, 500, 1k, 2k,
@@ -23,7 +23,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from engine.errors import EngineError
+from models.errors import EngineError
 
 __all__ = [
     "AUDIOGRAM_HZ",

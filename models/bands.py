@@ -5,10 +5,11 @@ EffNet (:func:`models.frontend.mel_bands`), so it costs no decoding and about 1 
 30 s clip. It feeds the hearing-loss quality predictor (:mod:`models.hearing`), which
 needs to know where a track's energy and its background sit relative to a listener's
 thresholds; the store keeps it per track (``tracks.band_levels``), so a listener added
-later is scored without decoding anything again.
+later is scored without decoding anything again. It lives in ``models``, beside the
+predictor and the mel front end it reads; the build (``engine.analysis``) calls it.
 
 Regions: below 177 Hz, then one region around each of the 8 audiogram frequencies
-(:data:`engine.audiogram.AUDIOGRAM_HZ`), bounded at the geometric midpoints between
+(:data:`models.audiogram.AUDIOGRAM_HZ`), bounded at the geometric midpoints between
 neighbours (177, 354, 707, 1414, 2449, 3464, 4899, 6928 Hz) and at 8 kHz, the mel
 spectrogram's top. A mel band belongs to the region holding its centre.
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.audiogram import AUDIOGRAM_HZ
+from models.audiogram import AUDIOGRAM_HZ
 
 __all__ = ["REGION_EDGES_HZ", "STATISTICS", "BAND_LEVEL_NAMES", "band_levels"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from engine.options import store_option
+from engine.cli.options import store_option
 
 
 @click.command()

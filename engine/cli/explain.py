@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from engine.options import models_option, store_option
-from engine.output import format_option, render
+from engine.cli.options import models_option, store_option
+from engine.cli.output import format_option, render
 
 
 @click.command()

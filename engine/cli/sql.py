@@ -18,8 +18,8 @@ from typing import Any
 
 import click
 
-from engine.options import store_option
-from engine.output import format_option, render
+from engine.cli.options import store_option
+from engine.cli.output import format_option, render
 
 
 def _json_ready(v: Any) -> Any:
