@@ -14,8 +14,6 @@ import posixpath
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -387,11 +385,7 @@ def test_offline_message_names_files_folder_and_command(tmp_path):
 
 def test_presence_checks_do_not_load_the_downloader():
     # Every CLI start asks whether models are present: that must not import the
-    # downloader (models.fetch, urllib, http.client). A fresh interpreter, outside the checkout.
-    from tests.conftest import OUTSIDE
+    # downloader (models.fetch, urllib, http.client).
+    from tests.freshimport import loaded_by
 
-    code = ("import sys, models.paths; "
-            "print(sorted(m for m in ('models.fetch', 'urllib.request', 'http.client') if m in sys.modules))")
-    run = subprocess.run([sys.executable, "-c", code], cwd=OUTSIDE, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "[]"
+    assert loaded_by("models.paths", ("models.fetch", "urllib.request", "http.client")) == []

@@ -262,17 +262,11 @@ def test_page_is_self_contained_with_every_section(synthetic_report):
 
 
 def test_renderers_ask_the_store_nothing():
-    # Tables, figures and the page draw from the Report alone: none of them loads the
-    # store or DuckDB (a fresh interpreter, outside the checkout: the installed package).
-    import sys
+    # Tables, figures and the page draw from the Report alone: none of them loads the store or DuckDB.
+    from tests.freshimport import loaded_by
 
-    from tests.conftest import OUTSIDE
-
-    code = ("import sys, index.report_tables, index.report_figures, index.report_html, index.report_render; "
-            "print(sorted(m for m in ('duckdb', 'index.store', 'index.report') if m in sys.modules))")
-    run = subprocess.run([sys.executable, "-c", code], cwd=OUTSIDE, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "[]"
+    renderers = "index.report_tables, index.report_figures, index.report_html, index.report_render"
+    assert loaded_by(renderers, ("duckdb", "index.store", "index.report")) == []
 
 
 def test_text_from_the_store_is_escaped(tmp_path):
