@@ -1,5 +1,8 @@
 """Download model files: resumable, checksummed, moved into place atomically.
 
+Longer than 500 lines: one job, getting verified files, whose resume, retry, mirror
+and offline paths each need their own handling and message.
+
 Files come from Essentia's official site (``registry.OFFICIAL_BASE_URL``) unless a
 mirror is named, by the ``base_url`` argument or the ``ENGINE_MODELS_URL``
 environment variable; the mirror replaces the official base and keeps the rest of
