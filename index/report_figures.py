@@ -17,6 +17,8 @@ from index.report_numbers import fmt, num, pct
 
 @dataclass(frozen=True)
 class Figure:
+    """One drawn figure: its PNG and how the page shows it."""
+
     name: str        # file stem, e.g. 'tempo'
     title: str       # alt text
     png: bytes

@@ -23,6 +23,8 @@ class ReportWriteError(EngineError):
 
 @dataclass(frozen=True)
 class WrittenReport:
+    """Where :func:`write_report` put the page, the figures and the tables."""
+
     folder: Path
     html: Path
     figures: tuple[Path, ...]

@@ -84,6 +84,7 @@ def summary_rows(r: Report) -> list[tuple[str, str, object]]:
 
 
 def write_tables(r: Report, out: Path) -> list[Path]:
+    """Write every TSV table of the report into ``out`` (an existing folder); their paths."""
     s, n = r.styles, r.styles.tracks
     paths = [
         _write_tsv(out / "summary.tsv", ("section", "name", "value"), summary_rows(r)),
