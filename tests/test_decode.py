@@ -262,6 +262,14 @@ def test_vorbis_ffmpeg_refuses_uses_essentia_fallback(corpus: Path):
     assert capped.facts.duration == pytest.approx(62.3, abs=0.1)
 
 
+def test_the_fallback_decoder_loads_only_when_needed():
+    # engine.decode_fallback (with mutagen, soxr and Essentia) is imported only when PyAV
+    # has failed on a file; a clean decode never pays for it.
+    from tests.freshimport import loaded_by
+
+    assert loaded_by("engine.decode", ("engine.decode_fallback", "mutagen", "soxr", "essentia")) == []
+
+
 @pytest.mark.corpus
 @pytest.mark.slow
 def test_one_hour_file_is_bounded():
