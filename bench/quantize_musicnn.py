@@ -224,6 +224,7 @@ def build_variants(float_onnx: Path, cal: np.ndarray, work: Path, only: set[str]
     """name -> (onnx path, graph optimisation level, description); built lazily in order."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from bench.musicnn_int8 import int8_convs
     from models import quantize as q
 
     def want(name):
@@ -244,11 +245,11 @@ def build_variants(float_onnx: Path, cal: np.ndarray, work: Path, only: set[str]
         out.append(("dynamic-int8", p, "ALL", "quantize_dynamic Conv+MatMul (ConvInteger), U8 weights"))
     if want("static-all-convs"):
         p = work / "static_all.onnx"
-        q.int8_convs(float_onnx, p, cal, nodes=_conv_names(float_onnx))
+        int8_convs(float_onnx, p, cal, nodes=_conv_names(float_onnx))
         out.append(("static-all-convs", p, "ALL", "QDQ U8S8 per-channel MinMax, all 8 convs"))
     if want("static-timbral"):
         p = work / "static_timbral.onnx"
-        q.int8_convs(float_onnx, p, cal)
+        int8_convs(float_onnx, p, cal)
         out.append(("static-timbral", p, "ALL", "QDQ U8S8 per-channel MinMax, the 2 timbral convs"))
     for block in (q.nchwc_block_size(), 8 if q.nchwc_block_size() != 8 else 16):
         name = f"pruned-b{block}"
@@ -261,11 +262,11 @@ def build_variants(float_onnx: Path, cal: np.ndarray, work: Path, only: set[str]
         q.prune_musicnn(float_onnx, base)
         if want("pruned-int8"):
             p = work / "pruned_int8.onnx"
-            q.int8_convs(base, p, cal)
+            int8_convs(base, p, cal)
             out.append(("pruned-int8", p, "ALL", "pruned + QDQ U8S8 timbral convs"))
         if want("pruned-int8-rr"):
             p = work / "pruned_int8_rr.onnx"
-            q.int8_convs(base, p, cal, reduce_range=True)
+            int8_convs(base, p, cal, reduce_range=True)
             out.append(("pruned-int8-rr", p, "ALL", "same, reduce_range (7-bit weights, AVX2-safe)"))
     return out
 

@@ -36,16 +36,9 @@ Channels
   file's signal. FFmpeg's own mono-to-stereo conversion would attenuate by 3 dB, so it is
   not used.
 * Stereo is kept as is.
-* More than two channels are downmixed with the ITU-R BS.775 coefficients: front left
-  and right 1, centre and surround/back 1/sqrt(2) to their side (centre to both), LFE
-  dropped, then the matrix is scaled so that each output's coefficients sum to at most
-  1 (5.1: divided by 1 + 2/sqrt(2) = 2.414). That scaling is what FFmpeg does for integer
-  output, and it guarantees the downmix cannot exceed full scale (FFmpeg's float path
-  does not scale, and a 4-channel file at full scale reaches 2.2). The price is a quieter
-  downmix (5.1: -7.7 dB on the front channels) than a playback system would produce,
-  so loudness measured on multichannel files reads low. Channels whose position is
-  unspecified (e.g. 4-channel WAV/AIFF without a channel mask) are assumed to be in
-  FFmpeg's default order for their count (4: FL FR BL BR; 6: 5.1).
+* More than two channels are downmixed to stereo by :func:`engine.downmix.downmix_matrix`
+  (ITU-R BS.775, scaled so it cannot exceed full scale: 5.1 reads 7.7 dB quieter on the
+  front channels than a playback system would play it, so its loudness reads low).
 
 Priming (MP4/M4A)
 -----------------
@@ -98,20 +91,17 @@ from pathlib import Path
 
 import av
 import av.error
-import mutagen
 import numpy as np
-import soxr
 
 from engine.containers import FileSlice, ogg_links, pcm_layout, read_head
+from engine.downmix import downmix_matrix
 from engine.errors import DecodeError
-from index.audiofiles import sniff_audio
 
 SAMPLE_RATE = 44100  #: Hz, of ``stereo`` and ``mono``
 SAMPLE_RATE_16K = 16000  #: Hz, of ``mono_16k`` (MusiCNN, EffNet)
 SAMPLE_RATE_11K = 11025  #: Hz, of ``mono_11k`` (TempoCNN)
 DEFAULT_MAX_SECONDS = 450.0  #: s of audio decoded at most per file; see the module docstring
 
-_SOXR_QUALITY = "HQ"
 _DEMUX_OPTIONS = {"ignore_editlist": "1"}
 # Give up on a file after this many packets in a row fail to decode: a few bad packets
 # are skipped, but a stream of garbage must not be ground through to the end.
@@ -167,7 +157,7 @@ def _decode_links(path: Path, links: list[int], size: int, capacity: int,
                 if c.streams.audio:
                     run.decode(c, c.streams.audio[0])
         except (av.error.FFmpegError, OSError, ValueError) as e:
-            run.warnings.append(f"link at byte {start} of the chained Ogg not decoded: {_reason(e)}")
+            run.warnings.append(f"link at byte {start} of the chained Ogg not decoded: {error_reason(e)}")
         run.end_stream()
         if run.truncated:
             break
@@ -287,7 +277,7 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
     except (av.error.FFmpegError, OSError, ValueError) as e:
         if size_warning:  # FFmpeg's own reason is misleading here ("Operation not permitted")
             raise DecodeError(f"cannot decode {path}: {size_warning}") from None
-        return _fallback(path, max_samples, f"not a readable audio file ({_reason(e)})")
+        return _fallback(path, max_samples, f"not a readable audio file ({error_reason(e)})")
     with container:
         if not container.streams.audio:
             return _fallback(path, max_samples, "no audio stream")
@@ -352,87 +342,12 @@ def _finish(stereo: np.ndarray, facts: FileFacts, truncated: bool, warnings) -> 
     )
 
 
-# --- fallback: Essentia's loader, for the few files FFmpeg 8 refuses ---------------------
-
-# The fallback loads the whole file at its native rate before capping, so it is only
-# tried when that stays below this many bytes ([n, 2] float32): 512 MB, e.g. 24 min at
-# 44.1 kHz.
-_FALLBACK_MAX_BYTES = 512_000_000
-_MUTAGEN_CONTAINERS = {
-    "OggVorbis": "ogg", "OggFLAC": "ogg", "OggSpeex": "ogg", "OggTheora": "ogg",
-    "FLAC": "flac", "MP3": "mp3", "EasyMP3": "mp3", "MP4": "mov,mp4,m4a,3gp,3g2,mj2",
-    "EasyMP4": "mov,mp4,m4a,3gp,3g2,mj2", "WAVE": "wav", "AIFF": "aiff", "ASF": "asf",
-}
-
-
 def _fallback(path: Path, max_samples: int | None, reason: str) -> DecodedAudio:
-    """Decode with Essentia's AudioLoader after PyAV failed, or raise DecodeError(reason).
+    """Essentia's loader after PyAV failed (:mod:`engine.decode_fallback`), or DecodeError(reason)."""
+    from engine.decode_fallback import essentia_decode
 
-    FFmpeg 8 (in the PyAV wheel) refuses some valid Ogg Vorbis files ("Header processing
-    failed"; two of the corpus's library files) that Essentia's older bundled FFmpeg reads.
-    Essentia's loaders can kill the process after failing on Opus, and may misbehave on
-    junk, so the fallback is only tried on files that sniff as audio, that mutagen parses
-    as a non-Opus format, and that fit :data:`_FALLBACK_MAX_BYTES`; anything else raises
-    the original reason. Essentia (and TensorFlow with it) is imported only here.
-    """
-    why = f"cannot decode {path}: {reason}"
-    info = _fallback_candidate(path)
-    if info is None:
-        raise DecodeError(why)
-    kind, length, rate = info
-    if length * rate * 2 * 4 > _FALLBACK_MAX_BYTES:
-        raise DecodeError(f"{why}; too long ({length:.0f} s) for the fallback decoder")
-    try:
-        import essentia
-        import essentia.standard as es
-
-        essentia.log.infoActive = False
-        audio, sr, channels, _md5, bitrate, codec = es.AudioLoader(filename=str(path))()
-    except RuntimeError as e:  # Essentia's exceptions surface as RuntimeError
-        raise DecodeError(f"{why}; Essentia's loader failed too ({_reason(e)})") from None
-    sr, channels = int(sr), int(channels)
-    if audio.shape[0] == 0 or sr <= 0:
-        raise DecodeError(f"{why}; Essentia's loader decoded no samples")
-    if channels == 1:
-        audio[:, 1] = audio[:, 0]  # AudioLoader leaves the second channel of mono at zero
-    native_n = audio.shape[0]
-    truncated = False
-    if max_samples is not None:
-        keep = math.ceil(max_samples * sr / SAMPLE_RATE)
-        if native_n > keep:
-            audio, truncated = audio[:keep], True
-    if sr != SAMPLE_RATE:
-        audio = soxr.resample(audio, sr, SAMPLE_RATE, quality=_SOXR_QUALITY)
-    if max_samples is not None and audio.shape[0] > max_samples:
-        audio = audio[:max_samples]
-    facts = FileFacts(
-        duration=float(max(length, native_n / sr) if truncated else native_n / sr),
-        sample_rate=sr,
-        channels=channels,
-        codec=str(codec),
-        bitrate=int(bitrate) if bitrate else None,
-        container=_MUTAGEN_CONTAINERS.get(kind, kind.lower()),
-    )
-    warning = f"decoded with Essentia's AudioLoader: PyAV failed ({reason})"
-    return _finish(np.ascontiguousarray(audio, dtype=np.float32), facts, truncated, [warning])
-
-
-def _fallback_candidate(path: Path) -> tuple[str, float, int] | None:
-    """(mutagen type name, length s, sample rate Hz) if `path` may go to Essentia, else None."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64 * 1024)
-        if not sniff_audio(head[:4096]) or b"OpusHead" in head:
-            return None
-        m = mutagen.File(path)
-    except Exception:  # mutagen raises many types on junk; any of them means "no"
-        return None
-    if m is None or "opus" in type(m).__name__.lower():
-        return None
-    info = m.info
-    if "opus" in str(getattr(info, "codec", "")).lower() or not getattr(info, "length", 0):
-        return None
-    return type(m).__name__, float(info.length), int(getattr(info, "sample_rate", 0) or 48000)
+    stereo, facts, truncated, warning = essentia_decode(path, max_samples, reason)
+    return _finish(stereo, facts, truncated, [warning])
 
 
 class _DecodeRun:
@@ -469,7 +384,7 @@ class _DecodeRun:
                     # A corrupt packet: skip it, keep the rest of the file.
                     bad_packets += 1
                     consecutive += 1
-                    first_bad = first_bad or _reason(e)
+                    first_bad = first_bad or error_reason(e)
                     if consecutive >= _MAX_CONSECUTIVE_ERRORS:
                         self.warnings.append(
                             f"gave up after {consecutive} undecodable packets in a row at "
@@ -490,7 +405,7 @@ class _DecodeRun:
         except (av.error.FFmpegError, ValueError) as e:
             # The demuxer failed (typically a file cut short), or PyAV rejected a frame it
             # cannot convert: keep what decoded, so one bad file never stops a build.
-            self.warnings.append(f"decoding stopped at {self.n / SAMPLE_RATE:.1f} s: {_reason(e)}")
+            self.warnings.append(f"decoding stopped at {self.n / SAMPLE_RATE:.1f} s: {error_reason(e)}")
             self.stopped = True
         finally:
             if bad_packets:
@@ -520,7 +435,7 @@ class _DecodeRun:
             self._resampler = av.AudioResampler(format="fltp", layout=None, rate=SAMPLE_RATE)
             self._resampler_key = key
             names = tuple(ch.name for ch in frame.layout.channels)
-            self._matrix = _downmix_matrix(names) if len(names) > 2 else None
+            self._matrix = downmix_matrix(names) if len(names) > 2 else None
         for out in self._resampler.resample(frame):
             if not self._write(out):
                 return False
@@ -585,40 +500,7 @@ def _header_duration(container, stream) -> float | None:
     return None
 
 
-# ITU-R BS.775 downmix: (left, right) coefficient for each FFmpeg channel name.
-_H = 1 / math.sqrt(2)
-_DOWNMIX = {
-    "FL": (1.0, 0.0), "FR": (0.0, 1.0), "FC": (_H, _H), "LFE": (0.0, 0.0), "LFE2": (0.0, 0.0),
-    "FLC": (1.0, 0.0), "FRC": (0.0, 1.0),
-    "BL": (_H, 0.0), "BR": (0.0, _H), "SL": (_H, 0.0), "SR": (0.0, _H),
-    "SDL": (_H, 0.0), "SDR": (0.0, _H), "WL": (_H, 0.0), "WR": (0.0, _H),
-    "TFL": (_H, 0.0), "TFR": (0.0, _H), "TBL": (_H, 0.0), "TBR": (0.0, _H),
-    "TSL": (_H, 0.0), "TSR": (0.0, _H),
-    "BC": (0.5, 0.5), "TC": (0.5, 0.5), "TFC": (0.5, 0.5), "TBC": (0.5, 0.5),
-}
-# FFmpeg's default channel order by count, for files that do not say (e.g. 4-channel WAV
-# without a channel mask reports "4 channels" with positions NONE).
-_DEFAULT_ORDER = {
-    3: ("FL", "FR", "FC"),
-    4: ("FL", "FR", "BL", "BR"),
-    5: ("FL", "FR", "FC", "BL", "BR"),
-    6: ("FL", "FR", "FC", "LFE", "BL", "BR"),
-    7: ("FL", "FR", "FC", "LFE", "BC", "SL", "SR"),
-    8: ("FL", "FR", "FC", "LFE", "BL", "BR", "SL", "SR"),
-}
-
-
-def _downmix_matrix(names: tuple[str, ...]) -> np.ndarray:
-    """``[2, channels]`` float32 downmix matrix whose rows' absolute sums are <= 1."""
-    if not any(n in _DOWNMIX for n in names):
-        names = _DEFAULT_ORDER.get(len(names), names)
-    # Positions still unknown go equally to both sides.
-    m = np.array([_DOWNMIX.get(n, (0.5, 0.5)) for n in names], dtype=np.float64).T
-    m /= max(1.0, np.abs(m).sum(axis=1).max())
-    return m.astype(np.float32)
-
-
-def _reason(e: BaseException) -> str:
+def error_reason(e: BaseException) -> str:
     """One-line reason from an FFmpeg/OS error, without the repeated file name."""
     text = getattr(e, "strerror", None) or str(e) or type(e).__name__
     return " ".join(str(text).split())

@@ -63,7 +63,7 @@ class ModelStage:
 
     def __init__(self, options: RuntimeOptions | None = None, spaces: Sequence[str] = SPACES,
                  *, echo: Callable[[str], None] | None = None):
-        from models.fetch import present
+        from models.paths import present
 
         self.options = options or RuntimeOptions.from_env()
         self.pipelines: dict[str, EmbeddingPipeline] = {}
@@ -176,7 +176,7 @@ def too_short_reason(seconds: float, spaces: Sequence[str] = SPACES) -> str | No
 
 def _wanted(spaces: Sequence[str]) -> list[ModelSpec]:
     """The models a stage over ``spaces`` wants: the backbones, the heads of those present, TempoCNN."""
-    from models.fetch import present
+    from models.paths import present
 
     wanted = [registry.get(s) for s in spaces]
     for space in spaces:
@@ -188,7 +188,7 @@ def _wanted(spaces: Sequence[str]) -> list[ModelSpec]:
 def _to_convert(spaces: Sequence[str]) -> list[ModelSpec]:
     """Present models without a ready ONNX file (converted once, then cached)."""
     from models.export import export_available, onnx_path
-    from models.fetch import present
+    from models.paths import present
 
     if not export_available():
         return []  # each load then fails with a note that names the `export` extra
@@ -224,14 +224,14 @@ class _ConversionProgress:
 
 def available_spaces(spaces: Sequence[str] = SPACES) -> tuple[str, ...]:
     """Spaces whose backbone files are present: cheap (no session is opened)."""
-    from models.fetch import present
+    from models.paths import present
 
     return tuple(s for s in spaces if present(registry.get(s)))
 
 
 def missing_models_note(spaces: Sequence[str] = SPACES) -> str | None:
     """The plain-words note about missing models a build prints once, or None."""
-    from models.fetch import present
+    from models.paths import present
 
     missing = [s for s in _wanted(spaces) if not present(s)]
     return _missing_note(missing) if missing else None

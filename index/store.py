@@ -297,6 +297,10 @@ class Store:
         # DuckDB refuses new work while a result is unfetched, so always drain.
         return self.con.execute(sql, params or []).fetchall()
 
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Every row of one query, for the index/ modules that keep their own SQL (index.report)."""
+        return self._exec(sql, list(params))
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         self._exec("BEGIN TRANSACTION")

@@ -113,7 +113,7 @@ class Explanation:
 def available_heads(store: Store) -> list[str]:
     """Registry heads whose backbone's embeddings the store holds and whose model is present."""
     from models import registry
-    from models.fetch import present
+    from models.paths import present
 
     have = {r[0] for r in store.con.execute("SELECT DISTINCT space FROM embeddings").fetchall()}
     return [s for s in BACKBONE_TAG_HEADS if s in have] + [

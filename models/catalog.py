@@ -8,7 +8,7 @@ from typing import Iterable, Iterator
 from models import registry
 from models.errors import ModelError
 from models.export import ensure_onnx, onnx_path
-from models.fetch import present
+from models.paths import present
 from models.registry import ModelSpec, Role
 
 

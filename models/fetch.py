@@ -1,5 +1,8 @@
 """Download model files: resumable, checksummed, moved into place atomically.
 
+Longer than 500 lines: one job, getting verified files, whose resume, retry, mirror
+and offline paths each need their own handling and message.
+
 Files come from Essentia's official site (``registry.OFFICIAL_BASE_URL``) unless a
 mirror is named, by the ``base_url`` argument or the ``ENGINE_MODELS_URL``
 environment variable; the mirror replaces the official base and keeps the rest of
@@ -11,9 +14,9 @@ request (a server that answers ``200`` instead of ``206`` is read from the start
 again). Only a complete file whose SHA-256 matches the registry is renamed into
 place, so a file under its final name is always a verified one.
 
-Presence checks (:func:`present`, :func:`missing_files`) look at existence (non-empty files)
-only, never hash: the CLI calls them on every start. :func:`fetch_file` does hash a
-file it finds already in place before deciding not to download it again.
+Whether a model is in place is asked of :mod:`models.paths` (existence only, no hashing);
+:func:`fetch_file` does hash a file it finds already in place before deciding not to
+download it again.
 
 Only the standard library's ``urllib`` is used, so proxies set through
 ``http_proxy``/``https_proxy`` apply as for any Python program.
@@ -40,7 +43,7 @@ from typing import Iterable
 
 from models import registry
 from models.errors import ChecksumError, DownloadError, HostUnreachableError
-from models.paths import models_dir
+from models.paths import missing_files, models_dir
 from models.registry import ModelFile, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -578,66 +581,6 @@ def fetch_models(
                 continue
             (report.fetched if downloaded else report.already_present).append(path)
     return report
-
-
-# ---------------------------------------------------------------------------
-# Presence (cheap: existence, no hashing)
-
-
-def _looks_present(root: Path, model_file: ModelFile) -> bool:
-    try:
-        st = (root / model_file.filename).stat()
-    except OSError:
-        return False
-    if not stat.S_ISREG(st.st_mode):
-        return False
-    # Any non-empty file counts: fetched files are verified before they get their
-    # name, and a damaged file placed by hand fails loudly when loaded or converted.
-    return st.st_size > 0
-
-
-def missing_files(
-    specs: Iterable[ModelSpec] | ModelSpec, *, directory: Path | None = None
-) -> list[tuple[ModelSpec, ModelFile]]:
-    """The files a set of models still needs, without hashing anything.
-
-    A model's weights count as present when either its official ONNX or its
-    ``.pb`` is there and non-empty; a missing weight file is reported as
-    the one :func:`fetch_models` would download (the official ONNX when there is
-    one). The ``.json``, when the model has one, must exist and be non-empty.
-
-    Parameters
-    ----------
-    specs : iterable of ModelSpec, or one ModelSpec
-        The models to check.
-    directory : Path, optional
-        Folder to look in; defaults to :func:`models.paths.models_dir`.
-
-    Returns
-    -------
-    list of (ModelSpec, ModelFile)
-        Each missing file with the model that needs it, in the order given.
-    """
-    if isinstance(specs, ModelSpec):
-        specs = [specs]
-    root = Path(directory).expanduser() if directory is not None else models_dir()
-    missing: list[tuple[ModelSpec, ModelFile]] = []
-    for spec in specs:
-        weights = [f for f in (spec.official_onnx, spec.graph) if f is not None]
-        if not any(_looks_present(root, f) for f in weights):
-            missing.append((spec, spec.files[0]))
-        if spec.metadata is not None and not _looks_present(root, spec.metadata):
-            missing.append((spec, spec.metadata))
-    return missing
-
-
-def present(spec: ModelSpec, *, directory: Path | None = None) -> bool:
-    """Whether a model's weights (official ONNX or ``.pb``) and ``.json`` are in place.
-
-    Existence only, no hashing, so it is cheap enough to call on every
-    CLI start. See :func:`missing_files`.
-    """
-    return not missing_files([spec], directory=directory)
 
 
 def offline_message(

@@ -1,5 +1,9 @@
 """A faster MusiCNN with the same outputs: drop its dead channels (int8 measured, not used).
 
+Longer than 500 lines: one recipe, its measured reasons (this docstring, ≈90 lines) and
+its phases (one function each), which are read together. The int8 variants measured
+below are built by ``bench/musicnn_int8.py``; the engine uses only the pruned rebuild.
+
 Why not int8
 ------------
 Most of MusiCNN's cost (≈1.40 GMAC per 187-frame patch, ≈26.6 GMAC per 30 s clip)
@@ -92,7 +96,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn
 
 import numpy as np
 
@@ -102,7 +106,6 @@ __all__ = [
     "PruneInfo",
     "quantize_musicnn",
     "prune_musicnn",
-    "int8_convs",
     "compare",
     "nchwc_block_size",
 ]
@@ -145,9 +148,8 @@ def quantize_musicnn(
     out: Path,
     calibration_patches: np.ndarray,
     *,
-    int8: bool = False,
     block: int | None = None,
-    min_cosine: float | None = None,
+    min_cosine: float = 0.99999,
     max_check_patches: int = 57,
     tol: float = 1e-6,
 ) -> Path:
@@ -157,12 +159,9 @@ def quantize_musicnn(
     needed (see the module docstring for why not int8, and the measured figures).
     ``calibration_patches`` ([n, 187, 96] mel patches from tracks not used to
     evaluate the result) serve as a check: on the first ``max_check_patches`` of
-    them every per-patch embedding must keep cosine ≥ ``min_cosine`` (default
-    0.99999; the rebuild gives ≈1 - 2e-7) against ``float_onnx``, else
-    ``ValueError``. ``tol`` is :func:`prune_musicnn`'s bound for dropping a filter. With ``int8=True`` the pruned model's two timbral convs are also
-    statically quantised on all of them (:func:`int8_convs`): ≈25 % less time on an
-    AVX-512 VNNI CPU, but track-mean cosine ≈0.9997, arousal/valence within ≈0.04,
-    and CPU-dependent numbers (default ``min_cosine`` then 0.995).
+    them every per-patch embedding must keep cosine ≥ ``min_cosine`` (the rebuild
+    gives ≈1 - 2e-7) against ``float_onnx``, else
+    ``ValueError``. ``tol`` is :func:`prune_musicnn`'s bound for dropping a filter.
 
     Tensor names are kept (``model/Placeholder:0`` in; ``model/dense/BiasAdd:0`` and
     ``model/Sigmoid:0`` out), so the result drops into
@@ -171,27 +170,19 @@ def quantize_musicnn(
     float_onnx, out = Path(float_onnx), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     patches = np.ascontiguousarray(calibration_patches, dtype=np.float32)
-    if min_cosine is None:
-        min_cosine = 0.995 if int8 else 0.99999
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         pruned = Path(tmp) / "pruned.onnx"
         info = prune_musicnn(float_onnx, pruned, block=block, tol=tol)
         log.info("musicnn pruned: live filters %s of %s, %.0f MMAC/patch", info.live, info.total, info.macs_per_patch / 1e6)
-        result = pruned
-        if int8:
-            if not len(patches):
-                raise ValueError("int8 quantisation needs calibration patches")
-            result = Path(tmp) / "int8.onnx"
-            int8_convs(pruned, result, patches)
         check = patches[:max_check_patches]
         if len(check):
-            stats = compare(float_onnx, result, check)
+            stats = compare(float_onnx, pruned, check)
             if stats["patch_cos_min"] < min_cosine:
                 raise ValueError(
                     f"optimised MusiCNN drifted from {float_onnx.name}: per-patch embedding "
                     f"cosine {stats['patch_cos_min']:.6f} < {min_cosine}"
                 )
-        os.replace(result, out)
+        os.replace(pruned, out)
     return out
 
 
@@ -237,58 +228,120 @@ def prune_musicnn(
     ``block``: the NCHWc block to pad filter counts to (default: this CPU's,
     :func:`nchwc_block_size`; 0 or 1 = no padding). A model built with 16 runs
     correctly anywhere, just with some padding waste where the block is 8.
+
+    The phases, one function each: read the converted graph (:class:`_Source`,
+    :func:`_layout`), find the live front-end filters (:func:`_live_filters`), then
+    build the front end (:func:`_build_front_end`), the mid end (:func:`_build_mid_end`)
+    and the back end (:func:`_build_back_end`) of the new graph, and save it.
     """
-    import onnx
-    from onnx import TensorProto, helper
-    from onnx import numpy_helper as nh
-
     block = nchwc_block_size() if block is None else int(block)
-    m = onnx.load(str(float_onnx))
-    g = m.graph
-    W_ = {i.name: nh.to_array(i).astype(np.float64) for i in g.initializer}
-    prod = {o: n for n in g.node for o in n.output}
-    cons: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            cons.setdefault(i, []).append(n)
+    src = _Source.load(Path(float_onnx))
+    layout = _layout(src)
+    fe = _live_filters(src, layout.branches, tol=tol, input_bound=input_bound)
+    mids = [src.conv_with_kernel(p) for p in _MID_CONVS]
 
-    def fail(msg: str):
-        raise ValueError(f"{Path(float_onnx).name} is not the expected MusiCNN graph: {msg}")
+    nb = _Builder()
+    x = nb.node("Unsqueeze", [layout.input, nb.const("axis1", [1], np.int64)], "x_nchw")
+    p0 = src.bn_params(layout.input_bn)
+    x = nb.node("BatchNormalization", [x] + [nb.const(f"bn0_{k}", v) for k, v in zip("gbmv", p0[:4])], "x_bn",
+                epsilon=p0[4])
+    front = _build_front_end(nb, src, x, fe.branches, block=block, frames=layout.frames, bands=layout.bands)
+    mid_out, n_mid, mid_macs = _build_mid_end(nb, src, front, mids, fe, frames=layout.frames)
+    _build_back_end(nb, src, layout, front, mid_out, n_mid, fe)
+    _save(nb, src, layout, out)
+    return PruneInfo(
+        live=[len(f.live) for f in fe.branches],
+        total=[f.w.shape[0] for f in fe.branches],
+        convs=front.built,
+        block=block,
+        max_dropped_bound=fe.max_dropped,
+        min_kept_bound=fe.min_kept,
+        macs_per_patch=int(front.macs + mid_macs),
+    )
 
+
+class _Source:
+    """The converted MusiCNN graph, indexed for reading: weights (float64), producers, consumers."""
+
+    def __init__(self, name: str, model) -> None:
+        from onnx import numpy_helper as nh
+
+        self.name, self.model, self.graph = name, model, model.graph
+        self.weights = {i.name: nh.to_array(i).astype(np.float64) for i in self.graph.initializer}
+        self.producer = {o: n for n in self.graph.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in self.graph.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+
+    @classmethod
+    def load(cls, path: Path) -> "_Source":
+        import onnx
+
+        return cls(path.name, onnx.load(str(path)))
+
+    def fail(self, msg: str) -> NoReturn:
+        raise ValueError(f"{self.name} is not the expected MusiCNN graph: {msg}")
+
+    @staticmethod
     def attr(n, k, default=None):
+        from onnx import helper
+
         for a in n.attribute:
             if a.name == k:
                 return helper.get_attribute_value(a)
         return default
 
-    def bn_after(conv):
-        relu = cons.get(conv.output[0], [None])[0]
-        bn = cons.get(relu.output[0], [None])[0] if relu is not None else None
+    def bn_after(self, conv):
+        relu = self.consumers.get(conv.output[0], [None])[0]
+        bn = self.consumers.get(relu.output[0], [None])[0] if relu is not None else None
         if relu is None or relu.op_type != "Relu" or bn is None or bn.op_type != "BatchNormalization":
-            fail(f"{conv.name} is not followed by Relu -> BatchNormalization")
+            self.fail(f"{conv.name} is not followed by Relu -> BatchNormalization")
         return bn
 
-    def bn_params(bn):
-        gam, bet, mu, var = (W_[x] for x in bn.input[1:])
-        return gam, bet, mu, var, float(attr(bn, "epsilon", 1e-5))
+    def bn_params(self, bn) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """(gamma, beta, mean, var, epsilon) of a BatchNormalization node."""
+        gam, bet, mu, var = (self.weights[x] for x in bn.input[1:])
+        return gam, bet, mu, var, float(self.attr(bn, "epsilon", 1e-5))
 
-    # ---- read the source graph
+    def conv_with_kernel(self, prefix: str):
+        name = f"{prefix}/kernel/read:0"
+        n = next((n for n in self.graph.node if n.op_type == "Conv" and n.input[1] == name), None)
+        if n is None:
+            self.fail(f"no conv with kernel {name}")
+        return n
+
+
+@dataclass
+class _Layout:
+    """Where things are in the converted graph."""
+
+    input: str  # the mel patch, [batch, frames, bands]
+    frames: int
+    bands: int
+    branches: list  # the five front-end Conv nodes, in concat order
+    input_bn: object  # the BatchNormalization of the input patch
+    embeddings: str  # output name, model/dense/BiasAdd
+    tags: str | None  # output name of the tag sigmoid
+
+
+def _layout(src: _Source) -> _Layout:
+    """Find the input, the five front-end branches and the outputs; fail on any other graph."""
+    g, prod = src.graph, src.producer
     if len(g.input) != 1 or len(g.output) != 2:
-        fail("expected one input and two outputs (embeddings, tags)")
-    in_name = g.input[0].name
+        src.fail("expected one input and two outputs (embeddings, tags)")
     dims = [d.dim_value for d in g.input[0].type.tensor_type.shape.dim]
     if len(dims) != 3 or not dims[1] or not dims[2]:
-        fail(f"input shape {dims} is not [batch, frames, bands]")
-    T, n_bands = dims[1], dims[2]
+        src.fail(f"input shape {dims} is not [batch, frames, bands]")
     concat = next((n for n in g.node if n.op_type == "Concat"), None)
     if concat is None or len(concat.input) != 5:
-        fail("no 5-way front-end concat")
+        src.fail("no 5-way front-end concat")
     branches = []
     for t in concat.input:
         n = prod[t]
         while n.op_type != "Conv":
             if n.op_type not in ("Squeeze", "MaxPool", "BatchNormalization", "Relu"):
-                fail(f"unexpected {n.op_type} in a front-end branch")
+                src.fail(f"unexpected {n.op_type} in a front-end branch")
             n = prod[n.input[0]]
         branches.append(n)
     bn0 = prod[branches[0].input[0]]
@@ -297,17 +350,45 @@ def prune_musicnn(
     emb_out = next((o.name for o in g.output if "dense/BiasAdd" in o.name), None)
     tag_out = next((o.name for o in g.output if o.name != emb_out), None)
     if emb_out is None:
-        fail("no model/dense/BiasAdd output")
+        src.fail("no model/dense/BiasAdd output")
+    return _Layout(g.input[0].name, dims[1], dims[2], branches, bn0, emb_out, tag_out)
 
+
+@dataclass
+class _Branch:
+    """One front-end conv: weights, its batch norm, which filters live, where its features start."""
+
+    w: np.ndarray  # [filters, 1, kernel rows, kernel width]
+    b: np.ndarray  # [filters]
+    bn: tuple  # (gamma, beta, mean, var, epsilon)
+    live: np.ndarray  # indices of the live filters
+    sign: np.ndarray  # -1 where the BN scale is negative (the conv is negated), else 1
+    pads: list  # [top, left, bottom, right]
+    off: int  # index of its first feature in the front-end concat
+
+
+@dataclass
+class _FrontEndFilters:
+    branches: list[_Branch]
+    const_feats: np.ndarray  # [n_feats] the constant output of each dead filter (0 for live ones)
+    n_feats: int  # filters of all branches
+    dead_feats: np.ndarray  # indices of the dead features in the concat
+    max_dropped: float  # largest bound among dropped filters
+    min_kept: float  # smallest bound among kept filters
+
+
+def _live_filters(src: _Source, convs: list, *, tol: float, input_bound: float) -> _FrontEndFilters:
+    """Which front-end filters live: the worst-case bound rule of the module docstring, step 1."""
     fe = []
     const_feats = []
     offset = 0
     max_dropped, min_kept = 0.0, float("inf")
-    for conv in branches:
-        w, b = W_[conv.input[1]], W_[conv.input[2]]
-        if w.shape[1] != 1 or attr(conv, "group", 1) != 1 or list(attr(conv, "strides", [1, 1])) != [1, 1]:
-            fail(f"front-end conv {conv.name} is not a single-input-channel stride-1 conv")
-        p = bn_params(bn_after(conv))
+    for conv in convs:
+        w, b = src.weights[conv.input[1]], src.weights[conv.input[2]]
+        if (w.shape[1] != 1 or src.attr(conv, "group", 1) != 1
+                or list(src.attr(conv, "strides", [1, 1])) != [1, 1]):
+            src.fail(f"front-end conv {conv.name} is not a single-input-channel stride-1 conv")
+        p = src.bn_params(src.bn_after(conv))
         scale = p[0] / np.sqrt(p[3] + p[4])
         bound = np.abs(w).reshape(w.shape[0], -1).sum(1) * input_bound * np.abs(scale)
         live = np.nonzero(bound > tol)[0]
@@ -318,73 +399,80 @@ def prune_musicnn(
             min_kept = min(min_kept, float(bound[live].min()))
         dead_value = p[0] * (np.maximum(b, 0.0) - p[2]) / np.sqrt(p[3] + p[4]) + p[1]  # BN(ReLU(b))
         const_feats.append(np.where(dead, dead_value, 0.0))
-        pads = list(attr(conv, "pads", [0, 0, 0, 0]))
+        pads = list(src.attr(conv, "pads", [0, 0, 0, 0]))
         if pads[1] or pads[3]:
-            fail("front-end convs must not pad the frequency axis")
-        fe.append(dict(w=w, b=b, bn=p, live=live, sign=np.where(scale < 0, -1.0, 1.0), pads=pads, off=offset))
+            src.fail("front-end convs must not pad the frequency axis")
+        fe.append(_Branch(w, b, p, live, np.where(scale < 0, -1.0, 1.0), pads, offset))
         offset += w.shape[0]
-    kF = np.concatenate(const_feats)
-    nF = offset
-    live_all = np.concatenate([f["off"] + f["live"] for f in fe])
-    dead_feats = np.setdiff1d(np.arange(nF), live_all)
+    live_all = np.concatenate([f.off + f.live for f in fe])
+    return _FrontEndFilters(fe, np.concatenate(const_feats), offset, np.setdiff1d(np.arange(offset), live_all),
+                            max_dropped, min_kept)
 
-    def conv_with_kernel(prefix: str):
-        name = f"{prefix}/kernel/read:0"
-        n = next((n for n in g.node if n.op_type == "Conv" and n.input[1] == name), None)
-        if n is None:
-            fail(f"no conv with kernel {name}")
-        return n
 
-    mids = [conv_with_kernel(p) for p in _MID_CONVS]
+class _Builder:
+    """The new graph's nodes and initializers, in the order they are made."""
 
-    # ---- build the new graph
-    inits, nodes = [], []
+    def __init__(self) -> None:
+        self.inits: list = []
+        self.nodes: list = []
 
-    def const(name, arr, dtype=np.float32):
-        inits.append(nh.from_array(np.asarray(arr).astype(dtype), name))
+    def const(self, name, arr, dtype=np.float32):
+        from onnx import numpy_helper as nh
+
+        self.inits.append(nh.from_array(np.asarray(arr).astype(dtype), name))
         return name
 
-    def node(op, ins, out_name, **kw):
-        nodes.append(helper.make_node(op, ins, [out_name], name=out_name, **kw))
+    def node(self, op, ins, out_name, **kw):
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, ins, [out_name], name=out_name, **kw))
         return out_name
 
-    x = node("Unsqueeze", [in_name, const("axis1", [1], np.int64)], "x_nchw")
-    p0 = bn_params(bn0)
-    x = node("BatchNormalization", [x] + [const(f"bn0_{k}", v) for k, v in zip("gbmv", p0[:4])], "x_bn", epsilon=p0[4])
 
-    # front-end: pack live filters by frequency width, then by kernel length
+@dataclass
+class _FrontEnd:
+    out: str  # the front end's output, [batch, live filters incl. padding, frames]
+    feat_map: np.ndarray  # original concat index of each output feature; -1 for padding
+    built: list[tuple[int, int]]  # (filters incl. padding, kernel rows) per conv built
+    macs: int
+
+
+def _build_front_end(nb: _Builder, src: _Source, x: str, fe: list[_Branch], *, block: int, frames: int,
+                     bands: int) -> _FrontEnd:
+    """Live filters packed by frequency width, then kernel length; max-pool before the
+    elementwise work (steps 2 and 3 of the module docstring)."""
     by_width: dict[int, list[tuple[int, int, int]]] = {}
     for bi, f in enumerate(fe):
-        by_width.setdefault(f["w"].shape[3], []).extend((f["w"].shape[2], bi, int(c)) for c in f["live"])
+        by_width.setdefault(f.w.shape[3], []).extend((f.w.shape[2], bi, int(c)) for c in f.live)
     feat_map: list[int] = []
     signs: list[float] = []
     bnp: list[list[float]] = [[], [], [], []]
-    eps = fe[0]["bn"][4]
-    if any(abs(f["bn"][4] - eps) > 1e-12 for f in fe):
-        fail("front-end batch norms use different epsilons")
+    eps = fe[0].bn[4]
+    if any(abs(f.bn[4] - eps) > 1e-12 for f in fe):
+        src.fail("front-end batch norms use different epsilons")
     pooled = []
     built = []
     macs = 0
     for width in sorted(by_width, reverse=True):
         for run in _pack(by_width[width], block):
-            top = max(fe[bi]["pads"][0] for _, bi, _ in run)
-            bottom = max(fe[bi]["pads"][2] for _, bi, _ in run)
+            top = max(fe[bi].pads[0] for _, bi, _ in run)
+            bottom = max(fe[bi].pads[2] for _, bi, _ in run)
             k_rows = top + bottom + 1
             ws, bs = [], []
             for k, bi, c in run:
                 f = fe[bi]
-                if f["pads"][0] + f["pads"][2] + 1 != k:
-                    fail("front-end conv padding is not 'same' along time")
-                s = f["sign"][c]
+                if f.pads[0] + f.pads[2] + 1 != k:
+                    src.fail("front-end conv padding is not 'same' along time")
+                s = f.sign[c]
                 wk = np.zeros((1, k_rows, width))
-                o = top - f["pads"][0]
-                wk[:, o : o + k] = f["w"][c] * s
+                o = top - f.pads[0]
+                wk[:, o : o + k] = f.w[c] * s
                 ws.append(wk)
-                bs.append(f["b"][c] * s)
-                feat_map.append(f["off"] + c)
+                bs.append(f.b[c] * s)
+                feat_map.append(f.off + c)
                 signs.append(s)
                 for q in range(4):
-                    bnp[q].append(f["bn"][q][c])
+                    bnp[q].append(f.bn[q][c])
             n_pad = (-len(run)) % block if block > 1 else 0
             for _ in range(n_pad):
                 ws.append(np.zeros((1, k_rows, width)))
@@ -395,81 +483,95 @@ def prune_musicnn(
                     bnp[q].append(v)
             wt = np.stack(ws)
             i = len(built)
-            y = node(
+            y = nb.node(
                 "Conv",
-                [x, const(f"fe{i}_w", wt), const(f"fe{i}_b", bs)],
+                [x, nb.const(f"fe{i}_w", wt), nb.const(f"fe{i}_b", bs)],
                 f"fe{i}_conv",
                 kernel_shape=[k_rows, width],
                 pads=[top, 0, bottom, 0],
                 strides=[1, 1],
             )
-            f_out = n_bands - width + 1
-            y = node("MaxPool", [y], f"fe{i}_pool", kernel_shape=[1, f_out], strides=[1, f_out])
-            y = node("Squeeze", [y, const(f"fe{i}_axis", [3], np.int64)], f"fe{i}_squeeze")
+            f_out = bands - width + 1
+            y = nb.node("MaxPool", [y], f"fe{i}_pool", kernel_shape=[1, f_out], strides=[1, f_out])
+            y = nb.node("Squeeze", [y, nb.const(f"fe{i}_axis", [3], np.int64)], f"fe{i}_squeeze")
             pooled.append(y)
             built.append((wt.shape[0], k_rows))
-            macs += wt.shape[0] * k_rows * width * T * f_out
-    feat_map_a = np.array(feat_map)
+            macs += wt.shape[0] * k_rows * width * frames * f_out
+    F = nb.node("Concat", pooled, "fe_concat", axis=1) if len(pooled) > 1 else pooled[0]
+    F = nb.node("Mul", [F, nb.const("fe_sign", np.array(signs)[:, None])], "fe_signed")
+    F = nb.node("Relu", [F], "fe_relu")
+    F = nb.node("BatchNormalization", [F] + [nb.const(f"fe_bn_{k}", v) for k, v in zip("gbmv", bnp)], "fe_out",
+                epsilon=eps)
+    return _FrontEnd(F, np.array(feat_map), built, macs)
+
+
+def _build_mid_end(nb: _Builder, src: _Source, front: _FrontEnd, mids: list, fe: _FrontEndFilters, *,
+                   frames: int) -> tuple[list[str], int, int]:
+    """The three mid-end convs; the first reads the live features plus a constant map
+    for the dead ones (step 4 of the module docstring). Returns (outputs, filters, MACs)."""
+    W_, T, F = src.weights, frames, front.out
+    feat_map_a = front.feat_map
     valid = feat_map_a >= 0
     n_live = len(feat_map_a)
-    F = node("Concat", pooled, "fe_concat", axis=1) if len(pooled) > 1 else pooled[0]
-    F = node("Mul", [F, const("fe_sign", np.array(signs)[:, None])], "fe_signed")
-    F = node("Relu", [F], "fe_relu")
-    F = node("BatchNormalization", [F] + [const(f"fe_bn_{k}", v) for k, v in zip("gbmv", bnp)], "fe_out", epsilon=eps)
-
-    # mid-end: first conv reads live features + a constant map for the dead ones
     c5 = mids[0]
     w5, b5 = W_[c5.input[1]], W_[c5.input[2]]
-    pads5 = list(attr(c5, "pads"))
+    pads5 = list(src.attr(c5, "pads"))
     kt = w5.shape[2]
-    if w5.shape[1] != 1 or w5.shape[3] != nF or pads5[1] or pads5[3]:
-        fail("first mid-end conv does not span the front-end features")
-    padded = np.pad(np.repeat(kF[:, None], T, 1), ((0, 0), (pads5[0], pads5[2])))
+    if w5.shape[1] != 1 or w5.shape[3] != fe.n_feats or pads5[1] or pads5[3]:
+        src.fail("first mid-end conv does not span the front-end features")
+    padded = np.pad(np.repeat(fe.const_feats[:, None], T, 1), ((0, 0), (pads5[0], pads5[2])))
     c5_map = np.repeat(b5[:, None], T, 1)
     for dt in range(kt):
         c5_map += w5[:, 0, dt, :] @ padded[:, dt : dt + T]
     w5r = np.zeros((w5.shape[0], n_live, kt))
     w5r[:, valid, :] = np.transpose(w5[:, 0][:, :, feat_map_a[valid]], (0, 2, 1))
-    macs += w5.shape[0] * n_live * kt * T
-    prev = F
+    macs = w5.shape[0] * n_live * kt * T
+    prev, prev_channels = F, n_live
     mids_out = []
     for j, c in enumerate(mids):
         w = W_[c.input[1]]
-        pj = bn_params(bn_after(c))
+        pj = src.bn_params(src.bn_after(c))
         if j == 0:
-            y = node("Conv", [F, const("mid0_w", w5r)], "mid0_conv", kernel_shape=[kt], pads=[pads5[0], pads5[2]])
-            y = node("Add", [y, const("mid0_const", c5_map)], "mid0_add")
+            y = nb.node("Conv", [F, nb.const("mid0_w", w5r)], "mid0_conv", kernel_shape=[kt], pads=[pads5[0], pads5[2]])
+            y = nb.node("Add", [y, nb.const("mid0_const", c5_map)], "mid0_add")
         else:
-            pads_j = list(attr(c, "pads"))
+            pads_j = list(src.attr(c, "pads"))
             if w.shape[1] != 1 or w.shape[3] != prev_channels or pads_j[1] or pads_j[3]:
-                fail(f"mid-end conv {c.name} has an unexpected shape")
-            y = node(
+                src.fail(f"mid-end conv {c.name} has an unexpected shape")
+            y = nb.node(
                 "Conv",
-                [prev, const(f"mid{j}_w", np.transpose(w[:, 0], (0, 2, 1))), const(f"mid{j}_b", W_[c.input[2]])],
+                [prev, nb.const(f"mid{j}_w", np.transpose(w[:, 0], (0, 2, 1))), nb.const(f"mid{j}_b", W_[c.input[2]])],
                 f"mid{j}_conv",
                 kernel_shape=[w.shape[2]],
                 pads=[pads_j[0], pads_j[2]],
             )
             macs += w.shape[0] * w.shape[3] * w.shape[2] * T
-        y = node("Relu", [y], f"mid{j}_relu")
-        y = node("BatchNormalization", [y] + [const(f"mid{j}_bn_{k}", v) for k, v in zip("gbmv", pj[:4])], f"mid{j}_bn", epsilon=pj[4])
+        y = nb.node("Relu", [y], f"mid{j}_relu")
+        y = nb.node("BatchNormalization", [y] + [nb.const(f"mid{j}_bn_{k}", v) for k, v in zip("gbmv", pj[:4])],
+                    f"mid{j}_bn", epsilon=pj[4])
         if j > 0:
-            y = node("Add", [y, prev], f"mid{j}_res")
+            y = nb.node("Add", [y, prev], f"mid{j}_res")
         mids_out.append(y)
         prev = y
         prev_channels = w.shape[0]
+    return mids_out, w5.shape[0], macs
 
-    # back-end: max and mean over time, batch norm, dense (dead features folded in its bias)
-    n_mid = w5.shape[0]
+
+def _build_back_end(nb: _Builder, src: _Source, layout: _Layout, front: _FrontEnd, mids_out: list[str], n_mid: int,
+                    fe: _FrontEndFilters) -> None:
+    """Max and mean over time, batch norm, dense (the dead features folded into its
+    bias, step 4), and the tag layers when the graph has them."""
+    W_ = src.weights
+    nF, kF, dead_feats, feat_map_a = fe.n_feats, fe.const_feats, fe.dead_feats, front.feat_map
     mul9, sub9 = W_[_BN9 + "mul:0"], W_[_BN9 + "sub:0"]
     wd, bd = W_[f"{_DENSE}/kernel/read:0"], W_[f"{_DENSE}/bias/read:0"]
     n_feat = nF + 3 * n_mid
     if wd.shape[0] != 2 * n_feat or mul9.shape[0] != 2 * n_feat:
-        fail("dense layer does not read [max, mean] of every feature")
-    G = node("Concat", [F] + mids_out, "features", axis=1)
-    mx = node("ReduceMax", [G], "feat_max", axes=[2], keepdims=0)
-    mn = node("ReduceMean", [G], "feat_mean", axes=[2], keepdims=0)
-    H = node("Concat", [mx, mn], "pooled", axis=1)
+        src.fail("dense layer does not read [max, mean] of every feature")
+    G = nb.node("Concat", [front.out] + mids_out, "features", axis=1)
+    mx = nb.node("ReduceMax", [G], "feat_max", axes=[2], keepdims=0)
+    mn = nb.node("ReduceMean", [G], "feat_mean", axes=[2], keepdims=0)
+    H = nb.node("Concat", [mx, mn], "pooled", axis=1)
     fidx = np.concatenate([feat_map_a, nF + np.arange(3 * n_mid)])
     ok = np.concatenate([fidx >= 0] * 2)
     rows = np.concatenate([2 * fidx, 2 * fidx + 1])  # flatten order of [753, 2] is (feature, {max, mean})
@@ -481,23 +583,33 @@ def prune_musicnn(
     for r in (2 * dead_feats, 2 * dead_feats + 1):
         dead_in[r] = mul9[r] * kF[dead_feats] + sub9[r]
     bd2 = bd + dead_in @ wd
-    H = node("Mul", [H, const("bn9_mul", m9)], "pooled_mul")
-    H = node("Add", [H, const("bn9_add", s9)], "pooled_bn")
-    e = node("MatMul", [H, const("dense_w", wd2)], "dense_matmul")
-    e = node("Add", [e, const("dense_b", bd2)], emb_out)
-    if tag_out is not None:
+    H = nb.node("Mul", [H, nb.const("bn9_mul", m9)], "pooled_mul")
+    H = nb.node("Add", [H, nb.const("bn9_add", s9)], "pooled_bn")
+    e = nb.node("MatMul", [H, nb.const("dense_w", wd2)], "dense_matmul")
+    e = nb.node("Add", [e, nb.const("dense_b", bd2)], layout.embeddings)
+    if layout.tags is not None:
         w1 = W_[f"{_DENSE1}/kernel/read:0"]
-        r = node("Relu", [e], "dense_relu")
-        r = node("Mul", [r, const("bn10_mul", W_[_BN10 + "mul:0"])], "bn10_mul_out")
-        r = node("Add", [r, const("bn10_add", W_[_BN10 + "sub:0"])], "bn10_out")
-        lg = node("MatMul", [r, const("dense1_w", w1)], "dense1_matmul")
-        lg = node("Add", [lg, const("dense1_b", W_[f"{_DENSE1}/bias/read:0"])], "logits")
-        node("Sigmoid", [lg], tag_out)
-    inputs = [helper.make_tensor_value_info(in_name, TensorProto.FLOAT, ["batch", T, n_bands])]
-    outputs = [helper.make_tensor_value_info(emb_out, TensorProto.FLOAT, ["batch", wd.shape[1]])]
-    if tag_out is not None:
-        outputs.append(helper.make_tensor_value_info(tag_out, TensorProto.FLOAT, ["batch", W_[f"{_DENSE1}/kernel/read:0"].shape[1]]))
-    graph = helper.make_graph(nodes, "msd_musicnn_pruned", inputs, outputs, inits)
+        r = nb.node("Relu", [e], "dense_relu")
+        r = nb.node("Mul", [r, nb.const("bn10_mul", W_[_BN10 + "mul:0"])], "bn10_mul_out")
+        r = nb.node("Add", [r, nb.const("bn10_add", W_[_BN10 + "sub:0"])], "bn10_out")
+        lg = nb.node("MatMul", [r, nb.const("dense1_w", w1)], "dense1_matmul")
+        lg = nb.node("Add", [lg, nb.const("dense1_b", W_[f"{_DENSE1}/bias/read:0"])], "logits")
+        nb.node("Sigmoid", [lg], layout.tags)
+
+
+def _save(nb: _Builder, src: _Source, layout: _Layout, out: Path) -> None:
+    """Check the new graph (same input and output names and shapes) and write it to ``out``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    W_ = src.weights
+    inputs = [helper.make_tensor_value_info(layout.input, TensorProto.FLOAT, ["batch", layout.frames, layout.bands])]
+    outputs = [helper.make_tensor_value_info(layout.embeddings, TensorProto.FLOAT,
+                                             ["batch", W_[f"{_DENSE}/kernel/read:0"].shape[1]])]
+    if layout.tags is not None:
+        outputs.append(helper.make_tensor_value_info(layout.tags, TensorProto.FLOAT,
+                                                     ["batch", W_[f"{_DENSE1}/kernel/read:0"].shape[1]]))
+    graph = helper.make_graph(nb.nodes, "msd_musicnn_pruned", inputs, outputs, nb.inits)
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="music-engine models.quantize", ir_version=8
     )
@@ -505,94 +617,6 @@ def prune_musicnn(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
-    return PruneInfo(
-        live=[len(f["live"]) for f in fe],
-        total=[f["w"].shape[0] for f in fe],
-        convs=built,
-        block=block,
-        max_dropped_bound=max_dropped,
-        min_kept_bound=min_kept,
-        macs_per_patch=int(macs),
-    )
-
-
-# --------------------------------------------------------------------------- int8 (measured option)
-
-
-class _PatchReader:
-    """onnxruntime CalibrationDataReader over fixed patches, 19 at a time (one 30 s clip)."""
-
-    def __init__(self, input_name: str, patches: np.ndarray, batch: int = 19):
-        self.input_name, self.patches, self.batch, self.i = input_name, patches, batch, 0
-
-    def get_next(self):
-        if self.i >= len(self.patches):
-            return None
-        x = self.patches[self.i : self.i + self.batch]
-        self.i += self.batch
-        return {self.input_name: x}
-
-    def rewind(self):
-        self.i = 0
-
-
-def int8_convs(
-    model_onnx: Path,
-    out: Path,
-    calibration_patches: np.ndarray,
-    *,
-    nodes: Sequence[str] | None = None,
-    reduce_range: bool = False,
-    per_channel: bool = True,
-) -> Path:
-    """Static int8 (QDQ, per-channel S8 weights, U8 activations, MinMax) of some convs.
-
-    ``nodes`` defaults to the convs whose kernel spans more than one frequency band
-    (MusiCNN's timbral convs, in the original or the pruned graph): the only ones
-    int8 makes faster. ``reduce_range=True`` (7-bit weights) is what AVX2 CPUs
-    without VNNI need to avoid int16 saturation in MLAS's U8S8 kernel.
-    """
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    m = onnx.load(str(model_onnx))
-    inits = {i.name: i for i in m.graph.initializer}
-    for i, n in enumerate(m.graph.node):
-        if not n.name:
-            n.name = f"{n.op_type}_{i}"
-    if nodes is None:
-        # convs that read the (batch-normalised) mel patch and span several bands
-        n_bands = m.graph.input[0].type.tensor_type.shape.dim[-1].dim_value
-        readers: dict[str, int] = {}
-        for n in m.graph.node:
-            if n.op_type == "Conv":
-                readers[n.input[0]] = readers.get(n.input[0], 0) + 1
-        nodes = []
-        for n in m.graph.node:
-            w = inits.get(n.input[1]) if n.op_type == "Conv" else None
-            if w is not None and len(w.dims) == 4 and w.dims[1] == 1 and 1 < w.dims[3] < n_bands and readers[n.input[0]] > 1:
-                nodes.append(n.name)
-
-    class Reader(_PatchReader, CalibrationDataReader):
-        pass
-
-    with tempfile.TemporaryDirectory() as tmp:
-        named = Path(tmp) / "named.onnx"
-        onnx.save(m, str(named))
-        quantize_static(
-            str(named),
-            str(out),
-            Reader(m.graph.input[0].name, np.ascontiguousarray(calibration_patches, dtype=np.float32)),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
-            nodes_to_quantize=list(nodes),
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            extra_options={"CalibMaxIntermediateOutputs": 2},
-        )
-    return Path(out)
 
 
 # --------------------------------------------------------------------------- checking

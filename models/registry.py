@@ -1,5 +1,8 @@
 """The one place where each Essentia model is described.
 
+Longer than 500 lines: most of it is the table of models (``_SPECS``, one entry per
+model), which is the module's one job; its types and lookups are read with it.
+
 Every other module (fetching, export, inference, the build pipeline, the CLI)
 reads model facts from here: file names, official URLs, SHA-256 sums, tensor
 names, patching, which backbone a head needs and what its outputs mean.

@@ -15,9 +15,9 @@ from engine.decode import (
     DEFAULT_MAX_SECONDS,
     SAMPLE_RATE,
     DecodedAudio,
-    _downmix_matrix,
     decode,
 )
+from engine.downmix import downmix_matrix
 from engine.errors import DecodeError, EngineError
 
 from .conftest import CORPUS, OUTSIDE
@@ -140,16 +140,16 @@ def test_multichannel_downmix_stays_within_full_scale():
     assert 0.9 < np.abs(d.stereo).max() <= 1.0 + 1e-6
 
 
-def test_downmix_matrix():
-    m = _downmix_matrix(("FL", "FR", "FC", "LFE", "BL", "BR"))
+def testdownmix_matrix():
+    m = downmix_matrix(("FL", "FR", "FC", "LFE", "BL", "BR"))
     h = 1 / np.sqrt(2)
     expected = np.array([[1, 0, h, 0, h, 0], [0, 1, h, 0, 0, h]]) / (1 + 2 * h)
     np.testing.assert_allclose(m, expected, rtol=1e-6)
     # Unspecified positions fall back to FFmpeg's default order (4 channels: quad).
     np.testing.assert_allclose(
-        _downmix_matrix(("NONE",) * 4), _downmix_matrix(("FL", "FR", "BL", "BR"))
+        downmix_matrix(("NONE",) * 4), downmix_matrix(("FL", "FR", "BL", "BR"))
     )
-    assert (np.abs(_downmix_matrix(("X1", "X2", "X3", "X9", "X10"))).sum(axis=1) <= 1 + 1e-6).all()
+    assert (np.abs(downmix_matrix(("X1", "X2", "X3", "X9", "X10"))).sum(axis=1) <= 1 + 1e-6).all()
 
 
 @pytest.mark.corpus
@@ -260,6 +260,14 @@ def test_vorbis_ffmpeg_refuses_uses_essentia_fallback(corpus: Path):
     capped = decode(corpus / "library" / "HyperRogue" / "hr-savino-caribbean.ogg", max_seconds=10)
     assert capped.truncated and len(capped.mono) == 10 * SAMPLE_RATE
     assert capped.facts.duration == pytest.approx(62.3, abs=0.1)
+
+
+def test_the_fallback_decoder_loads_only_when_needed():
+    # engine.decode_fallback (with mutagen, soxr and Essentia) is imported only when PyAV
+    # has failed on a file; a clean decode never pays for it.
+    from tests.freshimport import loaded_by
+
+    assert loaded_by("engine.decode", ("engine.decode_fallback", "mutagen", "soxr", "essentia")) == []
 
 
 @pytest.mark.corpus

@@ -137,3 +137,25 @@ def test_musicnn_runs_as_its_fast_rebuild_with_the_same_outputs(corpus):
         np.linalg.norm(a["embeddings"], axis=1) * np.linalg.norm(b["embeddings"], axis=1))
     assert cos.min() >= 0.99999
     np.testing.assert_allclose(a["predictions"], b["predictions"], atol=1e-5)
+
+
+def test_pruning_keeps_the_filters_the_bound_separates(shared_models, tmp_path):
+    # What models/quantize.py's docstring states: live filters per front-end conv, and a
+    # wide gap between the largest bound dropped and the smallest kept.
+    from models.quantize import prune_musicnn
+
+    export.ensure_onnx(registry.get("musicnn"))
+    info = prune_musicnn(paths.onnx_dir() / "msd-musicnn-1.onnx", tmp_path / "pruned.onnx", block=16)
+    assert info.live == [23, 14, 3, 7, 17] and info.total == [204, 204, 51, 51, 51]
+    assert info.max_dropped_bound <= 1.8e-8 and info.min_kept_bound >= 0.09
+    assert all(filters % 16 == 0 for filters, _ in info.convs)
+    assert (tmp_path / "pruned.onnx").stat().st_size > 0
+
+
+def test_pruning_refuses_a_graph_that_is_not_musicnn(shared_models, tmp_path):
+    from models.quantize import prune_musicnn
+
+    head = export.ensure_onnx(registry.get("emomusic"))
+    with pytest.raises(ValueError, match=rf"^{head.name} is not the expected MusiCNN graph: expected one input"):
+        prune_musicnn(head, tmp_path / "pruned.onnx")
+    assert not (tmp_path / "pruned.onnx").exists()

@@ -23,6 +23,7 @@ import pytest
 
 from models import fetch, registry
 from models.errors import ChecksumError, DownloadError, HostUnreachableError, UnknownModelError
+from models.paths import missing_files, present
 
 EMOMUSIC = registry.get("emomusic")
 PB = EMOMUSIC.graph
@@ -348,13 +349,13 @@ def test_unknown_name_fails_before_downloading(server, tmp_path):
 
 
 def test_presence_checks_existence_not_hash(shared_models, tmp_path):
-    assert not fetch.present(EMOMUSIC, directory=tmp_path)
+    assert not present(EMOMUSIC, directory=tmp_path)
     for mf in EMOMUSIC.files:
         shutil.copy(shared_models / mf.filename, tmp_path)
-    assert fetch.present(EMOMUSIC, directory=tmp_path)
+    assert present(EMOMUSIC, directory=tmp_path)
 
     (tmp_path / JSON.filename).unlink()
-    assert fetch.missing_files([EMOMUSIC], directory=tmp_path) == [(EMOMUSIC, JSON)]
+    assert missing_files([EMOMUSIC], directory=tmp_path) == [(EMOMUSIC, JSON)]
 
     # EffNet: the .pb stands in for the official ONNX; any non-empty file counts
     # (a damaged one fails when loaded), an empty one does not. The ONNX is what is
@@ -363,14 +364,14 @@ def test_presence_checks_existence_not_hash(shared_models, tmp_path):
     shutil.copy(shared_models / effnet.metadata.filename, tmp_path)
     with open(tmp_path / effnet.graph.filename, "wb") as fh:
         fh.truncate(effnet.graph.size)
-    assert fetch.present(effnet, directory=tmp_path)
+    assert present(effnet, directory=tmp_path)
     with open(tmp_path / effnet.graph.filename, "wb") as fh:
         fh.truncate(0)
-    assert fetch.missing_files(effnet, directory=tmp_path) == [(effnet, effnet.official_onnx)]
+    assert missing_files(effnet, directory=tmp_path) == [(effnet, effnet.official_onnx)]
 
 
 def test_offline_message_names_files_folder_and_command(tmp_path):
-    missing = fetch.missing_files(
+    missing = missing_files(
         [registry.get("emomusic"), registry.get("musicnn")], directory=tmp_path
     )
     msg = fetch.offline_message(missing, directory=tmp_path)
@@ -380,3 +381,11 @@ def test_offline_message_names_files_folder_and_command(tmp_path):
     for _, mf in missing:
         assert mf.filename in msg and mf.url in msg
     assert fetch.offline_message([]) == ""
+
+
+def test_presence_checks_do_not_load_the_downloader():
+    # Every CLI start asks whether models are present: that must not import the
+    # downloader (models.fetch, urllib, http.client).
+    from tests.freshimport import loaded_by
+
+    assert loaded_by("models.paths", ("models.fetch", "urllib.request", "http.client")) == []

@@ -132,7 +132,8 @@ def synthetic_report(synthetic_store, tmp_path_factory) -> Path:
 def _tables_and_page(store: Path, out: Path, threshold: float = 0.1) -> str:
     """The report's TSVs and HTML through the Python API, without drawing figures (fast)."""
     from index.report import compute_report
-    from index.report_render import render_html, write_tables
+    from index.report_html import render_html
+    from index.report_tables import write_tables
 
     with Store.open_read_only(store) as s:
         rep = compute_report(s, style_threshold=threshold)
@@ -258,6 +259,14 @@ def test_page_is_self_contained_with_every_section(synthetic_report):
     } | ({"quality.tsv"} if HAS_QUALITY else set())
     assert len(_tsv(out / "failures.tsv")) == 40
     assert "40</b> files could not be analysed" in _section(html, "failures")
+
+
+def test_renderers_ask_the_store_nothing():
+    # Tables, figures and the page draw from the Report alone: none of them loads the store or DuckDB.
+    from tests.freshimport import loaded_by
+
+    renderers = "index.report_tables, index.report_figures, index.report_html, index.report_render"
+    assert loaded_by(renderers, ("duckdb", "index.store", "index.report")) == []
 
 
 def test_text_from_the_store_is_escaped(tmp_path):
