@@ -105,10 +105,13 @@ import soxr
 from engine.containers import FileSlice, ogg_links, pcm_layout, read_head
 from engine.errors import DecodeError
 from engine.scan import sniff_audio
+from models.registry import MEL, TEMPO_INPUT
 
-SAMPLE_RATE = 44100  #: Hz, of ``stereo`` and ``mono``
-SAMPLE_RATE_16K = 16000  #: Hz, of ``mono_16k`` (MusiCNN, EffNet)
-SAMPLE_RATE_11K = 11025  #: Hz, of ``mono_11k`` (TempoCNN)
+#: Hz, of ``stereo`` and ``mono``: the rate of every DSP function in engine/ (the one place
+#: it is defined; Essentia's RhythmExtractor2013 only works at 44.1 kHz).
+SAMPLE_RATE = 44100
+SAMPLE_RATE_16K = MEL.sample_rate  #: Hz, of ``mono_16k`` (MusiCNN, EffNet): 16000
+SAMPLE_RATE_11K = TEMPO_INPUT.sample_rate  #: Hz, of ``mono_11k`` (TempoCNN): 11025
 DEFAULT_MAX_SECONDS = 450.0  #: s of audio decoded at most per file; see the module docstring
 
 _SOXR_QUALITY = "HQ"

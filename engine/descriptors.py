@@ -40,6 +40,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# SAMPLE_RATE: the rate every mono function expects [Hz] (RhythmExtractor2013 only works
+# at 44.1 kHz). KEY_PROFILES: the profiles :func:`keys` computes, in this order.
+from engine.decode import SAMPLE_RATE
+from index.schema import KEY_PROFILES
+
 __all__ = [
     "SAMPLE_RATE",
     "KEY_PROFILES",
@@ -58,11 +63,6 @@ __all__ = [
     "dsp_descriptors",
 ]
 
-#: Sample rate every mono function expects [Hz]. RhythmExtractor2013 only works at 44.1 kHz.
-SAMPLE_RATE = 44100
-
-#: Key profiles computed by :func:`keys`, in this order.
-KEY_PROFILES = ("temperley", "krumhansl", "edma")
 
 #: Upper end of RhythmExtractor2013's multifeature confidence (Essentia documents 0–5.32);
 #: :attr:`Tempo.confidence` is the raw value divided by this.

@@ -22,11 +22,10 @@ from engine.analysis import FileAnalysis
 from models import registry
 from models.errors import ModelError
 from models.inference import EmbeddingPipeline, OnnxModel, RuntimeOptions, TrackOutputs, load
-from models.registry import ModelSpec, Role
+from models.registry import SPACES, ModelSpec, Role
 
 log = logging.getLogger(__name__)
 
-SPACES = ("musicnn", "effnet", "mtt")  # embedding spaces = backbone names
 # Seconds to convert one TensorFlow graph to ONNX, for the first build's estimate.
 # Measured: 7.0-10.0 CPU-s per model (emomusic 82 KB ... musicnn 3.2 MB alike:
 # the converter subprocess's TensorFlow import dominates), 2-core EPYC.

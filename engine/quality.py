@@ -146,6 +146,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.decode import SAMPLE_RATE  # Hz, of every signal here
 from engine.descriptors import SILENCE_RMS_DBFS, _as_channels, _as_mono
 
 __all__ = [
@@ -167,7 +168,6 @@ __all__ = [
     "score",
 ]
 
-SAMPLE_RATE = 44100  #: Hz, of every signal here
 
 #: Shortest signal [s] on which the statistics (clicks, clipping, SNR, bandwidth) are
 #: computed; they are NaN for shorter ones.

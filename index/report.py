@@ -45,7 +45,7 @@ LOUDNESS_REFERENCES: tuple[tuple[float, str], ...] = (
     (-24.0, "-24 ATSC A/85 (US TV)"),
 )
 
-KEY_PROFILES = ("temperley", "krumhansl", "edma")
+from index.schema import KEY_PROFILES  # noqa: E402
 TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 SCALES = ("major", "minor")
 _PITCH_CLASS = {

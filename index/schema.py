@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
 
+#: The key profiles the store has a key, scale and strength column for (``key_<profile>``,
+#: ``scale_<profile>``, ``key_strength_<profile>``), in this order.
+KEY_PROFILES = ("temperley", "krumhansl", "edma")
+
 
 @dataclass(frozen=True)
 class Column:

@@ -477,6 +477,10 @@ _SPECS: tuple[ModelSpec, ...] = (
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 
+#: The embedding spaces, one per backbone and named after it (the store's
+#: ``embeddings.space``): ("musicnn", "effnet", "mtt").
+SPACES: tuple[str, ...] = tuple(s.name for s in _SPECS if s.role is Role.BACKBONE)
+
 
 def get(name: str) -> ModelSpec:
     """Look a model up by short name (``musicnn``) or file stem (``msd-musicnn-1``)."""
