@@ -55,7 +55,7 @@ class FileAnalysis:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _quiet_native_logs() -> None:
+def quiet_native_logs() -> None:
     # Worker processes import Essentia; its INFO lines (and TensorFlow's, when the
     # essentia-tensorflow build is installed) would interleave with the progress bar.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -95,7 +95,7 @@ def analyse_file(task: AnalysisTask) -> FileAnalysis:
     from engine.decode import DecodeError, decode
     from engine.tags import read_tags
 
-    _quiet_native_logs()
+    quiet_native_logs()
     _single_threaded_blas()
     out = FileAnalysis(task)
     # Stage timings are CPU-seconds of this (single-threaded) worker: on a shared machine

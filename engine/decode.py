@@ -325,7 +325,7 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
     return _finish(run.buf[: run.n], facts, run.truncated, run.warnings)
 
 
-def _model_resample(mono: np.ndarray, rate: int) -> np.ndarray:
+def model_resample(mono: np.ndarray, rate: int) -> np.ndarray:
     """44.1 kHz -> ``rate`` exactly as Essentia's model examples load audio (see module doc)."""
     import essentia.standard as es
 
@@ -339,8 +339,8 @@ def _finish(stereo: np.ndarray, facts: FileFacts, truncated: bool, warnings) -> 
     mono = np.empty(n, dtype=np.float32)
     np.add(stereo[:, 0], stereo[:, 1], out=mono)  # no temporary: mono may be ~80 MB
     mono *= np.float32(0.5)
-    mono_16k = _model_resample(mono, SAMPLE_RATE_16K)
-    mono_11k = _model_resample(mono, SAMPLE_RATE_11K)
+    mono_16k = model_resample(mono, SAMPLE_RATE_16K)
+    mono_11k = model_resample(mono, SAMPLE_RATE_11K)
     for a in (stereo, mono, mono_16k, mono_11k):
         a.flags.writeable = False
     return DecodedAudio(

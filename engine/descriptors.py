@@ -43,6 +43,7 @@ import numpy as np
 # SAMPLE_RATE: the rate every mono function expects [Hz] (RhythmExtractor2013 only works
 # at 44.1 kHz). KEY_PROFILES: the profiles :func:`keys` computes, in this order.
 from engine.decode import SAMPLE_RATE
+from engine.signals import SILENCE_RMS_DBFS, as_channels, as_mono, is_silent
 from index.schema import KEY_PROFILES
 
 __all__ = [
@@ -67,13 +68,6 @@ __all__ = [
 #: Upper end of RhythmExtractor2013's multifeature confidence (Essentia documents 0–5.32);
 #: :attr:`Tempo.confidence` is the raw value divided by this.
 RHYTHM_CONFIDENCE_MAX = 5.32
-
-#: A signal whose RMS over its whole length is below this level [dBFS] is treated as
-#: silence by :func:`tempo` and :func:`danceability`. It matches the EBU R 128 absolute
-#: gate (-70 LUFS): nothing quieter counts as programme there either. Without it the beat
-#: tracker reports ≈738 BPM for digital silence, and danceability reads noise floor as
-#: highly danceable (white noise scores ≈3.2).
-SILENCE_RMS_DBFS = -70.0
 
 # RhythmExtractor2013's default tempo search range [BPM]; an estimate outside it (0 for
 # signals too short to track, ≈738 for silence) is not a tempo.
@@ -211,49 +205,6 @@ def _es():
     return es
 
 
-def _as_mono(signal, name: str = "mono_44k") -> np.ndarray:
-    """Validate a mono signal and return it as contiguous float32 of shape [n]."""
-    arr = np.asarray(signal)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a mono signal of shape [n], got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name}: empty signal (0 samples); nothing to analyse")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: signal contains NaN or infinite samples")
-    return arr
-
-
-def _as_channels(signal, name: str = "stereo_44k") -> np.ndarray:
-    """Validate a mono [n] / [n,1] or stereo [n,2] signal; return float32 [n, channels]."""
-    arr = np.asarray(signal)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[1] not in (1, 2):
-        raise ValueError(
-            f"{name}: expected shape [n, 2] (stereo) or [n] (mono), got shape {arr.shape}"
-        )
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name}: empty signal (0 samples); nothing to analyse")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: signal contains NaN or infinite samples")
-    return arr
-
-
-def _is_silent(x: np.ndarray) -> bool:
-    """True when the RMS of ``x`` is below :data:`SILENCE_RMS_DBFS`."""
-    # Sum in float64 (a float32 sum over minutes of samples loses precision), one block
-    # at a time so that no float64 copy of the whole signal is made.
-    total = 0.0
-    for start in range(0, x.size, 1 << 18):
-        block = x[start : start + (1 << 18)].astype(np.float64)
-        total += float(np.dot(block, block))
-    return total / x.size < 10.0 ** (SILENCE_RMS_DBFS / 10.0)
-
-
 # --------------------------------------------------------------------------- tempo
 
 def tempo(mono_44k: np.ndarray) -> Tempo:
@@ -289,9 +240,9 @@ def tempo(mono_44k: np.ndarray) -> Tempo:
     """
     from engine import beats
 
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     undefined = Tempo(bpm=math.nan, confidence=0.0, method="multifeature")
-    if _is_silent(x):
+    if is_silent(x):
         return undefined
     found = beats.track(x)
     bpm = found.bpm
@@ -332,7 +283,7 @@ def mean_hpcp(mono_44k: np.ndarray) -> np.ndarray:
     ValueError
         If the signal is empty, not 1-D, or holds non-finite samples.
     """
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     es = _es()
     window = es.Windowing(size=_KEY_FRAME_SIZE, type="hann")
     spectrum = es.Spectrum(size=_KEY_FRAME_SIZE)
@@ -537,7 +488,7 @@ def loudness(stereo_44k: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Loudness
     """
     from engine import ebur128
 
-    audio = _as_channels(stereo_44k)
+    audio = as_channels(stereo_44k)
     duration = audio.shape[0] / float(sample_rate)
     integrated, lra = ebur128.integrated_and_range(audio, float(sample_rate))
     if duration < _GATING_BLOCK_S:
@@ -580,8 +531,8 @@ def danceability(mono_44k: np.ndarray) -> float:
     -----
     Cost ≈30 ms per 30 s of audio.
     """
-    x = _as_mono(mono_44k)
-    if x.size < _MIN_DANCEABILITY_S * SAMPLE_RATE or _is_silent(x):
+    x = as_mono(mono_44k)
+    if x.size < _MIN_DANCEABILITY_S * SAMPLE_RATE or is_silent(x):
         return math.nan
     es = _es()
     value, dfa = es.Danceability(sampleRate=SAMPLE_RATE)(x)
@@ -621,8 +572,8 @@ def dsp_descriptors(mono_44k: np.ndarray, stereo_44k: np.ndarray | None) -> DspD
     -----
     Total ≈0.75 s CPU per 30 s of audio, dominated by the beat tracker (≈0.5 s).
     """
-    mono = _as_mono(mono_44k)
-    loud_input = mono if stereo_44k is None else _as_channels(stereo_44k)
+    mono = as_mono(mono_44k)
+    loud_input = mono if stereo_44k is None else as_channels(stereo_44k)
     timings: dict[str, float] = {}
 
     t0 = time.process_time()

@@ -117,7 +117,7 @@ dropouts          p = 1 - 0.5^count    0           many         0.6
 dc_offset         linear               <= 0.02     >= 0.2       0.2
 ================  ===================  ==========  ===========  ====
 
-A signal whose RMS is below -70 dBFS (:data:`engine.descriptors.SILENCE_RMS_DBFS`)
+A signal whose RMS is below -70 dBFS (:data:`engine.signals.SILENCE_RMS_DBFS`)
 scores 0: a silent file is a broken file. A NaN measure costs nothing. Leading and
 trailing silence and the bit rate are reported, not scored. Reading the score: one
 defect at its worst leaves 30-40 (bandwidth or SNR alone 30, clicks, clipping, hum 40),
@@ -147,7 +147,7 @@ from typing import Any
 import numpy as np
 
 from engine.decode import SAMPLE_RATE  # Hz, of every signal here
-from engine.descriptors import SILENCE_RMS_DBFS, _as_channels, _as_mono
+from engine.signals import as_channels, as_mono, is_silent
 
 __all__ = [
     "SAMPLE_RATE",
@@ -344,10 +344,6 @@ def _db(v: float) -> float:
     return 10.0 * math.log10(v) if v > 0 else -math.inf
 
 
-def _is_silent(x: np.ndarray) -> bool:
-    return float(np.mean(np.square(x, dtype=np.float64))) < 10.0 ** (SILENCE_RMS_DBFS / 10.0)
-
-
 # --------------------------------------------------------------------------- bandwidth
 
 
@@ -414,8 +410,8 @@ def bandwidth(mono_44k) -> float:
 
     NaN for silence and for signals shorter than :data:`MIN_SECONDS`.
     """
-    x = _as_mono(mono_44k)
-    if x.size < MIN_SECONDS * SAMPLE_RATE or _is_silent(x):
+    x = as_mono(mono_44k)
+    if x.size < MIN_SECONDS * SAMPLE_RATE or is_silent(x):
         return math.nan
     return _spectral(_frames(x))[0]
 
@@ -427,8 +423,8 @@ def noise(mono_44k) -> tuple[float, float]:
     :data:`MIN_SECONDS` and when no frame reaches -60 dBFS. ``noise_floor_dbfs`` is
     ``-inf`` (and ``snr_db`` 100) for a signal without any floor (e.g. a pure tone).
     """
-    x = _as_mono(mono_44k)
-    if x.size < MIN_SECONDS * SAMPLE_RATE or _is_silent(x):
+    x = as_mono(mono_44k)
+    if x.size < MIN_SECONDS * SAMPLE_RATE or is_silent(x):
         return math.nan, math.nan
     return _spectral(_frames(x))[1:]
 
@@ -512,7 +508,7 @@ def _click_events(x: np.ndarray, fr: _Frames) -> np.ndarray:
 
 def click_rate(mono_44k) -> float:
     """Isolated clicks per minute of audio (see the module docstring)."""
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     if x.size < MIN_SECONDS * SAMPLE_RATE:
         return math.nan
     return _click_rate(x, _frames(x))
@@ -532,7 +528,7 @@ def hum(mono_44k) -> tuple[float, float | None]:
 
     See the module docstring. ``(NaN, None)`` for signals shorter than 4 s.
     """
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     if x.size < _HUM_FRAME_S * SAMPLE_RATE:
         return math.nan, None
     return _hum(x)
@@ -574,7 +570,7 @@ def _hum(x: np.ndarray) -> tuple[float, float | None]:
 def _planar(stereo_44k) -> np.ndarray:
     """Validated channels as a contiguous [channels, n] array: reductions over an
     interleaved [n, 2] array's first axis are 10-20x slower in numpy."""
-    return np.ascontiguousarray(_as_channels(stereo_44k).T)
+    return np.ascontiguousarray(as_channels(stereo_44k).T)
 
 
 def clipping_share(stereo_44k) -> float:
@@ -635,7 +631,7 @@ def _dc_offset(planar: np.ndarray) -> float:
 
 def dropouts(mono_44k) -> int:
     """Number of abrupt digital gaps inside the programme (see the module docstring)."""
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     blocks = x.size // _GAP_BLOCK
     if blocks < 2 * _GAP_CONTEXT_BLOCKS + _GAP_MIN_BLOCKS:
         return 0
@@ -666,7 +662,7 @@ def dropouts(mono_44k) -> int:
 
 def silences(mono_44k) -> tuple[float, float]:
     """``(silence_start_s, silence_end_s)``: leading and trailing silence [s]."""
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     duration = x.size / SAMPLE_RATE
     blocks = -(-x.size // _SILENCE_BLOCK)
     padded = np.zeros(blocks * _SILENCE_BLOCK, dtype=np.float32)
@@ -738,12 +734,12 @@ def quality(mono_44k, stereo_44k=None, facts=None) -> Quality:
     About 0.1 CPU-s per 30 s of audio; see ``Quality.timings``.
     """
     del facts  # reserved, see above
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
     planar = x[None, :] if stereo_44k is None else _planar(stereo_44k)
-    silent = _is_silent(x)
+    silent = is_silent(x)
     enough = x.size >= MIN_SECONDS * SAMPLE_RATE and not silent
     fr = _frames(x)
     bw, snr, floor = _spectral(fr) if enough else (math.nan, math.nan, math.nan)

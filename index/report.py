@@ -46,7 +46,7 @@ LOUDNESS_REFERENCES: tuple[tuple[float, str], ...] = (
 )
 
 from index.schema import KEY_PROFILES  # noqa: E402
-TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+from index.schema import TONICS  # noqa: E402
 SCALES = ("major", "minor")
 _PITCH_CLASS = {
     "C": 0, "B#": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "Fb": 4, "E#": 5,

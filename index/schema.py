@@ -14,6 +14,8 @@ SCHEMA_VERSION = 1
 #: The key profiles the store has a key, scale and strength column for (``key_<profile>``,
 #: ``scale_<profile>``, ``key_strength_<profile>``), in this order.
 KEY_PROFILES = ("temperley", "krumhansl", "edma")
+#: The tonics ``key_<profile>`` holds, as Essentia spells them, by pitch class 0-11.
+TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 @dataclass(frozen=True)
