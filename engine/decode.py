@@ -95,6 +95,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -207,6 +208,11 @@ class FileFacts:
     codec: str
     bitrate: int | None
     container: str
+
+    def columns(self) -> dict[str, Any]:
+        """The ``tracks`` columns it fills (names declared in :mod:`index.schema`)."""
+        return dict(duration=self.duration, sample_rate=self.sample_rate, channels=self.channels,
+                    codec=self.codec, container=self.container, bitrate=self.bitrate)
 
 
 @dataclass(frozen=True)

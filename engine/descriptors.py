@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -192,6 +193,23 @@ class DspDescriptors:
     loudness: Loudness
     danceability: float
     timings: dict[str, float] = field(default_factory=dict)
+
+    def columns(self) -> dict[str, Any]:
+        """The ``tracks`` columns it fills (names declared in :mod:`index.schema`).
+
+        Undefined values stay NaN (or -inf): :func:`engine.records.file_columns` stores
+        them as NULL and says why in ``notes``. ``bpm`` is the tracker's tempo; the build
+        replaces it with the octave decided with TempoCNN (:func:`engine.tempo.decide`).
+        """
+        cols: dict[str, Any] = dict(bpm=self.tempo.bpm, bpm_confidence=self.tempo.confidence,
+                                    danceability=self.danceability)
+        for profile, key in self.keys.items():
+            cols[f"key_{profile}"] = key.key
+            cols[f"scale_{profile}"] = key.scale
+            cols[f"key_strength_{profile}"] = key.strength
+        cols.update(loudness_lufs=self.loudness.integrated_lufs, loudness_range_lu=self.loudness.range_lu,
+                    true_peak_dbtp=self.loudness.true_peak_dbtp)
+        return cols
 
 
 # --------------------------------------------------------------------------- helpers

@@ -91,8 +91,11 @@ class ModelSpec:
     patch_hop: int | None = None  # backbones: frames between patch starts
     embedding_dim: int | None = None
     n_outputs: int | None = None  # width of the prediction vector (trust the graph)
-    # Binary heads: the class whose probability the store keeps (e.g. "voice").
+    # Binary heads: the class whose probability the store keeps (e.g. "voice") and the
+    # ``tracks`` column it goes in (e.g. "voice"; declared in index.schema with
+    # needs=(backbone, name)). Heads without a column go to the ``tags`` table.
     positive_class: str | None = None
+    column: str | None = None
     licence: str = ESSENTIA_LICENCE
     # Class labels when the source has no .json listing them (see labels()).
     label_list: tuple[str, ...] | None = None
@@ -136,6 +139,7 @@ def _effnet_head(
     output: str | None = None,
     input: str = "model/Placeholder:0",
     positive_class: str | None = None,
+    column: str | None = None,
 ) -> ModelSpec:
     category = f"classification-heads/{family}"
     if output is None:
@@ -152,6 +156,7 @@ def _effnet_head(
         backbone="effnet",
         n_outputs=n,
         positive_class=positive_class,
+        column=column,
     )
 
 
@@ -320,6 +325,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of vocals (column 'voice')",
         positive_class="voice",
+        column="voice",
     ),
     _effnet_head(
         "danceability",
@@ -331,6 +337,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of being danceable (column 'danceable')",
         positive_class="danceable",
+        column="danceable",
     ),
     _effnet_head(
         "mood_happy",
@@ -342,6 +349,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of a happy mood",
         positive_class="happy",
+        column="mood_happy",
     ),
     _effnet_head(
         "mood_sad",
@@ -353,6 +361,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of a sad mood",
         positive_class="sad",
+        column="mood_sad",
     ),
     _effnet_head(
         "mood_relaxed",
@@ -364,6 +373,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of a relaxed mood",
         positive_class="relaxed",
+        column="mood_relaxed",
     ),
     _effnet_head(
         "mood_aggressive",
@@ -375,6 +385,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of an aggressive mood",
         positive_class="aggressive",
+        column="mood_aggressive",
     ),
     _effnet_head(
         "mtg_jamendo_genre",
