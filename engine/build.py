@@ -33,6 +33,7 @@ from engine.workers import TaskFailed, WorkerPool, default_processes
 from index.store import (
     FailedFile, KnownFile, Store, StoreDamagedError, StoreWriter, damaged_error,
 )
+from models.registry import SPACES
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class BuildOptions:
     timeout_s: float = 600.0
     retry_failed: bool = False
     progress: bool = True
-    spaces: tuple[str, ...] = ("musicnn", "effnet", "mtt")
+    spaces: tuple[str, ...] = SPACES
     fetch: bool = True  # download missing models first (ENGINE_OFFLINE=1 turns it off)
     rebuild_store: bool = False  # a damaged database is set aside and the store made anew
     # None: this machine's worker pool. "local": a Ray runtime started here; otherwise the
