@@ -107,7 +107,7 @@ Score
 [0, 1] that rises linearly, on the scale shown, from 0 at a level that is normal for
 music to 1 at a level that ruins the track; it costs at most the fraction ``w_i`` of
 the score, and the costs multiply: ``score = 100 x prod_i (1 - w_i p_i)``, rounded to
-0.1 (:data:`SCORE_TERMS`).
+0.1 (:data:`index.schema.SCORE_TERMS`).
 
 ================  ===================  ==========  ===========  ====
 measure           scale                p = 0 at    p = 1 at     w
@@ -152,6 +152,7 @@ import numpy as np
 
 from engine.decode import SAMPLE_RATE  # Hz, of every signal here
 from engine.signals import as_channels, as_mono, is_silent
+from index.schema import SCORE_TERMS  # the terms of the quality column, read by index.report too
 
 __all__ = [
     "SAMPLE_RATE",
@@ -234,16 +235,6 @@ _BW_MIN_HZ = 20.0
 _SILENCE_BLOCK = 441  # 10 ms
 _SILENCE_DBFS = -60.0
 
-#: (measure, scale, value at p=0, value at p=1, weight): see the module docstring.
-SCORE_TERMS: tuple[tuple[str, str, float, float, float], ...] = (
-    ("bandwidth_hz", "log", 18000.0, 3000.0, 0.7),
-    ("snr_db", "linear", 30.0, 0.0, 0.7),
-    ("clicks_per_min", "log", 30.0, 1000.0, 0.6),
-    ("clipping_share", "log", 0.005, 0.1, 0.6),
-    ("hum_db", "linear", 12.0, 30.0, 0.6),
-    ("dropouts", "halving", 0.0, math.inf, 0.6),
-    ("dc_offset", "linear", 0.02, 0.2, 0.2),
-)
 
 #: tracks column -> Quality attribute, in schema order.
 QUALITY_COLUMNS: dict[str, str] = {

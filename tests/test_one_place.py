@@ -13,6 +13,7 @@ HOMES = {
     "SPACES": "models/registry.py",
     "KEY_PROFILES": "index/schema.py",
     "TONICS": "index/schema.py",
+    "SCORE_TERMS": "index/schema.py",
     "SAMPLE_RATE": "engine/decode.py",
 }
 # The TUI's similar pane lists the spaces it shows, in its own order: its own choice.
