@@ -77,7 +77,7 @@ def main() -> None:
     print(f"store: {store_dir} ({time.perf_counter() - t:.0f} s to make or open)")
 
     from index import concepts
-    from index.search import TextSearcher, _one_blas_thread, ensure_space
+    from index.search import TextSearcher, one_blas_thread, ensure_space
     from index.store import Store
     from models.text import load_encoder
 
@@ -93,7 +93,7 @@ def main() -> None:
               f"{cpu() - c0:.1f} CPU-s, {time.perf_counter() - t0:.1f} s wall")
         c0, t0 = cpu(), time.perf_counter()
         def encode(texts):
-            with _one_blas_thread():
+            with one_blas_thread():
                 return enc.encode(list(texts))
 
         space = ensure_space(store, table, encode, retrain=True)

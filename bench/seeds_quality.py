@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.similarity_quality import ROOT, SPACES, extract, transform
+from bench.similarity_quality import ROOT, MEASURED_SPACES, extract, transform
 from index.byexample import COMBINES, avoided, combine_scores
 
 K = 10
@@ -42,7 +42,7 @@ def top(vectors: np.ndarray, seeds: list[int], combine: str, avoid: list[int] = 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "similarity")
-    ap.add_argument("--space", default="musicnn", choices=SPACES)
+    ap.add_argument("--space", default="musicnn", choices=MEASURED_SPACES)
     args = ap.parse_args()
     tracks = extract(args.out, 450.0)
     names = sorted(n for n, t in tracks.items() if len(t[args.space]))

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine import descriptors as d
     from engine import tempo as octave
-    from engine.decode import _model_resample, decode
+    from engine.decode import model_resample, decode
     from models import frontend, registry
     from models.inference import RuntimeOptions, load
 
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                 method="degara", minTempo=40, maxTempo=208)(mono)[0]))
 
             def run_cnn():
-                patches = frontend.tempocnn_patches(_model_resample(mono, 11025))
+                patches = frontend.tempocnn_patches(model_resample(mono, 11025))
                 return cnn.run(patches)["predictions"] if len(patches) else np.zeros((0, 256))
 
             probs = timed(cpu, "tempocnn", run_cnn)

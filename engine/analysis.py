@@ -14,11 +14,17 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.decode import DEFAULT_MAX_SECONDS
+from engine.decode import DEFAULT_MAX_SECONDS, FileFacts
 from engine.workers import StageError
+
+if TYPE_CHECKING:  # imported by analyse_file when it needs them
+    from engine.descriptors import DspDescriptors
+    from engine.quality import Quality
+    from engine.tags import Tags
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,12 @@ class AnalysisTask:
 @dataclass
 class FileAnalysis:
     task: AnalysisTask
-    facts: object | None = None  # engine.decode.FileFacts
-    tags: object | None = None  # engine.tags.Tags
+    facts: FileFacts | None = None
+    tags: Tags | None = None
     analysed_seconds: float = 0.0
     truncated: bool = False
-    dsp: object | None = None  # engine.descriptors.DspDescriptors
-    quality: object | None = None  # engine.quality.Quality
+    dsp: DspDescriptors | None = None
+    quality: Quality | None = None
     mel: np.ndarray | None = None  # [frames, 96] float32, 16 kHz front-end
     band_levels: np.ndarray | None = None  # [27] float32, models.bands (from the mel)
     tempocnn_input: np.ndarray | None = None  # [n, 40, 256, 1] float32
@@ -55,7 +61,7 @@ class FileAnalysis:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _quiet_native_logs() -> None:
+def quiet_native_logs() -> None:
     # Worker processes import Essentia; its INFO lines (and TensorFlow's, when the
     # essentia-tensorflow build is installed) would interleave with the progress bar.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -95,7 +101,7 @@ def analyse_file(task: AnalysisTask) -> FileAnalysis:
     from engine.decode import DecodeError, decode
     from engine.tags import read_tags
 
-    _quiet_native_logs()
+    quiet_native_logs()
     _single_threaded_blas()
     out = FileAnalysis(task)
     # Stage timings are CPU-seconds of this (single-threaded) worker: on a shared machine

@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.decode import SAMPLE_RATE  # the onset functions' rate (Essentia's tracker assumes it)
+
 __all__ = ["SAMPLE_RATE", "Beats", "onset_functions", "track"]
 
-#: Sample rate the onset functions are defined for [Hz] (Essentia's tracker assumes it).
-SAMPLE_RATE = 44100
 
 _FRAME = 2048
 _HOP = 512  # beat_emphasis, infogain

@@ -33,6 +33,7 @@ from engine.workers import TaskFailed, WorkerPool, default_processes
 from index.store import (
     FailedFile, KnownFile, Store, StoreDamagedError, StoreWriter, damaged_error,
 )
+from models.registry import SPACES
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class BuildOptions:
     timeout_s: float = 600.0
     retry_failed: bool = False
     progress: bool = True
-    spaces: tuple[str, ...] = ("musicnn", "effnet", "mtt")
+    spaces: tuple[str, ...] = SPACES
     fetch: bool = True  # download missing models first (ENGINE_OFFLINE=1 turns it off)
     rebuild_store: bool = False  # a damaged database is set aside and the store made anew
     # None: this machine's worker pool. "local": a Ray runtime started here; otherwise the
@@ -203,7 +204,7 @@ def build(
     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
 ) -> BuildSummary:
     """Analyse every audio file under ``root`` into the store (see module doc)."""
-    from engine.modelstage import ModelStage, missing_models_note
+    from engine.modelstage import ModelStage, missing_models_note, present_models
     from models.inference import RuntimeOptions
 
     t_start = time.perf_counter()
@@ -223,7 +224,8 @@ def build(
     _check_has_audio(root)
     if options.fetch and os.environ.get("ENGINE_OFFLINE", "") in ("", "0"):
         _fetch_missing_models(options, echo)
-    note = missing_models_note(options.spaces)
+    present = present_models(options.spaces)  # asked once: planning, the note and the stage share it
+    note = missing_models_note(options.spaces, present)
     if note:
         echo(note)
         summary.notes.append(note)
@@ -235,35 +237,38 @@ def build(
         def models() -> "ModelStage":
             if not stages:
                 stages.append(ModelStage(RuntimeOptions.from_env(threads=threads), spaces=options.spaces,
-                                         echo=echo))
+                                         echo=echo, present=present))
                 for extra in stages[0].notes:  # models present but not loadable
                     echo(extra)
                     summary.notes.append(extra)
             return stages[0]
 
         try:
-            _build_into(writer, root, options, summary, models, workers, echo)
+            _build_into(writer, root, options, summary, models, present, workers, echo)
         except StoreDamagedError as exc:  # found while planning, writing a batch or indexing
             if not options.rebuild_store:
                 raise damaged_error(writer.directory, exc.reason, music=root) from None
             aside = writer.set_aside()
             echo(f"set the damaged store aside as {aside}; analysing the music again")
             summary = BuildSummary(notes=summary.notes)
-            _build_into(writer, root, options, summary, models, workers, echo)
+            _build_into(writer, root, options, summary, models, present, workers, echo)
     summary.seconds = time.perf_counter() - t_start
     return summary
 
 
 def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary: BuildSummary,
-                models, workers: int, echo: Callable[[str], None]) -> None:
-    """Plan, analyse what needs it (``models()`` gives the model stage) and index."""
+                models, present: frozenset[str], workers: int, echo: Callable[[str], None]) -> None:
+    """Plan, analyse what needs it (``models()`` gives the model stage) and index.
+
+    ``present`` names the models in place (:func:`engine.modelstage.present_models`).
+    """
     from engine.modelstage import available_spaces
     from index import vectors
     from index.search import train_for_build
 
     # Planning needs only which backbones are present; sessions are opened (and models
     # converted) only when there is something to analyse.
-    spaces = available_spaces(options.spaces)
+    spaces = available_spaces(options.spaces, present)
     plan = _plan_and_apply(writer, root, spaces, options, summary)
     if plan.tasks:
         stage = models()

@@ -88,6 +88,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -96,10 +97,13 @@ import numpy as np
 from engine.containers import FileSlice, ogg_links, pcm_layout, read_head
 from engine.downmix import downmix_matrix
 from engine.errors import DecodeError
+from models.registry import MEL, TEMPO_INPUT
 
-SAMPLE_RATE = 44100  #: Hz, of ``stereo`` and ``mono``
-SAMPLE_RATE_16K = 16000  #: Hz, of ``mono_16k`` (MusiCNN, EffNet)
-SAMPLE_RATE_11K = 11025  #: Hz, of ``mono_11k`` (TempoCNN)
+#: Hz, of ``stereo`` and ``mono``: the rate of every DSP function in engine/ (the one place
+#: it is defined; Essentia's RhythmExtractor2013 only works at 44.1 kHz).
+SAMPLE_RATE = 44100
+SAMPLE_RATE_16K = MEL.sample_rate  #: Hz, of ``mono_16k`` (MusiCNN, EffNet): 16000
+SAMPLE_RATE_11K = TEMPO_INPUT.sample_rate  #: Hz, of ``mono_11k`` (TempoCNN): 11025
 DEFAULT_MAX_SECONDS = 450.0  #: s of audio decoded at most per file; see the module docstring
 
 _DEMUX_OPTIONS = {"ignore_editlist": "1"}
@@ -194,6 +198,11 @@ class FileFacts:
     codec: str
     bitrate: int | None
     container: str
+
+    def columns(self) -> dict[str, Any]:
+        """The ``tracks`` columns it fills (names declared in :mod:`index.schema`)."""
+        return dict(duration=self.duration, sample_rate=self.sample_rate, channels=self.channels,
+                    codec=self.codec, container=self.container, bitrate=self.bitrate)
 
 
 @dataclass(frozen=True)
@@ -312,7 +321,7 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
     return _finish(run.buf[: run.n], facts, run.truncated, run.warnings)
 
 
-def _model_resample(mono: np.ndarray, rate: int) -> np.ndarray:
+def model_resample(mono: np.ndarray, rate: int) -> np.ndarray:
     """44.1 kHz -> ``rate`` exactly as Essentia's model examples load audio (see module doc)."""
     import essentia.standard as es
 
@@ -326,8 +335,8 @@ def _finish(stereo: np.ndarray, facts: FileFacts, truncated: bool, warnings) -> 
     mono = np.empty(n, dtype=np.float32)
     np.add(stereo[:, 0], stereo[:, 1], out=mono)  # no temporary: mono may be ~80 MB
     mono *= np.float32(0.5)
-    mono_16k = _model_resample(mono, SAMPLE_RATE_16K)
-    mono_11k = _model_resample(mono, SAMPLE_RATE_11K)
+    mono_16k = model_resample(mono, SAMPLE_RATE_16K)
+    mono_11k = model_resample(mono, SAMPLE_RATE_11K)
     for a in (stereo, mono, mono_16k, mono_11k):
         a.flags.writeable = False
     return DecodedAudio(

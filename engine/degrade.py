@@ -33,6 +33,8 @@ import math
 
 import numpy as np
 
+from engine.decode import SAMPLE_RATE  # Hz, the default rate of every function here
+
 __all__ = [
     "SAMPLE_RATE",
     "SEVERITIES",
@@ -47,7 +49,6 @@ __all__ = [
     "degrade",
 ]
 
-SAMPLE_RATE = 44100  #: Hz, the default rate of every function here
 
 #: Graded severities per degradation, from mild to severe (the evaluation's levels):
 #: hiss SNR [dB], click rate [per minute], clipping gain [dB], low-pass cut-off [Hz],

@@ -1,5 +1,8 @@
 """Signal-processing descriptors of one track: tempo, key, loudness, danceability.
 
+Loudness lives in :mod:`engine.loudness` (re-exported here); the input checks every
+DSP function shares are :mod:`engine.signals`.
+
 Every function here is a pure function of numpy arrays (the decoder's output); none reads
 files or touches the database, so they can run in worker processes and be tested on any
 audio.
@@ -26,10 +29,11 @@ Choices, with the measurements behind them (``bench/tempo_accuracy.py``)
   27/30 and 30/30).
 * Key: one HPCP pass shared by the three profiles, bit-identical to three
   ``KeyExtractor`` calls at about half the cost.
-* Loudness: ITU-R BS.1770 / EBU R 128 vectorised (:mod:`engine.ebur128`): 1/3 of
-  ``LoudnessEBUR128``'s cost and exact at low frequencies, where Essentia's float32 filter
-  reads up to 1 LU low; true peak by 4× oversampling with soxr, which agrees with
-  Essentia's ``TruePeakDetector`` within 0.07 dB and is ~30× faster.
+* Loudness (:mod:`engine.loudness`): ITU-R BS.1770 / EBU R 128 vectorised
+  (:mod:`engine.ebur128`): 1/3 of ``LoudnessEBUR128``'s cost and exact at low
+  frequencies, where Essentia's float32 filter reads up to 1 LU low; true peak by 4×
+  oversampling with soxr, which agrees with Essentia's ``TruePeakDetector`` within
+  0.07 dB and is ~30× faster.
 """
 
 from __future__ import annotations
@@ -37,8 +41,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+# SAMPLE_RATE: the rate every mono function expects [Hz] (RhythmExtractor2013 only works
+# at 44.1 kHz). KEY_PROFILES: the profiles :func:`keys` computes, in this order.
+from engine.decode import SAMPLE_RATE
+from engine.loudness import Loudness, loudness, true_peak_dbtp
+from engine.signals import SILENCE_RMS_DBFS, as_channels, as_mono, is_silent
+from index.schema import KEY_PROFILES
 
 __all__ = [
     "SAMPLE_RATE",
@@ -58,22 +70,10 @@ __all__ = [
     "dsp_descriptors",
 ]
 
-#: Sample rate every mono function expects [Hz]. RhythmExtractor2013 only works at 44.1 kHz.
-SAMPLE_RATE = 44100
-
-#: Key profiles computed by :func:`keys`, in this order.
-KEY_PROFILES = ("temperley", "krumhansl", "edma")
 
 #: Upper end of RhythmExtractor2013's multifeature confidence (Essentia documents 0–5.32);
 #: :attr:`Tempo.confidence` is the raw value divided by this.
 RHYTHM_CONFIDENCE_MAX = 5.32
-
-#: A signal whose RMS over its whole length is below this level [dBFS] is treated as
-#: silence by :func:`tempo` and :func:`danceability`. It matches the EBU R 128 absolute
-#: gate (-70 LUFS): nothing quieter counts as programme there either. Without it the beat
-#: tracker reports ≈738 BPM for digital silence, and danceability reads noise floor as
-#: highly danceable (white noise scores ≈3.2).
-SILENCE_RMS_DBFS = -70.0
 
 # RhythmExtractor2013's default tempo search range [BPM]; an estimate outside it (0 for
 # signals too short to track, ≈738 for silence) is not a tempo.
@@ -96,12 +96,6 @@ _KEY_PCP_THRESHOLD = 0.2
 # 2 s the value swings wildly (a 0.4 s excerpt of a fiddle tune reads 24, 0.8 s reads 0).
 _MIN_DANCEABILITY_S = 2.0
 
-# Loudness: EBU R 128 gating blocks are 400 ms and loudness range uses 3 s short-term
-# windows; shorter programmes have no defined value.
-_GATING_BLOCK_S = 0.4
-_SHORT_TERM_S = 3.0
-# Input frames per block when oversampling for true peak.
-_TRUE_PEAK_BLOCK = 1 << 16
 
 
 # --------------------------------------------------------------------------- results
@@ -153,30 +147,6 @@ class Key:
 
 
 @dataclass(frozen=True)
-class Loudness:
-    """EBU R 128 loudness of a track.
-
-    Attributes
-    ----------
-    integrated_lufs : float
-        Gated integrated loudness [LUFS], typically -30 .. -5 for music. ``NaN`` when
-        undefined: the signal is shorter than one 400 ms gating block or no block is
-        above the -70 LUFS absolute gate (silence).
-    range_lu : float
-        Loudness range (EBU Tech 3342) [LU], >= 0. ``NaN`` when the signal is shorter
-        than one 3 s short-term window or ``integrated_lufs`` is NaN.
-    true_peak_dbtp : float
-        Maximum true-peak level over all channels [dBTP] (4× oversampled, ITU-R
-        BS.1770-4 Annex 2); can exceed 0 for clipped or hot masters. ``-inf`` for digital
-        silence.
-    """
-
-    integrated_lufs: float
-    range_lu: float
-    true_peak_dbtp: float
-
-
-@dataclass(frozen=True)
 class DspDescriptors:
     """All signal-processing descriptors of one track, as :func:`dsp_descriptors` returns.
 
@@ -199,6 +169,23 @@ class DspDescriptors:
     danceability: float
     timings: dict[str, float] = field(default_factory=dict)
 
+    def columns(self) -> dict[str, Any]:
+        """The ``tracks`` columns it fills (names declared in :mod:`index.schema`).
+
+        Undefined values stay NaN (or -inf): :func:`engine.records.file_columns` stores
+        them as NULL and says why in ``notes``. ``bpm`` is the tracker's tempo; the build
+        replaces it with the octave decided with TempoCNN (:func:`engine.tempo.decide`).
+        """
+        cols: dict[str, Any] = dict(bpm=self.tempo.bpm, bpm_confidence=self.tempo.confidence,
+                                    danceability=self.danceability)
+        for profile, key in self.keys.items():
+            cols[f"key_{profile}"] = key.key
+            cols[f"scale_{profile}"] = key.scale
+            cols[f"key_strength_{profile}"] = key.strength
+        cols.update(loudness_lufs=self.loudness.integrated_lufs, loudness_range_lu=self.loudness.range_lu,
+                    true_peak_dbtp=self.loudness.true_peak_dbtp)
+        return cols
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -209,49 +196,6 @@ def _es():
     import essentia.standard as es
 
     return es
-
-
-def _as_mono(signal, name: str = "mono_44k") -> np.ndarray:
-    """Validate a mono signal and return it as contiguous float32 of shape [n]."""
-    arr = np.asarray(signal)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a mono signal of shape [n], got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name}: empty signal (0 samples); nothing to analyse")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: signal contains NaN or infinite samples")
-    return arr
-
-
-def _as_channels(signal, name: str = "stereo_44k") -> np.ndarray:
-    """Validate a mono [n] / [n,1] or stereo [n,2] signal; return float32 [n, channels]."""
-    arr = np.asarray(signal)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[1] not in (1, 2):
-        raise ValueError(
-            f"{name}: expected shape [n, 2] (stereo) or [n] (mono), got shape {arr.shape}"
-        )
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name}: empty signal (0 samples); nothing to analyse")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: signal contains NaN or infinite samples")
-    return arr
-
-
-def _is_silent(x: np.ndarray) -> bool:
-    """True when the RMS of ``x`` is below :data:`SILENCE_RMS_DBFS`."""
-    # Sum in float64 (a float32 sum over minutes of samples loses precision), one block
-    # at a time so that no float64 copy of the whole signal is made.
-    total = 0.0
-    for start in range(0, x.size, 1 << 18):
-        block = x[start : start + (1 << 18)].astype(np.float64)
-        total += float(np.dot(block, block))
-    return total / x.size < 10.0 ** (SILENCE_RMS_DBFS / 10.0)
 
 
 # --------------------------------------------------------------------------- tempo
@@ -289,9 +233,9 @@ def tempo(mono_44k: np.ndarray) -> Tempo:
     """
     from engine import beats
 
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     undefined = Tempo(bpm=math.nan, confidence=0.0, method="multifeature")
-    if _is_silent(x):
+    if is_silent(x):
         return undefined
     found = beats.track(x)
     bpm = found.bpm
@@ -332,7 +276,7 @@ def mean_hpcp(mono_44k: np.ndarray) -> np.ndarray:
     ValueError
         If the signal is empty, not 1-D, or holds non-finite samples.
     """
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     es = _es()
     window = es.Windowing(size=_KEY_FRAME_SIZE, type="hann")
     spectrum = es.Spectrum(size=_KEY_FRAME_SIZE)
@@ -431,126 +375,6 @@ def keys(mono_44k: np.ndarray, profiles: tuple[str, ...] = KEY_PROFILES) -> dict
     return out
 
 
-# --------------------------------------------------------------------------- loudness
-
-
-def true_peak_dbtp(signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float:
-    """Maximum true-peak level over all channels, by oversampling (ITU-R BS.1770-4 Annex 2).
-
-    Parameters
-    ----------
-    signal : numpy.ndarray
-        Shape [n] or [n, channels], amplitude in [-1, 1] full scale.
-    sample_rate : int, optional
-        Sample rate of ``signal`` [Hz], default 44 100.
-
-    Returns
-    -------
-    float
-        20·log10 of the largest absolute sample of the oversampled signal [dBTP];
-        ``-inf`` for digital silence. Oversampling is 4× below 96 kHz, 2× below 192 kHz,
-        none above (the factors BS.1770-4 asks for).
-
-    Raises
-    ------
-    ValueError
-        If the signal is empty or not of shape [n] / [n, channels]. (Samples are not
-        checked for NaN here; :func:`loudness` does.)
-
-    Notes
-    -----
-    soxr's HQ resampler serves as the interpolation filter. It reads within 0.07 dB of
-    Essentia's ``TruePeakDetector`` (whose medium-quality sinc reads slightly lower; soxr
-    VHQ agrees with HQ within 0.002 dB) -- far inside EBU Tech 3341's +0.2/-0.4 dB
-    true-peak tolerance -- at ≈30 ms instead of ≈0.9 s per channel and 30 s.
-    """
-    import soxr
-
-    arr = np.asarray(signal, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValueError(f"true_peak_dbtp: expected a non-empty [n] or [n, channels] signal, "
-                         f"got shape {np.shape(signal)}")
-    arr = np.ascontiguousarray(arr)
-    sample_peak = float(np.max(np.abs(arr)))
-    if sample_peak == 0.0:
-        return -math.inf
-    factor = 4 if sample_rate < 96000 else 2 if sample_rate < 192000 else 1
-    # Starting from the sample peak means filter ripple can never make the true peak
-    # read below the sample peak.
-    peak = sample_peak
-    if factor > 1:
-        # Streamed in blocks: oversampling 7.5 min of stereo at once would allocate
-        # 635 MB; blocks keep it to ~2 MB, and are faster (cache-resident), same result.
-        stream = soxr.ResampleStream(
-            sample_rate, sample_rate * factor, arr.shape[1], dtype="float32", quality="HQ"
-        )
-        for start in range(0, arr.shape[0], _TRUE_PEAK_BLOCK):
-            up = stream.resample_chunk(arr[start : start + _TRUE_PEAK_BLOCK], last=False)
-            if up.size:
-                peak = max(peak, float(np.max(np.abs(up))))
-        up = stream.resample_chunk(arr[:0], last=True)  # flush the filter's tail
-        if up.size:
-            peak = max(peak, float(np.max(np.abs(up))))
-    return 20.0 * math.log10(peak)
-
-
-def loudness(stereo_44k: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Loudness:
-    """EBU R 128 integrated loudness, loudness range and true peak.
-
-    Parameters
-    ----------
-    stereo_44k : numpy.ndarray
-        Shape [n, 2] for a two-channel source; shape [n] (or [n, 1]) for a single-channel
-        source. See Notes on mono.
-    sample_rate : int, optional
-        Sample rate of the signal [Hz], default 44 100. (Loudness is defined at any rate;
-        the EBU test signals are 48 kHz.)
-
-    Returns
-    -------
-    Loudness
-        ``integrated_lufs`` [LUFS], ``range_lu`` [LU], ``true_peak_dbtp`` [dBTP]; see
-        :class:`Loudness` for when each is NaN.
-
-    Raises
-    ------
-    ValueError
-        If the signal is empty, has a shape other than [n], [n, 1], [n, 2], or holds
-        non-finite samples.
-
-    Notes
-    -----
-    Mono: ITU-R BS.1770 sums the power of the channels present, so a single-channel file
-    is measured as one channel -- as ffmpeg's ebur128, libebur128 and pyloudnorm do by
-    default. The same samples duplicated into two channels (what a decoder's stereo
-    output of a mono file is) read +3.01 LU louder: callers should pass the mono array
-    for single-channel sources. The EBU test signals are two-channel files (identical
-    channels) and are measured as such.
-
-    Accuracy: within 0.05 LU of the EBU Tech 3341 integrated values and of the Tech 3342
-    loudness ranges, at 48 kHz and after resampling to 44.1 kHz; within 0.003 LU of a
-    float64 evaluation of the K-filter down to 30 Hz (:mod:`engine.ebur128`, which says
-    why Essentia's ``LoudnessEBUR128`` is not used).
-    Cost ≈0.1 s CPU per 30 s of stereo audio (true peak ≈40 ms of it).
-    """
-    from engine import ebur128
-
-    audio = _as_channels(stereo_44k)
-    duration = audio.shape[0] / float(sample_rate)
-    integrated, lra = ebur128.integrated_and_range(audio, float(sample_rate))
-    if duration < _GATING_BLOCK_S:
-        integrated = math.nan
-    if duration < _SHORT_TERM_S or math.isnan(integrated):
-        lra = math.nan
-    return Loudness(
-        integrated_lufs=integrated,
-        range_lu=lra,
-        true_peak_dbtp=true_peak_dbtp(audio, sample_rate),
-    )
-
-
 # --------------------------------------------------------------------------- danceability
 
 
@@ -580,8 +404,8 @@ def danceability(mono_44k: np.ndarray) -> float:
     -----
     Cost ≈30 ms per 30 s of audio.
     """
-    x = _as_mono(mono_44k)
-    if x.size < _MIN_DANCEABILITY_S * SAMPLE_RATE or _is_silent(x):
+    x = as_mono(mono_44k)
+    if x.size < _MIN_DANCEABILITY_S * SAMPLE_RATE or is_silent(x):
         return math.nan
     es = _es()
     value, dfa = es.Danceability(sampleRate=SAMPLE_RATE)(x)
@@ -621,8 +445,8 @@ def dsp_descriptors(mono_44k: np.ndarray, stereo_44k: np.ndarray | None) -> DspD
     -----
     Total ≈0.75 s CPU per 30 s of audio, dominated by the beat tracker (≈0.5 s).
     """
-    mono = _as_mono(mono_44k)
-    loud_input = mono if stereo_44k is None else _as_channels(stereo_44k)
+    mono = as_mono(mono_44k)
+    loud_input = mono if stereo_44k is None else as_channels(stereo_44k)
     timings: dict[str, float] = {}
 
     t0 = time.process_time()

@@ -97,13 +97,13 @@ class HaaqiResult:
 def available() -> bool:
     """True when pyclarity's HAAQI can be imported."""
     try:
-        _clarity()
+        require_clarity()
     except HaaqiUnavailable:
         return False
     return True
 
 
-def _clarity():
+def require_clarity():
     try:
         from clarity.enhancer.nalr import NALR
         from clarity.evaluator.haspi import eb
@@ -141,7 +141,7 @@ def nalr(x, audiogram: Audiogram, *, sample_rate: int = 44100) -> np.ndarray:
         NAL-R gain is 0 dB for normal hearing and grows with the loss (+20..30 dB at 2-4 kHz
         for a 50 dB loss), so the result may exceed ±1; HAAQI works in SPL, not in dBFS.
     """
-    _, NALR, ClarityAudiogram = _clarity()
+    _, NALR, ClarityAudiogram = require_clarity()
     enhancer = NALR(_NALR_TAPS, sample_rate)
     fir, _ = enhancer.build(ClarityAudiogram(levels=np.array(audiogram.thresholds),
                                              frequencies=np.array(AUDIOGRAM_HZ)))
@@ -185,7 +185,7 @@ def haaqi(reference, test, audiogram: Audiogram, *, sample_rate: int = 44100,
     ValueError
         For an empty, non-finite or silent reference, or one shorter than 0.5 s.
     """
-    eb, _, ClarityAudiogram = _clarity()
+    eb, _, ClarityAudiogram = require_clarity()
     ref = _mono(reference, "reference")
     proc = _mono(test, "test")
     if min(len(ref), len(proc)) < _MIN_SECONDS * sample_rate:

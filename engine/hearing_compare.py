@@ -56,12 +56,12 @@ def compare_files(reference: Path, test: Path, audiogram: Audiogram, *, seconds:
     EngineError
         A file cannot be decoded, or HAAQI cannot compare them (e.g. a silent reference).
     """
-    from engine.analysis import _quiet_native_logs
+    from engine.analysis import quiet_native_logs
     from engine.decode import decode
-    from engine.haaqi import _clarity, haaqi
+    from engine.haaqi import require_clarity, haaqi
 
-    _clarity()  # fail early, before decoding, when pyclarity is missing
-    _quiet_native_logs()
+    require_clarity()  # fail early, before decoding, when pyclarity is missing
+    quiet_native_logs()
     ref = decode(reference, max_seconds=seconds)
     tst = decode(test, max_seconds=seconds)
     try:

@@ -22,11 +22,10 @@ from engine.analysis import FileAnalysis
 from models import registry
 from models.errors import ModelError
 from models.inference import EmbeddingPipeline, OnnxModel, RuntimeOptions, TrackOutputs, load
-from models.registry import ModelSpec, Role
+from models.registry import SPACES, ModelSpec, Role
 
 log = logging.getLogger(__name__)
 
-SPACES = ("musicnn", "effnet", "mtt")  # embedding spaces = backbone names
 # Seconds to convert one TensorFlow graph to ONNX, for the first build's estimate.
 # Measured: 7.0-10.0 CPU-s per model (emomusic 82 KB ... musicnn 3.2 MB alike:
 # the converter subprocess's TensorFlow import dominates), 2-core EPYC.
@@ -59,21 +58,24 @@ class ModelStage:
         Backbones to run (default both); a missing backbone is skipped with a note.
     echo : callable, optional
         Gets a line per model converted to ONNX (the first build's only silent wait).
+    present : frozenset of str, optional
+        :func:`present_models` of ``spaces``, when the caller has it already (a build
+        asks once); else looked up here.
     """
 
     def __init__(self, options: RuntimeOptions | None = None, spaces: Sequence[str] = SPACES,
-                 *, echo: Callable[[str], None] | None = None):
-        from models.paths import present
-
+                 *, echo: Callable[[str], None] | None = None, present: frozenset[str] | None = None):
+        if present is None:
+            present = present_models(spaces)
         self.options = options or RuntimeOptions.from_env()
         self.pipelines: dict[str, EmbeddingPipeline] = {}
         self.labels: dict[str, tuple[str, ...]] = {}
         self.notes: list[str] = []
         self.tempocnn: OnnxModel | None = None
-        progress = _ConversionProgress(_to_convert(spaces), echo)
+        progress = _ConversionProgress(_to_convert(spaces, present), echo)
 
         def try_load(spec: ModelSpec) -> OnnxModel | None:
-            if not present(spec):
+            if spec.name not in present:
                 return None  # reported by missing_models_note, once per build
             try:
                 with progress.step(spec):
@@ -174,25 +176,35 @@ def too_short_reason(seconds: float, spaces: Sequence[str] = SPACES) -> str | No
     return f"too short for {names}: {seconds:.2f} s of audio ({needs})"
 
 
-def _wanted(spaces: Sequence[str]) -> list[ModelSpec]:
-    """The models a stage over ``spaces`` wants: the backbones, the heads of those present, TempoCNN."""
+def present_models(spaces: Sequence[str] = SPACES) -> frozenset[str]:
+    """Names of the models a stage over ``spaces`` can use whose files are in place.
+
+    The backbones, all their heads and TempoCNN, each checked once (file existence, no
+    hashing): a build asks this once and passes the answer on.
+    """
     from models.paths import present
 
+    candidates = [registry.get(s) for s in spaces]
+    candidates += [h for s in spaces for h in registry.heads_of(s)] + [registry.get("tempocnn")]
+    return frozenset(spec.name for spec in candidates if present(spec))
+
+
+def _wanted(spaces: Sequence[str], present: frozenset[str]) -> list[ModelSpec]:
+    """The models a stage over ``spaces`` wants: the backbones, the heads of those present, TempoCNN."""
     wanted = [registry.get(s) for s in spaces]
     for space in spaces:
-        if present(registry.get(space)):
+        if space in present:
             wanted += list(registry.heads_of(space))
     return wanted + [registry.get("tempocnn")]
 
 
-def _to_convert(spaces: Sequence[str]) -> list[ModelSpec]:
+def _to_convert(spaces: Sequence[str], present: frozenset[str]) -> list[ModelSpec]:
     """Present models without a ready ONNX file (converted once, then cached)."""
     from models.export import export_available, onnx_path
-    from models.paths import present
 
     if not export_available():
         return []  # each load then fails with a note that names the `export` extra
-    return [s for s in _wanted(spaces) if present(s) and onnx_path(s) is None]
+    return [s for s in _wanted(spaces, present) if s.name in present and onnx_path(s) is None]
 
 
 class _ConversionProgress:
@@ -222,18 +234,22 @@ class _ConversionProgress:
             self.spent += time.perf_counter() - t0
 
 
-def available_spaces(spaces: Sequence[str] = SPACES) -> tuple[str, ...]:
-    """Spaces whose backbone files are present: cheap (no session is opened)."""
-    from models.paths import present
+def available_spaces(spaces: Sequence[str] = SPACES, present: frozenset[str] | None = None) -> tuple[str, ...]:
+    """Spaces whose backbone files are present (``present``: :func:`present_models`, looked
+    up when not given): cheap, no session is opened."""
+    if present is None:
+        present = present_models(spaces)
+    return tuple(s for s in spaces if s in present)
 
-    return tuple(s for s in spaces if present(registry.get(s)))
 
+def missing_models_note(spaces: Sequence[str] = SPACES, present: frozenset[str] | None = None) -> str | None:
+    """The plain-words note about missing models a build prints once, or None.
 
-def missing_models_note(spaces: Sequence[str] = SPACES) -> str | None:
-    """The plain-words note about missing models a build prints once, or None."""
-    from models.paths import present
-
-    missing = [s for s in _wanted(spaces) if not present(s)]
+    ``present`` is :func:`present_models` of ``spaces``, looked up when not given.
+    """
+    if present is None:
+        present = present_models(spaces)
+    missing = [s for s in _wanted(spaces, present) if s.name not in present]
     return _missing_note(missing) if missing else None
 
 

@@ -1,5 +1,9 @@
 """Reference-free audio quality: defect measures and one 0-100 quality score per track.
 
+Longer than 500 lines: one job (the measures and the score they feed) read together;
+the measures share one frame analysis and the short-signal rule, and ≈140 lines are this
+docstring's thresholds with the measurements behind them.
+
 Every function here is a pure function of numpy arrays (the decoder's output), like
 :mod:`engine.descriptors`: no files, no database, safe in worker processes. No measure
 needs a clean reference; each looks for the fingerprint one defect leaves on a signal.
@@ -103,7 +107,7 @@ Score
 [0, 1] that rises linearly, on the scale shown, from 0 at a level that is normal for
 music to 1 at a level that ruins the track; it costs at most the fraction ``w_i`` of
 the score, and the costs multiply: ``score = 100 x prod_i (1 - w_i p_i)``, rounded to
-0.1 (:data:`index.scoreterms.SCORE_TERMS`).
+0.1 (:data:`index.schema.SCORE_TERMS`).
 
 ================  ===================  ==========  ===========  ====
 measure           scale                p = 0 at    p = 1 at     w
@@ -117,7 +121,7 @@ dropouts          p = 1 - 0.5^count    0           many         0.6
 dc_offset         linear               <= 0.02     >= 0.2       0.2
 ================  ===================  ==========  ===========  ====
 
-A signal whose RMS is below -70 dBFS (:data:`engine.descriptors.SILENCE_RMS_DBFS`)
+A signal whose RMS is below -70 dBFS (:data:`engine.signals.SILENCE_RMS_DBFS`)
 scores 0: a silent file is a broken file. A NaN measure costs nothing. Leading and
 trailing silence and the bit rate are reported, not scored. Reading the score: one
 defect at its worst leaves 30-40 (bandwidth or SNR alone 30, clicks, clipping, hum 40),
@@ -146,8 +150,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.descriptors import SILENCE_RMS_DBFS, _as_channels, _as_mono
-from index.scoreterms import SCORE_TERMS
+from engine.decode import SAMPLE_RATE  # Hz, of every signal here
+from engine.signals import as_channels, as_mono, is_silent
+from index.schema import SCORE_TERMS  # the terms of the quality column, read by index.report too
 
 __all__ = [
     "SAMPLE_RATE",
@@ -168,7 +173,6 @@ __all__ = [
     "score",
 ]
 
-SAMPLE_RATE = 44100  #: Hz, of every signal here
 
 #: Shortest signal [s] on which the statistics (clicks, clipping, SNR, bandwidth) are
 #: computed; they are NaN for shorter ones.
@@ -230,6 +234,7 @@ _BW_MIN_HZ = 20.0
 # Silence.
 _SILENCE_BLOCK = 441  # 10 ms
 _SILENCE_DBFS = -60.0
+
 
 #: tracks column -> Quality attribute, in schema order.
 QUALITY_COLUMNS: dict[str, str] = {
@@ -334,10 +339,6 @@ def _db(v: float) -> float:
     return 10.0 * math.log10(v) if v > 0 else -math.inf
 
 
-def _is_silent(x: np.ndarray) -> bool:
-    return float(np.mean(np.square(x, dtype=np.float64))) < 10.0 ** (SILENCE_RMS_DBFS / 10.0)
-
-
 # --------------------------------------------------------------------------- bandwidth
 
 
@@ -404,8 +405,8 @@ def bandwidth(mono_44k) -> float:
 
     NaN for silence and for signals shorter than :data:`MIN_SECONDS`.
     """
-    x = _as_mono(mono_44k)
-    if x.size < MIN_SECONDS * SAMPLE_RATE or _is_silent(x):
+    x = as_mono(mono_44k)
+    if x.size < MIN_SECONDS * SAMPLE_RATE or is_silent(x):
         return math.nan
     return _spectral(_frames(x))[0]
 
@@ -417,8 +418,8 @@ def noise(mono_44k) -> tuple[float, float]:
     :data:`MIN_SECONDS` and when no frame reaches -60 dBFS. ``noise_floor_dbfs`` is
     ``-inf`` (and ``snr_db`` 100) for a signal without any floor (e.g. a pure tone).
     """
-    x = _as_mono(mono_44k)
-    if x.size < MIN_SECONDS * SAMPLE_RATE or _is_silent(x):
+    x = as_mono(mono_44k)
+    if x.size < MIN_SECONDS * SAMPLE_RATE or is_silent(x):
         return math.nan, math.nan
     return _spectral(_frames(x))[1:]
 
@@ -502,7 +503,7 @@ def _click_events(x: np.ndarray, fr: _Frames) -> np.ndarray:
 
 def click_rate(mono_44k) -> float:
     """Isolated clicks per minute of audio (see the module docstring)."""
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     if x.size < MIN_SECONDS * SAMPLE_RATE:
         return math.nan
     return _click_rate(x, _frames(x))
@@ -522,7 +523,7 @@ def hum(mono_44k) -> tuple[float, float | None]:
 
     See the module docstring. ``(NaN, None)`` for signals shorter than 4 s.
     """
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     if x.size < _HUM_FRAME_S * SAMPLE_RATE:
         return math.nan, None
     return _hum(x)
@@ -564,7 +565,7 @@ def _hum(x: np.ndarray) -> tuple[float, float | None]:
 def _planar(stereo_44k) -> np.ndarray:
     """Validated channels as a contiguous [channels, n] array: reductions over an
     interleaved [n, 2] array's first axis are 10-20x slower in numpy."""
-    return np.ascontiguousarray(_as_channels(stereo_44k).T)
+    return np.ascontiguousarray(as_channels(stereo_44k).T)
 
 
 def clipping_share(stereo_44k) -> float:
@@ -625,7 +626,7 @@ def _dc_offset(planar: np.ndarray) -> float:
 
 def dropouts(mono_44k) -> int:
     """Number of abrupt digital gaps inside the programme (see the module docstring)."""
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     blocks = x.size // _GAP_BLOCK
     if blocks < 2 * _GAP_CONTEXT_BLOCKS + _GAP_MIN_BLOCKS:
         return 0
@@ -656,7 +657,7 @@ def dropouts(mono_44k) -> int:
 
 def silences(mono_44k) -> tuple[float, float]:
     """``(silence_start_s, silence_end_s)``: leading and trailing silence [s]."""
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     duration = x.size / SAMPLE_RATE
     blocks = -(-x.size // _SILENCE_BLOCK)
     padded = np.zeros(blocks * _SILENCE_BLOCK, dtype=np.float32)
@@ -728,12 +729,12 @@ def quality(mono_44k, stereo_44k=None, facts=None) -> Quality:
     About 0.1 CPU-s per 30 s of audio; see ``Quality.timings``.
     """
     del facts  # reserved, see above
-    x = _as_mono(mono_44k)
+    x = as_mono(mono_44k)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
     planar = x[None, :] if stereo_44k is None else _planar(stereo_44k)
-    silent = _is_silent(x)
+    silent = is_silent(x)
     enough = x.size >= MIN_SECONDS * SAMPLE_RATE and not silent
     fr = _frames(x)
     bw, snr, floor = _spectral(fr) if enough else (math.nan, math.nan, math.nan)

@@ -11,67 +11,32 @@ from engine.analysis import FileAnalysis
 from engine.modelstage import ModelOutputs, too_short_reason
 from index.store import TrackRecord
 from models import registry
+from models.registry import Output
 
-# Binary heads stored as a probability column: head name -> tracks column.
-HEAD_COLUMNS = {
-    "voice_instrumental": "voice",
-    "danceability": "danceable",
-    "mood_happy": "mood_happy",
-    "mood_sad": "mood_sad",
-    "mood_relaxed": "mood_relaxed",
-    "mood_aggressive": "mood_aggressive",
-}
 STYLE_SEPARATOR = "---"  # Discogs labels are 'Genre---Style'
+STYLE_HEAD = "genre_discogs400"  # its outputs fill the styles table (top_style, genre)
 
 
-def file_columns(a: FileAnalysis) -> dict[str, Any]:
-    """Columns known without models: file facts, tags, DSP descriptors and quality."""
-    t = a.task
+def file_columns(analysis: FileAnalysis) -> dict[str, Any]:
+    """Columns known without models: file facts, tags, DSP descriptors and quality.
+
+    Each result type gives its own ``columns()`` (names declared in :mod:`index.schema`):
+    a new descriptor is added there, beside the code that computes it, not here.
+    """
+    task = analysis.task
     cols: dict[str, Any] = {
-        "file_size": t.file_size,
-        "mtime_ns": t.mtime_ns,
-        "content_hash": t.content_hash,
-        "analysed_seconds": a.analysed_seconds,
-        "truncated": a.truncated,
+        "file_size": task.file_size,
+        "mtime_ns": task.mtime_ns,
+        "content_hash": task.content_hash,
+        "analysed_seconds": analysis.analysed_seconds,
+        "truncated": analysis.truncated,
     }
-    if a.facts is not None:
-        f = a.facts
-        cols.update(
-            duration=f.duration,
-            sample_rate=f.sample_rate,
-            channels=f.channels,
-            codec=f.codec,
-            container=f.container,
-            bitrate=f.bitrate,
-        )
-    if a.tags is not None:
-        g = a.tags
-        cols.update(
-            artist=g.artist,
-            title=g.title,
-            album=g.album,
-            album_artist=g.album_artist,
-            year=g.year,
-            tag_genre=g.genre,
-            track_number=g.track_number,
-        )
-    if a.dsp is not None:
-        d = a.dsp
-        cols.update(bpm=d.tempo.bpm, bpm_confidence=d.tempo.confidence, danceability=d.danceability)
-        for profile, key in d.keys.items():
-            cols[f"key_{profile}"] = key.key
-            cols[f"scale_{profile}"] = key.scale
-            cols[f"key_strength_{profile}"] = key.strength
-        cols.update(
-            loudness_lufs=d.loudness.integrated_lufs,
-            loudness_range_lu=d.loudness.range_lu,
-            true_peak_dbtp=d.loudness.true_peak_dbtp,
-        )
-    if a.quality is not None:
-        cols.update(a.quality.columns())
-    if a.band_levels is not None:
-        cols["band_levels"] = [float(v) for v in a.band_levels]
-    notes = list(a.warnings) + _undefined_values(cols)
+    for part in (analysis.facts, analysis.tags, analysis.dsp, analysis.quality):
+        if part is not None:
+            cols.update(part.columns())
+    if analysis.band_levels is not None:
+        cols["band_levels"] = [float(v) for v in analysis.band_levels]
+    notes = list(analysis.warnings) + _undefined_values(cols)
     cols["notes"] = "; ".join(notes) or None
     return cols
 
@@ -88,8 +53,8 @@ def _undefined_values(cols: dict[str, Any]) -> list[str]:
 
 
 def build_record(
-    a: FileAnalysis,
-    m: ModelOutputs,
+    analysis: FileAnalysis,
+    outputs: ModelOutputs,
     labels: Mapping[str, tuple[str, ...]],
     *,
     with_file_columns: bool = True,
@@ -101,27 +66,29 @@ def build_record(
     descriptors are stored and which only gains outputs of a newly available model.
     ``ran`` names the spaces whose backbone ran on the file: ``has_<space>`` is then
     true or false (NULL means not run yet, which a later build makes up for).
+    ``labels`` holds each loaded model's class labels by model name
+    (:attr:`engine.modelstage.ModelStage.labels`).
     """
-    cols = file_columns(a) if with_file_columns else {}
+    cols = file_columns(analysis) if with_file_columns else {}
     for space in ran:  # ran, but too little audio for one patch: false, so not run again
         cols[f"has_{space}"] = False
-    rec = TrackRecord(path=a.task.path, columns=cols)
-    if m.tempocnn is not None:
-        cols["bpm_tempocnn"] = m.tempocnn[0]
-    if with_file_columns and a.dsp is not None:
+    rec = TrackRecord(path=analysis.task.path, columns=cols)
+    if outputs.tempocnn is not None:
+        cols["bpm_tempocnn"] = outputs.tempocnn[0]
+    if with_file_columns and analysis.dsp is not None:
         # The tempo octave needs TempoCNN, which runs here in the model stage, after the
         # per-file analysis: the decision is made where both are known.
-        decided = tempo.decide(a.dsp.tempo, m.tempocnn_probs)
+        decided = tempo.decide(analysis.dsp.tempo, outputs.tempocnn_probs)
         cols.update(bpm=decided.bpm, bpm_confidence=decided.confidence)
-    for space in m.too_short:
+    for space in outputs.too_short:
         cols[f"has_{space}"] = False  # ran and cannot: the next build does not ask again
-    if m.too_short or with_file_columns:
+    if outputs.too_short or with_file_columns:
         # About every space, so an update that adds one model keeps the others' reason.
         cols["no_output_reason"] = (
-            (too_short_reason(a.analysed_seconds) or f"too short for {' and '.join(m.too_short)}")
-            if m.too_short else None)
+            (too_short_reason(analysis.analysed_seconds) or f"too short for {' and '.join(outputs.too_short)}")
+            if outputs.too_short else None)
 
-    musicnn = m.spaces.get("musicnn")
+    musicnn = outputs.spaces.get("musicnn")
     if musicnn is not None:
         cols["has_musicnn"] = True
         rec.embeddings["musicnn"] = musicnn.embedding
@@ -131,25 +98,26 @@ def build_record(
             cols["valence"], cols["arousal"] = float(emo["valence"]), float(emo["arousal"])
         if "moods_mirex" in p:
             cols["mirex_mood"] = labels["moods_mirex"][int(np.argmax(p["moods_mirex"]))]
-        for source in ("musicnn", "moods_mirex"):
-            if source in p:
-                rec.tags += _rows(source, labels[source], p[source])
+        if "musicnn" in p:
+            rec.tags += _rows("musicnn", labels["musicnn"], p["musicnn"])
+        _store_heads("musicnn", p, labels, rec)
 
-    mtt = m.spaces.get("mtt")
+    mtt = outputs.spaces.get("mtt")
     if mtt is not None:
         cols["has_mtt"] = True
         rec.embeddings["mtt"] = mtt.embedding
         if "mtt" in mtt.predictions:
             rec.tags += _rows("mtt", labels["mtt"], mtt.predictions["mtt"])
+        _store_heads("mtt", mtt.predictions, labels, rec)
 
-    effnet = m.spaces.get("effnet")
+    effnet = outputs.spaces.get("effnet")
     if effnet is not None:
         cols["has_effnet"] = True
         rec.embeddings["effnet"] = effnet.embedding
         p = effnet.predictions
         # The genre_discogs400 head is Essentia's recommended style classifier; the
         # backbone's own 400 outputs stand in when the head is absent.
-        style_source = "genre_discogs400" if "genre_discogs400" in p else "effnet"
+        style_source = STYLE_HEAD if STYLE_HEAD in p else "effnet"
         if style_source in p:
             acts = p[style_source]
             names = labels[style_source]
@@ -159,14 +127,27 @@ def build_record(
             best = int(np.argmax(acts))
             genre, _, style = names[best].partition(STYLE_SEPARATOR)
             cols.update(top_style=style or genre, top_style_activation=float(acts[best]), genre=genre)
-        for head, column in HEAD_COLUMNS.items():
-            if head in p:
-                spec = registry.get(head)
-                cols[column] = float(p[head][labels[head].index(spec.positive_class)])
-        for head in registry.heads_of("effnet"):
-            if head.name in p and head.name not in HEAD_COLUMNS and head.name != "genre_discogs400":
-                rec.tags += _rows(head.name, labels[head.name], p[head.name])
+        _store_heads("effnet", p, labels, rec)
     return rec
+
+
+def _store_heads(space: str, predictions: Mapping[str, np.ndarray],
+                 labels: Mapping[str, tuple[str, ...]], rec: TrackRecord) -> None:
+    """Store the outputs of ``space``'s heads as the registry says.
+
+    A head with a ``column`` (models.registry) gives its positive class's probability in
+    that ``tracks`` column; any other classifier head gives one ``tags`` row per class,
+    source = its name. Regression heads (emoMusic) and the style head have columns and
+    tables of their own, filled by :func:`build_record`.
+    """
+    for head in registry.heads_of(space):
+        if head.name not in predictions:
+            continue
+        probs = predictions[head.name]
+        if head.column is not None:
+            rec.columns[head.column] = float(probs[labels[head.name].index(head.positive_class)])
+        elif head.output_kind in (Output.SIGMOID, Output.SOFTMAX) and head.name != STYLE_HEAD:
+            rec.tags += _rows(head.name, labels[head.name], probs)
 
 
 def _rows(source: str, names: tuple[str, ...], acts: np.ndarray) -> list[tuple[str, str, float]]:

@@ -26,6 +26,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import mutagen
@@ -54,6 +55,12 @@ class Tags:
     year: int | None = None
     genre: str | None = None
     track_number: int | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """The ``tracks`` columns it fills (names declared in :mod:`index.schema`)."""
+        return dict(artist=self.artist, title=self.title, album=self.album,
+                    album_artist=self.album_artist, year=self.year, tag_genre=self.genre,
+                    track_number=self.track_number)
 
 
 # Keys (lower case) that hold each field, in order of preference: mutagen easy keys

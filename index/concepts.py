@@ -30,7 +30,7 @@ from index.vocabulary import (COLUMN, DESCRIPTOR_COLUMNS, STYLE, TAG, USER_SOURC
 CACHE_VERSION = 1
 VALUES_NAME = "concepts.npy"
 INFO_NAME = "concepts.json"
-SPACES = ("musicnn", "effnet", "mtt")  # generations that mark model outputs as changed
+from models.registry import SPACES  # their generations mark model outputs as changed
 # Internal columns behind "in D minor": the key's pitch class (0-11) and 1 for minor.
 KEY_PC = Concept(COLUMN, "tracks", "key_pitch_class")
 KEY_MINOR = Concept(COLUMN, "tracks", "key_is_minor")

@@ -46,7 +46,7 @@ from index.sql import _one_line  # DuckDB's message on one line (shared)
 from models.errors import EngineError, models_hint
 
 # Embedding spaces and their dimensions (index.schema: embeddings.space).
-SPACES = {"musicnn": 200, "effnet": 1280, "mtt": 200}
+from models.registry import SPACES  # noqa: E402
 # The space used when none is asked for: the best same-album precision measured on the
 # library (bench/similarity_quality.py, docs/playlists.md); EffNet cannot be measured here.
 DEFAULT_SPACE = "musicnn"

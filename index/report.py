@@ -14,12 +14,12 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Sequence
 
-from index.scoreterms import SCORE_TERMS
 from index.report_data import (
-    FAKE_LOSSLESS_HZ, KEY_PROFILES, LOUDNESS_REFERENCES, PROBABILITY_CUT, SCALES, STYLE_THRESHOLD, TONICS,
+    FAKE_LOSSLESS_HZ, LOUDNESS_REFERENCES, PROBABILITY_CUT, SCALES, STYLE_THRESHOLD,
     Defect, Distribution, Emotion, Facts, Failure, FailureReason, Failures, FormatRow, GenreRow, KeyRow, Keys,
     ListenerSummary, Loudness, PoorTrack, Quality, Report, Rhythm, Styles, StyleRow, Vocals,
 )
+from index.schema import KEY_PROFILES, SCORE_TERMS, TONICS
 from index.store import Store
 from models.errors import models_hint
 

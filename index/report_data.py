@@ -37,8 +37,6 @@ LOUDNESS_REFERENCES: tuple[tuple[float, str], ...] = (
     (-24.0, "-24 ATSC A/85 (US TV)"),
 )
 
-KEY_PROFILES = ("temperley", "krumhansl", "edma")
-TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 SCALES = ("major", "minor")
 #: A lossless file whose spectrum stops below this was most likely made from a lossy one.
 FAKE_LOSSLESS_HZ = 19000.0

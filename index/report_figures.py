@@ -11,7 +11,8 @@ import io
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from index.report_data import PROBABILITY_CUT, SCALES, TONICS, Distribution, Report
+from index.report_data import PROBABILITY_CUT, SCALES, Distribution, Report
+from index.schema import TONICS
 from index.report_numbers import fmt, num, pct
 
 

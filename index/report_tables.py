@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from index.report_data import FAKE_LOSSLESS_HZ, KEY_PROFILES, Distribution, Report
+from index.report_data import FAKE_LOSSLESS_HZ, Distribution, Report
+from index.schema import KEY_PROFILES
 
 
 def _share(k: int, n: int) -> float | None:

@@ -7,9 +7,28 @@ a name here and nowhere else.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 SCHEMA_VERSION = 1
+
+#: The key profiles the store has a key, scale and strength column for (``key_<profile>``,
+#: ``scale_<profile>``, ``key_strength_<profile>``), in this order.
+KEY_PROFILES = ("temperley", "krumhansl", "edma")
+#: How the ``quality`` column is scored from the defect columns (engine.quality computes
+#: it, index.report shows the thresholds): (column, scale, value at penalty 0, value at
+#: penalty 1, weight); the module docstring of engine.quality gives the reasons.
+SCORE_TERMS: tuple[tuple[str, str, float, float, float], ...] = (
+    ("bandwidth_hz", "log", 18000.0, 3000.0, 0.7),
+    ("snr_db", "linear", 30.0, 0.0, 0.7),
+    ("clicks_per_min", "log", 30.0, 1000.0, 0.6),
+    ("clipping_share", "log", 0.005, 0.1, 0.6),
+    ("hum_db", "linear", 12.0, 30.0, 0.6),
+    ("dropouts", "halving", 0.0, math.inf, 0.6),
+    ("dc_offset", "linear", 0.02, 0.2, 0.2),
+)
+#: The tonics ``key_<profile>`` holds, as Essentia spells them, by pitch class 0-11.
+TONICS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 @dataclass(frozen=True)

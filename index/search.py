@@ -164,7 +164,7 @@ class TextSearcher:
                 self._encoder_error = str(exc)
         if self._encoder is None:
             return None
-        with _one_blas_thread():
+        with one_blas_thread():
             return np.asarray(self._encoder(list(texts)), dtype=np.float32)
 
     def space(self) -> textspace.TextSpace | None:
@@ -197,7 +197,7 @@ class TextSearcher:
         if where is not None and where.strip():
             positions = self.table.positions(filter_ids(self.store, where))
         terms = list(parsed.terms) if mode != "text" else []
-        with _one_blas_thread():
+        with one_blas_thread():
             score = np.zeros(len(positions), np.float32)
             for term in terms:
                 score += self._term_score(term, positions)
@@ -374,13 +374,13 @@ class TextSearcher:
         return " · ".join(parts)
 
     def _key_text(self, pos: int) -> str:
-        from index.vocabulary import _PITCH_NAMES
+        from index.schema import TONICS
 
         p = np.array([pos])
         pc, minor = self.table.raw(KEY_PC, p)[0], self.table.raw(KEY_MINOR, p)[0]
         if pc != pc:
             return "key ?"
-        return f"{_PITCH_NAMES[int(pc)]} {'minor' if minor == 1.0 else 'major'}"
+        return f"{TONICS[int(pc)]} {'minor' if minor == 1.0 else 'major'}"
 
 
 def _value_text(c: Concept, v: float) -> str:
@@ -436,7 +436,7 @@ def train_for_build(store: Store) -> str | None:
         return f"text search will use tags and descriptors only: {exc}"
 
     def encode(texts):
-        with _one_blas_thread():
+        with one_blas_thread():
             return encoder.encode(list(texts))
 
     ensure_space(store, table, encode)
@@ -446,7 +446,7 @@ def train_for_build(store: Store) -> str | None:
 _CONTROLLER = None
 
 
-class _one_blas_thread:
+class one_blas_thread:
     """Run numpy's BLAS on one thread inside: a query's small products are 40x slower
     when OpenBLAS spreads them over cores that other work holds (4x384 @ 384x1152:
     0.11 ms on one thread, 4.7 ms on two on the loaded 2-core machine)."""

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from index import turns
+from index.schema import KEY_PROFILES
 from index.store import (
     DB_NAME, NoStoreError, busy_reading, damaged_error, default_store_dir, is_damaged, missing_schema,
     upgrade_older_store,
@@ -107,11 +108,12 @@ _IN_KEY = """
     WITH wanted AS (SELECT parse_key(key_name) AS w)
     SELECT l.* REPLACE (k.name AS key), k.strength AS key_strength
     FROM library l JOIN track_keys k USING (track_id), wanted
-    WHERE k.profile = CASE WHEN lower({profile}) IN ('temperley', 'krumhansl', 'edma')
+    WHERE k.profile = CASE WHEN lower({profile}) IN (%s)
                            THEN lower({profile})
                            ELSE error('unknown key profile ''' || {profile}
-                                      || ''': use one of temperley, krumhansl, edma') END
-      AND k.pitch_class = w.pitch_class AND (w.scale IS NULL OR k.scale = w.scale)"""
+                                      || ''': use one of %s') END
+      AND k.pitch_class = w.pitch_class AND (w.scale IS NULL OR k.scale = w.scale)""" % (
+    ", ".join(f"'{p}'" for p in KEY_PROFILES), ", ".join(KEY_PROFILES))
 
 # TEMP views and macros created on every session (documented in README.md, "## SQL").
 # Macros cannot see the calling row, so per-track macros take the track_id.
@@ -135,12 +137,9 @@ VIEWS_AND_MACROS: tuple[str, ...] = (
     SELECT track_id, profile, key, scale, strength, key || ' ' || scale AS name,
            pitch_class(key) AS pitch_class
     FROM (
-        SELECT track_id, 'temperley' AS profile, key_temperley AS key,
-               scale_temperley AS scale, key_strength_temperley AS strength FROM tracks
-        UNION ALL
-        SELECT track_id, 'krumhansl', key_krumhansl, scale_krumhansl, key_strength_krumhansl FROM tracks
-        UNION ALL
-        SELECT track_id, 'edma', key_edma, scale_edma, key_strength_edma FROM tracks
+        """ + "\n        UNION ALL\n        ".join(
+        f"SELECT track_id, '{p}' AS profile, key_{p} AS key, scale_{p} AS scale, "
+        f"key_strength_{p} AS strength FROM tracks" for p in KEY_PROFILES) + """
     ) WHERE key IS NOT NULL""",
     # 'A minor', 'Am', 'F# major', 'Gb', 'bbm' -> struct(pitch_class, scale); scale NULL = any.
     """CREATE OR REPLACE TEMP MACRO parse_key(key_name) AS (

@@ -43,6 +43,7 @@ import numpy as np
 from index import compressed, vectorfile
 from index.store import Store
 from models.errors import EngineError
+from models.registry import SPACES
 
 # Files up to this size are hashed whole whenever a searcher opens them (SHA-256 runs at
 # ≈1.4 GB/s here: 45 ms CPU for 64 MiB); larger ones by :data:`WINDOWS` spread windows
@@ -607,7 +608,7 @@ def ivf_contents(index) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([i for i, _ in parts]), np.concatenate([v for _, v in parts])
 
 
-def sync(store: Store, spaces=("musicnn", "effnet", "mtt")) -> list[IndexInfo]:
+def sync(store: Store, spaces=SPACES) -> list[IndexInfo]:
     """Update every stale, missing or changed index (see :func:`rebuild`, :func:`check`:
     every byte is hashed); returns what changed."""
     return [rebuild(store, s) for s in spaces if _needs_rebuild(store, s)]

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from index.schema import TONICS
+
 # Concept kinds.
 TAG = "tag"  # tags table: (source, tag)
 STYLE = "style"  # styles table: (genre, style)
@@ -47,7 +49,7 @@ class Concept:
     def label(self) -> str:
         """How the concept reads in an explanation: ``piano``, ``bpm``, ``D minor``."""
         if self.kind == KEY:
-            return f"{_PITCH_NAMES[int(self.source)]} {self.name}"
+            return f"{TONICS[int(self.source)]} {self.name}"
         if self.kind == BPM:
             return f"{self.name} bpm"
         return self.name
@@ -130,7 +132,6 @@ STOP_WORDS = frozenset({
     "bit", "lot", "lots", "of", "for", "in", "on", "by", "that", "is", "are", "to", "me",
     "something", "kind", "sort", "style", "plus", "but", "&", "+", ",", ".", "!", "?", ";", "mood",
 })
-_PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _PITCH = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 _BPM = re.compile(r"\b(\d{2,3}(?:\.\d+)?)\s*bpm\b")
 _KEY = re.compile(r"\b(?:in\s+)?([a-g])\s*(#|♯|b|♭|\s+sharp|\s+flat)?\s+(major|minor|maj|min)\b")

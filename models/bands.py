@@ -44,10 +44,10 @@ _LOG_SCALE = 10_000.0
 
 def _region_of_bands(n_mels: int, f_max: float) -> np.ndarray:
     """Region index (0..8) of each of ``n_mels`` slaney-mel bands from 0 to ``f_max`` Hz."""
-    from models.frontend import _hz_to_mel, _mel_to_hz
+    from models.frontend import hz_to_mel, mel_to_hz
 
-    mels = np.linspace(0.0, float(_hz_to_mel(np.array(f_max))), n_mels + 2)
-    centres = _mel_to_hz(mels[1:-1]).astype(np.float64)
+    mels = np.linspace(0.0, float(hz_to_mel(np.array(f_max))), n_mels + 2)
+    centres = mel_to_hz(mels[1:-1]).astype(np.float64)
     return np.searchsorted(np.array(REGION_EDGES_HZ[1:-1]), centres, side="right")
 
 

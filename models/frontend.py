@@ -63,14 +63,14 @@ _MIN_LOG_MEL = _F32(_MIN_LOG_HZ * _LIN_SLOPE)
 _LOG_STEP = _F32(math.log(6.4) / 27.0)
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
     hz = np.asarray(hz, dtype=_F32)
     with np.errstate(divide="ignore"):  # log(0) lands in the linear branch anyway
         logs = np.log((hz / _MIN_LOG_HZ).astype(np.float64)).astype(_F32)
     return np.where(hz < _MIN_LOG_HZ, hz * _LIN_SLOPE, _MIN_LOG_MEL + logs / _LOG_STEP).astype(_F32)
 
 
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     mel = np.asarray(mel, dtype=_F32)
     exps = np.exp((_LOG_STEP * (mel - _MIN_LOG_MEL)).astype(np.float64)).astype(_F32)
     return np.where(mel < _MIN_LOG_MEL, mel / _LIN_SLOPE, _MIN_LOG_HZ * exps).astype(_F32)
@@ -116,13 +116,13 @@ def mel_filterbank(
             f"mel bands need 0 <= f_min < f_max <= sample_rate/2; got f_min={f_min}, "
             f"f_max={f_max}, sample_rate={sample_rate}"
         )
-    low, high = _hz_to_mel(f_min), _hz_to_mel(f_max)
+    low, high = hz_to_mel(f_min), hz_to_mel(f_max)
     increment = _F32((high - low) / _F32(n_mels + 1))
     # MelBands::calculateFilterFrequencies adds the increment in a float32 loop;
     # np.add.accumulate is sequential too, so it rounds the same way.
     steps = np.full(n_mels + 2, increment, dtype=_F32)
     steps[0] = low
-    edges = _mel_to_hz(np.add.accumulate(steps, dtype=_F32))
+    edges = mel_to_hz(np.add.accumulate(steps, dtype=_F32))
 
     n_bins = frame_size // 2 + 1
     bin_hz = _F32(_F32(sample_rate / 2.0) / _F32(n_bins - 1))

@@ -94,8 +94,11 @@ class ModelSpec:
     patch_hop: int | None = None  # backbones: frames between patch starts
     embedding_dim: int | None = None
     n_outputs: int | None = None  # width of the prediction vector (trust the graph)
-    # Binary heads: the class whose probability the store keeps (e.g. "voice").
+    # Binary heads: the class whose probability the store keeps (e.g. "voice") and the
+    # ``tracks`` column it goes in (e.g. "voice"; declared in index.schema with
+    # needs=(backbone, name)). Heads without a column go to the ``tags`` table.
     positive_class: str | None = None
+    column: str | None = None
     licence: str = ESSENTIA_LICENCE
     # Class labels when the source has no .json listing them (see labels()).
     label_list: tuple[str, ...] | None = None
@@ -139,6 +142,7 @@ def _effnet_head(
     output: str | None = None,
     input: str = "model/Placeholder:0",
     positive_class: str | None = None,
+    column: str | None = None,
 ) -> ModelSpec:
     category = f"classification-heads/{family}"
     if output is None:
@@ -155,6 +159,7 @@ def _effnet_head(
         backbone="effnet",
         n_outputs=n,
         positive_class=positive_class,
+        column=column,
     )
 
 
@@ -323,6 +328,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of vocals (column 'voice')",
         positive_class="voice",
+        column="voice",
     ),
     _effnet_head(
         "danceability",
@@ -334,6 +340,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of being danceable (column 'danceable')",
         positive_class="danceable",
+        column="danceable",
     ),
     _effnet_head(
         "mood_happy",
@@ -345,6 +352,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of a happy mood",
         positive_class="happy",
+        column="mood_happy",
     ),
     _effnet_head(
         "mood_sad",
@@ -356,6 +364,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of a sad mood",
         positive_class="sad",
+        column="mood_sad",
     ),
     _effnet_head(
         "mood_relaxed",
@@ -367,6 +376,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of a relaxed mood",
         positive_class="relaxed",
+        column="mood_relaxed",
     ),
     _effnet_head(
         "mood_aggressive",
@@ -378,6 +388,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         n=2,
         enables="probability of an aggressive mood",
         positive_class="aggressive",
+        column="mood_aggressive",
     ),
     _effnet_head(
         "mtg_jamendo_genre",
@@ -479,6 +490,10 @@ _SPECS: tuple[ModelSpec, ...] = (
 )
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
+
+#: The embedding spaces, one per backbone and named after it (the store's
+#: ``embeddings.space``): ("musicnn", "effnet", "mtt").
+SPACES: tuple[str, ...] = tuple(s.name for s in _SPECS if s.role is Role.BACKBONE)
 
 
 def get(name: str) -> ModelSpec:

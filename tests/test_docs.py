@@ -60,3 +60,63 @@ def test_relative_links_resolve():
             if "://" in target:
                 continue
             assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
+
+
+RECIPES = ("Adding a descriptor", "Adding a model head")
+
+
+def _recipe(title: str) -> str:
+    text = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _resolves(dotted: str) -> bool:
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if name in getattr(obj, "__dataclass_fields__", {}):  # a field without a default
+                obj = obj.__dataclass_fields__[name]
+            elif hasattr(obj, name):
+                obj = getattr(obj, name)
+            else:
+                return False
+        return True
+    return False
+
+
+def test_each_recipe_names_at_most_three_files_that_exist_and_names_that_resolve():
+    for title in RECIPES:
+        recipe = _recipe(title)
+        files_line = next(line for line in recipe.splitlines() if line.startswith("Files to touch:"))
+        files = re.findall(r"`([\w./]+\.(?:py|md))`", files_line)
+        assert 1 <= len(files) <= 3, f"{title}: {files}"
+        for path in re.findall(r"`([\w/]+/[\w.]+\.(?:py|md))`", recipe):
+            assert (ROOT / path).is_file(), f"{title} names {path}, which does not exist"
+        for dotted in re.findall(r"`((?:engine|index|models)\.[\w.]+)`", recipe):
+            assert _resolves(dotted), f"{title} names {dotted}, which does not exist"
+
+
+def test_records_take_result_and_head_columns_from_where_they_are_declared():
+    """What keeps the recipes at two files: engine/records.py names none of these columns."""
+    import math
+
+    from engine.descriptors import DspDescriptors, Key, Loudness, Tempo
+    from engine.quality import QUALITY_COLUMNS
+    from engine.tags import Tags
+    from index.schema import KEY_PROFILES
+    from models import registry
+
+    dsp = DspDescriptors(Tempo(math.nan, 0.0, "multifeature"), {p: Key(None, None, math.nan) for p in KEY_PROFILES},
+                         Loudness(math.nan, math.nan, math.nan), math.nan)
+    columns = set(dsp.columns()) | set(Tags().columns()) | set(QUALITY_COLUMNS)
+    columns |= {s.column for s in registry.MODELS.values() if s.column}
+    records = (ROOT / "engine" / "records.py").read_text(encoding="utf-8")
+    named = sorted(c for c in columns if re.search(rf"[\"']{c}[\"']|\b{c}=", records))
+    # bpm and bpm_confidence: the build replaces the tracker's tempo with the decided octave.
+    assert named == ["bpm", "bpm_confidence"]

@@ -38,7 +38,7 @@ KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Spellings a store may hold for each pitch class (flats, unicode accidentals).
 _ENHARMONIC = {"C#": ("C#", "Db"), "D#": ("D#", "Eb"), "F#": ("F#", "Gb"),
                "G#": ("G#", "Ab"), "A#": ("A#", "Bb")}
-PROFILES = ("temperley", "krumhansl", "edma")
+from index.schema import KEY_PROFILES as PROFILES  # noqa: E402
 SPACES = ("effnet", "musicnn")
 PAGE_SIZE = 200
 # A role's connection is closed after this long without a query (index.turns: a build
