@@ -263,7 +263,7 @@ class QueryResult:
     truncated: bool = False
 
 
-def _one_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     """DuckDB's message without its multi-line caret display."""
     lines = [ln.strip() for ln in str(exc).splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("LINE ") and set(ln) != {"^"}]
@@ -324,7 +324,7 @@ def _attach(con, directory: Path) -> None:
     except duckdb.Error as exc:
         if is_damaged(exc):
             raise damaged_error(directory, exc) from None
-        raise SqlError(f"cannot open the store {db}: {_one_line(exc)}") from None
+        raise SqlError(f"cannot open the store {db}: {error_line(exc)}") from None
 
 
 def _lock(con) -> None:
@@ -367,7 +367,7 @@ def _check(con, sql: str, *, explain_ok: bool = True):
     try:
         statements = con.extract_statements(sql)
     except Exception as exc:  # ParserException, or ValueError for a type Python does not know
-        raise SqlError(f"cannot parse the query: {_one_line(exc)}") from None
+        raise SqlError(f"cannot parse the query: {error_line(exc)}") from None
     if not statements:
         raise SqlError("the query holds no statement (only comments or ';')")
     if len(statements) > 1:
@@ -389,7 +389,7 @@ def _check(con, sql: str, *, explain_ok: bool = True):
         try:
             tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [statement.query]).fetchall()[0][0])
         except (duckdb.Error, ValueError, TypeError) as exc:
-            raise SqlError(f"cannot check the query: {_one_line(exc)}") from None
+            raise SqlError(f"cannot check the query: {error_line(exc)}") from None
         if tree.get("error") or len(tree.get("statements", ())) != 1:
             raise SqlError(f"cannot check the query: {tree.get('error_message', 'not one SELECT')}")
         _check_tree(tree)
@@ -511,7 +511,7 @@ class SqlSession:
                            "columns, --limit) or allow more with --max-memory") from None
         except duckdb.PermissionException as exc:
             self._abort()
-            raise SqlError(f"refused: {_one_line(exc)}; {_HINT}") from None
+            raise SqlError(f"refused: {error_line(exc)}; {_HINT}") from None
         except duckdb.OutOfMemoryException as exc:
             self._abort()
             first = str(exc).splitlines()[0] if str(exc) else "Out of Memory Error"
@@ -521,7 +521,7 @@ class SqlSession:
             self._abort()
             if is_damaged(exc):
                 raise damaged_error(self.directory, exc) from None
-            raise SqlError(_one_line(exc)) from None
+            raise SqlError(error_line(exc)) from None
         finally:
             if timer is not None:
                 timer.cancel()

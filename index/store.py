@@ -489,6 +489,12 @@ class Store:
         vectors = np.stack(v) if v.dtype == object else np.asarray(v)
         return ids, np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), dim)
 
+    def embedding(self, track_id: int, space: str) -> np.ndarray | None:
+        """One track's vector in ``space`` (float32 [d]) as stored, or None without one."""
+        row = self._exec("SELECT vector FROM embeddings WHERE track_id = ? AND space = ?",
+                         [int(track_id), space])
+        return np.asarray(row[0][0], dtype=np.float32) if row else None
+
     def embedding_shape(self, space: str) -> tuple[int, int]:
         """(how many vectors ``space`` holds, their dimension; 0 when empty), without reading them."""
         dims = self._exec("SELECT len(vector), count(*) FROM embeddings WHERE space = ? "

@@ -176,7 +176,7 @@ def examples(store: Store, positives: Sequence, negatives: Sequence = (), *, pos
     (ids, paths, titles), the ``*_where`` SQL conditions on ``tracks``. Raises
     index.byexample.SeedError listing every name that matches no track or several."""
     from index.byexample import SeedError, resolve_named
-    from index.query import filter_ids
+    from index.usersql import filter_ids
 
     problems: list[str] = []
     ids: list[list[int]] = [[], []]
