@@ -125,14 +125,14 @@ def phase_store(directory: Path, n: int, dim: int, source: str) -> dict:
         if copy_from:  # without the tracks its update phase added
             for table in ("tracks", "embeddings"):
                 store.con.execute(f"DELETE FROM {table} WHERE track_id > {n}")
-            store._bump([space])
+            store.bump_generations([space])
         elif source == "duckdb":
             for ids, vecs in chunks(n, dim):
                 insert_tracks(store, ids, vecs, space)
         else:  # the vectors go straight into the build (phase_build)
             for start in range(0, n, BLOCK):
                 insert_tracks(store, np.arange(start + 1, min(n, start + BLOCK) + 1), None, space)
-        store._bump([space])
+        store.bump_generations([space])
         store.con.execute("CHECKPOINT")
     db = directory / "store" / "engine.duckdb"
     return {"store_s": time.perf_counter() - t0, "store_cpu_s": time.process_time() - c0,
@@ -269,7 +269,7 @@ def phase_update(directory: Path, n: int, dim: int, source: str) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     with Store.open(directory / "store") as store:
         insert_tracks(store, new_ids, vecs if source == "duckdb" else None, space)
-        store._bump([space])
+        store.bump_generations([space])
         write_s = time.perf_counter() - t0
         t0, c0 = time.perf_counter(), time.process_time()
         if source == "duckdb":

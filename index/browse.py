@@ -19,6 +19,7 @@ from index.listeners import track_scores
 from index.pathnames import from_db
 from index.queryerrors import BadSQLError, QueryError
 from index.sql import error_line
+from index.sqlviews import TITLE_SQL
 from index.store import Store, is_damaged
 from index.tracks import TrackSummary
 from index.usersql import select_sql
@@ -32,7 +33,7 @@ PROFILES = ("temperley", "krumhansl", "edma")
 # Results columns: (heading, SQL expression). The first is the row key.
 RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("artist", "artist"),
-    ("title", "coalesce(nullif(trim(title), ''), regexp_replace(path, '^.*[/\\\\]', ''))"),
+    ("title", TITLE_SQL),
     ("album", "album"),
     ("bpm", "bpm"),
     ("key", "key_temperley || ' ' || scale_temperley"),

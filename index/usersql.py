@@ -29,7 +29,7 @@ def prepare_connection(store: Store) -> None:
     creates the views and macros of ``engine sql`` (index.sql: ``style(track_id, name)``,
     ``tag(track_id, name)``, ``library``, ...) as TEMP objects. Idempotent.
     """
-    from index.sql import create_views
+    from index.sqlviews import create_views
 
     if getattr(store, "_user_sql_ready", False):
         return

@@ -252,7 +252,7 @@ def _choose_and_fit(tag: str, plans, fetched, neg_ids: list[int]) -> Probe:
     results.sort(key=lambda r: (-(r[0].auc if r[0].auc is not None else -1.0),
                                 -r[4].shape[1] if r[0].auc is None else r[4].shape[1]))
     quality, combo, train_ids, y, x, n_random = results[0]
-    weights, bias = _fit(x, y)
+    weights, bias = fit_logistic(x, y)
     versions = {s: model_version(s) for s in combo}
     used_neg = set(train_ids[y == 0].tolist())
     return Probe(tag, combo, versions, weights, bias, tuple(int(t) for t in train_ids[y == 1]),
@@ -306,7 +306,7 @@ def _candidates(spaces: list[str]) -> list[tuple[str, ...]]:
     return [(s,) for s in spaces] + ([tuple(spaces)] if len(spaces) > 1 else [])
 
 
-def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     """Logistic regression on standardised ``x``; the weights and bias on raw ``x``."""
     from sklearn.linear_model import LogisticRegression
 
@@ -329,7 +329,7 @@ def _cross_validate(x: np.ndarray, y: np.ndarray, combo: tuple[str, ...]) -> Spa
         return SpaceQuality(combo, None, None)
     scores = np.zeros(len(y))
     for train_rows, test_rows in StratifiedKFold(folds, shuffle=True, random_state=0).split(x, y):
-        w, b = _fit(x[train_rows], y[train_rows])
+        w, b = fit_logistic(x[train_rows], y[train_rows])
         scores[test_rows] = x[test_rows] @ w + b
     return SpaceQuality(combo, float(roc_auc_score(y, scores)),
                         float(balanced_accuracy_score(y, scores > 0)))
