@@ -162,7 +162,7 @@ def phase_build(directory: Path, n: int, dim: int, source: str) -> dict:
 def exact_truth(n: int, dim: int, query_ids: np.ndarray, centre: np.ndarray | None) -> dict[str, list[set[int]]]:
     """Exact top-K ids per query and filter, streaming the generator once; vectors prepared
     with the index's ``centre`` as the engine compares them (index.vectors.prepare)."""
-    from index.vectors import prepare
+    from index.vectormath import prepare
 
     # Query ids are sorted, so taking them block by block keeps their order.
     q = prepare(np.concatenate([block(dim, b)[1][(query_ids[(query_ids - 1) // BLOCK == b] - 1) % BLOCK]

@@ -214,7 +214,7 @@ class Searcher:
         vector = self.store.embedding(track.track_id, space)
         if vector is None:
             raise MissingEmbeddingsError(self._no_vector_reason(track, space))
-        from index.vectors import prepare
+        from index.vectormath import prepare
 
         self.index(space)  # loads the centre
         return prepare(vector[None, :], self._centres.get(space))
@@ -238,7 +238,7 @@ class Searcher:
     def matrix(self, space: str) -> tuple[np.ndarray, np.ndarray]:
         """(track ids int64 [n], vectors float32 [n, d]) of every track in ``space``, from
         DuckDB, prepared as the index holds them (index.vectors.prepare)."""
-        from index.vectors import prepare
+        from index.vectormath import prepare
 
         self.index(space)  # loads the centre
         ids, raw = self.store.embedding_matrix(space)

@@ -1,3 +1,4 @@
+# One file (≈650 lines) on purpose: the one adapter that holds the DuckDB connection (readers, the build's writer, their errors); split, the connection would be shared again.
 """The store: one directory holding the DuckDB file (source of truth) and FAISS indexes.
 
 Only this module holds a DuckDB connection. Writers take an exclusive lock on the

@@ -1,3 +1,4 @@
+# One file (≈500 lines) on purpose: a user tag's whole life (train, save, score, export) over the two tables it owns (probes, user_tags).
 """The user's own tags: a linear probe trained from example tracks, and its stored scores.
 
 A tag ("cinematic") is learned from a few positive tracks (and optionally negative ones)

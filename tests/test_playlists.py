@@ -27,7 +27,7 @@ from index.tracks import TrackSummary as TrackRef
 from index.tracks import resolve_track
 from index.radio import RadioError, radio
 from index.trackfacts import all_track_facts, track_facts
-from index.vectors import centre_of, normalise, prepare
+from index.vectormath import centre_of, normalise, prepare
 from tests.listdata import make_list_store
 
 SLOW_SETTINGS = settings(max_examples=30, deadline=None,

@@ -1,3 +1,4 @@
+# One file (≈560 lines) on purpose: the App class alone (its bindings, thread workers and message handlers); each widget is in tui/components/, the data in tui.data.
 """`engine tui`: filter, browse, compare and play the collection from the keyboard.
 
 Every store call runs in a thread worker that only posts messages (ResultsReady,
