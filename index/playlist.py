@@ -32,9 +32,9 @@ from typing import Iterable
 
 from engine.errors import EngineError
 from index.pathnames import db_text, from_db, is_utf8
+from index.store import DB_NAME, Store
 from index.tracks import SUMMARY_SQL, TrackSummary, track_label
 from index.usersql import run_select, select_sql
-from index.store import DB_NAME, Store
 
 
 class PlaylistError(EngineError):

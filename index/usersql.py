@@ -19,6 +19,7 @@ import numpy as np
 
 from index.queryerrors import BadSQLError
 from index.sql import error_line
+from index.sqlviews import create_views
 from index.store import Store
 
 
@@ -26,11 +27,9 @@ def prepare_connection(store: Store) -> None:
     """Make ``store``'s (read-only) connection safe and ready for user SQL fragments.
 
     Disables external access (no files, no network; it cannot be turned back on) and
-    creates the views and macros of ``engine sql`` (index.sql: ``style(track_id, name)``,
+    creates the views and macros of ``engine sql`` (index.sqlviews: ``style(track_id, name)``,
     ``tag(track_id, name)``, ``library``, ...) as TEMP objects. Idempotent.
     """
-    from index.sqlviews import create_views
-
     if getattr(store, "_user_sql_ready", False):
         return
     store.con.execute("SET enable_external_access = false")
