@@ -66,7 +66,7 @@ def main() -> None:
     x = clustered_vectors(n + new, dim, seed=3)
     with tempfile.TemporaryDirectory(prefix="index-update-") as tmp, Store.open(Path(tmp)) as store:
         insert(store, np.arange(1, n + 1), x[:n], space)
-        store._bump([space])
+        store.bump_generations([space])
         t = time.perf_counter()
         first = vectors.sync(store, spaces=(space,))[0]
         print(f"{n:,} x {dim} ({space}): first build {time.perf_counter() - t:.1f} s, "
@@ -79,7 +79,7 @@ def main() -> None:
         redo_ids = victims[gone:]
         insert(store, redo_ids, clustered_vectors(redone, dim, seed=9), space)
         insert(store, np.arange(n + 1, n + new + 1), x[n:], space)
-        store._bump([space])
+        store.bump_generations([space])
         print(f"changes: {gone:,} deleted, {new:,} added, {redone:,} re-analysed")
 
         t = time.perf_counter()

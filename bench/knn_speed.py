@@ -232,7 +232,7 @@ def run_case(n: int, dim: int, queries: int, k: int, workdir: Path) -> list[dict
             allowed_rows = None
             matching = n
             if where is not None:
-                from index.query import filter_ids
+                from index.usersql import filter_ids
                 allowed_rows = filter_ids(searcher.store, where) - 1
                 allowed_rows.sort()
                 matching = len(allowed_rows)

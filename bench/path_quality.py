@@ -80,13 +80,14 @@ def score(searcher, space: str, order: list[int]) -> tuple[float, int]:
 
 def compare(store: Path, pairs: list[tuple[int, int]], n: int, label: str) -> None:
     from index.paths import song_path
-    from index.query import Searcher, TrackRef
+    from index.query import Searcher
+    from index.tracks import TrackSummary
 
     ours_w, base_w, ours_b, base_b, wins, ties, t_ours = [], [], [], [], 0, 0, []
     larger_monotone = 0  # ours larger although the peers' path does not step back
     with Searcher(store) as s:
         for a, b in pairs:
-            ref = lambda t: TrackRef(t, "", None, None, None, None)  # noqa: E731
+            ref = lambda t: TrackSummary(t, "", None, None, None, None)  # noqa: E731
             t0 = time.process_time()
             ours = [st.track_id for st in song_path(s, ref(a), ref(b), "musicnn", length=n).steps]
             t_ours.append(time.process_time() - t0)

@@ -85,7 +85,8 @@ def main() -> None:
     from index.byexample import more_like
     from index.lists import ListRules
     from index.paths import song_path
-    from index.query import Searcher, TrackRef
+    from index.query import Searcher
+    from index.tracks import TrackSummary
     from index.radio import radio
 
     n = args.tracks
@@ -96,8 +97,8 @@ def main() -> None:
     rng = np.random.default_rng(11)
     pairs = rng.choice(n, size=(args.queries, 3), replace=True) + 1
 
-    def ref(t: int) -> TrackRef:
-        return TrackRef(int(t), "", None, None, None, None)
+    def ref(t: int) -> TrackSummary:
+        return TrackSummary(int(t), "", None, None, None, None)
 
     t0, c0 = time.perf_counter(), time.process_time()
     searcher = Searcher(store)

@@ -335,7 +335,8 @@ M3U8_NAMES = ["plain.ogg", "#hash.ogg", "##.ogg", " lead.ogg", "trail .ogg", "\t
 def probe_m3u8(work: Path) -> list[Tally]:
     from urllib.parse import unquote_to_bytes, urlparse
 
-    from index.playlist import PlaylistTrack, write_m3u8
+    from index.playlist import write_m3u8
+    from index.tracks import TrackSummary
 
     t = Tally("m3u8", f"odd file names written to an M3U8 playlist and read back ({len(M3U8_NAMES)} kinds, "
                       "absolute and --relative)")
@@ -348,7 +349,7 @@ def probe_m3u8(work: Path) -> list[Tally]:
                 f.write(b"x")
             target = work / "m3u8" / f"p{int(relative)}-{i}.m3u8"
             try:
-                written = write_m3u8([PlaylistTrack(1, path, 1.0, "a", "b")], target, relative=relative, force=True)
+                written = write_m3u8([TrackSummary(1, path, 1.0, "a", "b")], target, relative=relative, force=True)
             except Exception as exc:  # noqa: BLE001
                 t.count(False, f"{name!r}: {exc}")
                 continue

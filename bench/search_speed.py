@@ -58,7 +58,7 @@ def make(out: Path, n: int) -> Path:
             for space in ("mtt", "musicnn"):
                 con.execute("INSERT INTO embeddings SELECT track_id, ?, "
                             "list_transform(range(200), lambda x: (random() - 0.5)::FLOAT) FROM tracks", [space])
-            store._bump(["mtt", "musicnn"])
+            store.bump_generations(["mtt", "musicnn"])
     (out / "done").write_text("")
     return out
 

@@ -125,14 +125,14 @@ def phase_store(directory: Path, n: int, dim: int, source: str) -> dict:
         if copy_from:  # without the tracks its update phase added
             for table in ("tracks", "embeddings"):
                 store.con.execute(f"DELETE FROM {table} WHERE track_id > {n}")
-            store._bump([space])
+            store.bump_generations([space])
         elif source == "duckdb":
             for ids, vecs in chunks(n, dim):
                 insert_tracks(store, ids, vecs, space)
         else:  # the vectors go straight into the build (phase_build)
             for start in range(0, n, BLOCK):
                 insert_tracks(store, np.arange(start + 1, min(n, start + BLOCK) + 1), None, space)
-        store._bump([space])
+        store.bump_generations([space])
         store.con.execute("CHECKPOINT")
     db = directory / "store" / "engine.duckdb"
     return {"store_s": time.perf_counter() - t0, "store_cpu_s": time.process_time() - c0,
@@ -162,7 +162,7 @@ def phase_build(directory: Path, n: int, dim: int, source: str) -> dict:
 def exact_truth(n: int, dim: int, query_ids: np.ndarray, centre: np.ndarray | None) -> dict[str, list[set[int]]]:
     """Exact top-K ids per query and filter, streaming the generator once; vectors prepared
     with the index's ``centre`` as the engine compares them (index.vectors.prepare)."""
-    from index.vectors import prepare
+    from index.vectormath import prepare
 
     # Query ids are sorted, so taking them block by block keeps their order.
     q = prepare(np.concatenate([block(dim, b)[1][(query_ids[(query_ids - 1) // BLOCK == b] - 1) % BLOCK]
@@ -269,7 +269,7 @@ def phase_update(directory: Path, n: int, dim: int, source: str) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     with Store.open(directory / "store") as store:
         insert_tracks(store, new_ids, vecs if source == "duckdb" else None, space)
-        store._bump([space])
+        store.bump_generations([space])
         write_s = time.perf_counter() - t0
         t0, c0 = time.perf_counter(), time.process_time()
         if source == "duckdb":

@@ -26,8 +26,9 @@ from typing import Sequence
 import numpy as np
 
 from index.lists import ListBuilder, ListRules, pick
-from index.query import (AmbiguousTrackError, MissingEmbeddingsError, Neighbour, QueryError,
-                         Searcher, TrackRef, UnknownTrackError, check_space, resolve_track)
+from index.query import Neighbour, Searcher, check_space
+from index.queryerrors import AmbiguousTrackError, MissingEmbeddingsError, QueryError, UnknownTrackError
+from index.tracks import TrackSummary, resolve_track
 from index.trackfacts import track_facts
 
 COMBINES = ("centroid", "fusion", "maxmin")
@@ -52,7 +53,7 @@ class Named:
     text: str
 
 
-def resolve_named(store, n: Named, problems: list[str]) -> TrackRef | None:
+def resolve_named(store, n: Named, problems: list[str]) -> TrackSummary | None:
     """The track ``n`` names, or None after adding to ``problems`` why it names none (an
     ambiguous one is followed by its candidates, indented)."""
     try:
@@ -69,12 +70,12 @@ def resolve_named(store, n: Named, problems: list[str]) -> TrackRef | None:
     return None
 
 
-def resolve_seeds(searcher: Searcher, space: str, named: Sequence[Named]) -> list[TrackRef]:
+def resolve_seeds(searcher: Searcher, space: str, named: Sequence[Named]) -> list[TrackSummary]:
     """The tracks ``named`` (ids, paths, path parts or titles), in order, each with a vector
     in ``space``. Raises :class:`SeedError` listing every one that is missing, ambiguous or
     without an embedding, one line each."""
     check_space(space)
-    refs: list[TrackRef] = []
+    refs: list[TrackSummary] = []
     problems: list[str] = []
     for n in named:
         ref = resolve_named(searcher.store, n, problems)
@@ -125,8 +126,8 @@ def avoided(candidates: np.ndarray, seeds: np.ndarray, avoid: np.ndarray) -> np.
     return (candidates @ avoid.T).max(1) > (candidates @ seeds.T).max(1)
 
 
-def more_like(searcher: Searcher, seeds: Sequence[TrackRef], space: str, k: int = 10, *,
-              avoid: Sequence[TrackRef] = (), where: str | None = None,
+def more_like(searcher: Searcher, seeds: Sequence[TrackSummary], space: str, k: int = 10, *,
+              avoid: Sequence[TrackSummary] = (), where: str | None = None,
               combine: str = DEFAULT_COMBINE, rules: ListRules = ListRules()) -> list[Neighbour]:
     """The ``k`` tracks most like ``seeds`` (and unlike ``avoid``) in ``space``, best first.
 

@@ -102,7 +102,7 @@ def nlist_for(count: int) -> int:
 
 
 def _prepared(x: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    from index.vectors import prepare
+    from index.vectormath import prepare
 
     return prepare(x, centre, inplace=True)
 
@@ -117,7 +117,7 @@ def build(chunks: Chunks, count: int, dim: int, directory: Path, space: str, *,
     """
     import faiss
 
-    from index.vectors import centre_of_blocks
+    from index.vectormath import centre_of_blocks
 
     t0 = time.perf_counter()
     if centre is None:

@@ -70,7 +70,7 @@ class PlaylistEntry:
 
     @property
     def label(self) -> str:
-        from index.query import track_label
+        from index.tracks import track_label
 
         return track_label(self.artist, self.title, self.path)
 
@@ -300,7 +300,7 @@ def keep_rules(searcher, track_ids: Sequence[int], space: str, rules: ListRules,
     For lists made another way (an SQL playlist): near-duplicates are found in ``space``
     (by content alone when the store has no embeddings there).
     """
-    from index.query import MissingEmbeddingsError
+    from index.queryerrors import MissingEmbeddingsError
     from index.trackfacts import track_facts
 
     ids = [int(t) for t in track_ids]

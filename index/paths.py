@@ -37,7 +37,9 @@ import numpy as np
 
 from index.duplicates import is_near_duplicate
 from index.lists import ListRules, PlaylistEntry, violations
-from index.query import QueryError, Searcher, TrackRef, check_space
+from index.query import Searcher, check_space
+from index.queryerrors import QueryError
+from index.tracks import TrackSummary
 from index.trackfacts import TrackFacts, track_facts
 
 POOL_PER_POINT = 16  # candidates per interpolation point (then 2x while the DP finds no path)
@@ -163,8 +165,8 @@ def split_length(angles: Sequence[float], interior: int) -> list[int]:
     return counts
 
 
-def song_path(searcher: Searcher, start: TrackRef, end: TrackRef, space: str, *,
-              via: Sequence[TrackRef] = (), length: int | None = None, minutes: float | None = None,
+def song_path(searcher: Searcher, start: TrackSummary, end: TrackSummary, space: str, *,
+              via: Sequence[TrackSummary] = (), length: int | None = None, minutes: float | None = None,
               where: str | None = None, rules: ListRules = ListRules()) -> SongPath:
     """A path from ``start`` to ``end`` through ``via`` (in order); see the module doc.
 
@@ -212,7 +214,7 @@ def song_path(searcher: Searcher, start: TrackRef, end: TrackRef, space: str, *,
 class _Planner:
     """Plans a path over fixed tracks; keeps the vectors and facts it has fetched."""
 
-    def __init__(self, searcher: Searcher, space: str, fixed: list[TrackRef], fixed_vecs: np.ndarray,
+    def __init__(self, searcher: Searcher, space: str, fixed: list[TrackSummary], fixed_vecs: np.ndarray,
                  allowed: np.ndarray | None, rules: ListRules):
         self.searcher, self.space, self.fixed, self.allowed, self.rules = searcher, space, fixed, allowed, rules
         self.fixed_ids = [f.track_id for f in fixed]

@@ -28,12 +28,13 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Protocol
+from typing import Iterable
 
 from index.pathnames import db_text, from_db, is_utf8
-from index.query import run_select, select_sql, track_label
 from index.store import DB_NAME, Store
 from models.errors import EngineError
+from index.tracks import SUMMARY_SQL, TrackSummary, track_label
+from index.usersql import run_select, select_sql
 
 
 class PlaylistError(EngineError):
@@ -54,29 +55,8 @@ class WrittenPlaylist:
     skipped: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class PlaylistTrack:
-    track_id: int
-    path: str  # as stored (display text); path_bytes when the name is not UTF-8
-    duration: float | None
-    artist: str | None
-    title: str | None
-    path_bytes: bytes | None = None
-
-    @property
-    def label(self) -> str:
-        return track_label(self.artist, self.title, self.path)
-
-
-class _Playable(Protocol):
-    path: str
-    duration: float | None
-    artist: str | None
-    title: str | None
-
-
 def select_tracks(store_dir: Path | str | None, where: str | None, order_by: str | None = None,
-                  limit: int | None = None) -> list[PlaylistTrack]:
+                  limit: int | None = None) -> list[TrackSummary]:
     """Tracks matching the SQL boolean ``where``, sorted by ``order_by`` (SQL), at most ``limit``.
 
     ``where`` and ``order_by`` are fragments over the ``tracks`` table, e.g.
@@ -85,22 +65,9 @@ def select_tracks(store_dir: Path | str | None, where: str | None, order_by: str
     0-1). Ties (and no ``order_by``) are broken by path, so the order is stable.
     """
     with Store.open_read_only(Path(store_dir) if store_dir else None) as store:
-        sql = select_sql(store, "track_id, path, duration, artist, title, path_bytes", where,
-                         order_by, limit, then_by="path")
+        sql = select_sql(store, SUMMARY_SQL, where, order_by, limit, then_by="path")
         rows = run_select(store, sql, where, order_by)
-    return [PlaylistTrack(*r) for r in rows]
-
-
-def tracks_by_id(store: Store, track_ids: Iterable[int]) -> list[PlaylistTrack]:
-    """The tracks with these ids, in the order given (ids not in the store are left out)."""
-    ids = [int(t) for t in track_ids]
-    if not ids:
-        return []
-    rows = store.con.execute(
-        "SELECT track_id, path, duration, artist, title, path_bytes FROM tracks "
-        "WHERE track_id IN (SELECT unnest(?))", [ids]).fetchall()
-    by_id = {r[0]: PlaylistTrack(*r) for r in rows}
-    return [by_id[t] for t in ids if t in by_id]
+    return [TrackSummary(*r) for r in rows]
 
 
 def path_line(path: str, folder: Path | None = None) -> str | None:
@@ -122,7 +89,7 @@ def path_line(path: str, folder: Path | None = None) -> str | None:
     return line
 
 
-def m3u8_lines(tracks: Iterable[_Playable], folder: Path | None = None) -> tuple[str, list[str]]:
+def m3u8_lines(tracks: Iterable[TrackSummary], folder: Path | None = None) -> tuple[str, list[str]]:
     """(the playlist as text, a warning per track left out); paths relative to ``folder``
     when given. Each track's file is ``from_db(path, path_bytes)`` (index.pathnames)."""
     lines = ["#EXTM3U"]
@@ -141,7 +108,7 @@ def m3u8_lines(tracks: Iterable[_Playable], folder: Path | None = None) -> tuple
     return "\n".join(lines) + "\n", skipped
 
 
-def m3u8_text(tracks: Iterable[_Playable], folder: Path | None = None) -> str:
+def m3u8_text(tracks: Iterable[TrackSummary], folder: Path | None = None) -> str:
     """The playlist as text (tracks that cannot be written are left out, see m3u8_lines)."""
     return m3u8_lines(tracks, folder)[0]
 
@@ -186,10 +153,10 @@ def check_target(target: Path, *, force: bool = False, store_dir: Path | None = 
         raise PlaylistExistsError(f"{target} exists: pass --force to overwrite it")
 
 
-def write_m3u8(tracks: Iterable[_Playable], path: Path | str, *, relative: bool = False,
+def write_m3u8(tracks: Iterable[TrackSummary], path: Path | str, *, relative: bool = False,
                force: bool = False, store_dir: Path | None = None) -> WrittenPlaylist:
-    """Write ``tracks`` (objects with path, duration, artist, title and optionally
-    path_bytes) to ``path``.
+    """Write ``tracks`` (:class:`TrackSummary`, or anything with its path, duration,
+    artist and title, e.g. index.search.SearchHit) to ``path``.
 
     Absolute paths by default; ``relative=True`` writes them relative to the playlist's
     folder. UTF-8 without BOM, LF line ends, atomic replace. ``path`` is checked first

@@ -1,4 +1,4 @@
-"""Queries over the store: find a track, its nearest neighbours, and user SQL filters.
+"""k-NN search: a track's nearest neighbours in one embedding space, through FAISS.
 
 No click here: the CLI (engine/cli/query.py) and the TUI call these functions.
 
@@ -18,22 +18,12 @@ Search strategy, by index kind (index.vectors.build_index chooses the kind):
   the search found fewer than k, every list is scanned, which with IVF-*Flat* is an
   exact search over the filtered subset.
 
-User SQL (``where``, ``order_by``) is parsed by DuckDB and must leave the statement one
-plain SELECT over ``tracks`` (a fragment cannot close its parenthesis, add a UNION, a
-statement or a comment); the whole statement must pass ``engine sql``'s read-only check
-(index.sql.check_read_only: allowed functions only); and it runs on a read-only
-connection with external access (files, network) disabled. So it can neither write nor
-reach outside the store. The views and macros of ``engine sql`` are available, e.g.
-``style(track_id, 'Techno')``, here also as ``style('Techno')``.
+Finding the query track is index.tracks; checking a ``where`` filter is index.usersql.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
-import os
-import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +31,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from models.errors import models_hint
+from index.queryerrors import MissingEmbeddingsError, QueryError, UnknownSpaceError
 from index.store import Store
-from index.sql import _one_line  # DuckDB's message on one line (shared)
-from models.errors import EngineError, models_hint
+from index.tracks import TrackSummary, model_outcome, resolve_track, track_label
+from index.usersql import filter_ids
 
 # Embedding spaces and their dimensions (index.schema: embeddings.space).
 from models.registry import SPACES  # noqa: E402
@@ -52,8 +44,6 @@ from models.registry import SPACES  # noqa: E402
 DEFAULT_SPACE = "musicnn"
 # Similarity at or above which a track counts as the same recording as the query.
 DUPLICATE_SIMILARITY = 0.99999
-# Candidates listed by an ambiguous-track error.
-MAX_CANDIDATES = 10
 # A filter matching at most this many tracks is searched exactly by fetching their
 # vectors (reconstruct_batch) and ranking them in numpy: 0.1 ms for 1,000 of 1M tracks,
 # where an ID selector still visits all 1M ids (3-7 ms); from ~5k on the fetch costs more.
@@ -63,56 +53,6 @@ SUBSET_EXACT_MAX = 2048
 # while other processes held the cores; reconstructing 1,000 vectors: 0.1 ms with 1
 # thread, 6 ms with 2 right after a DuckDB query), so searches run single-threaded.
 SEARCH_THREADS = 1
-
-
-class QueryError(EngineError):
-    """A query cannot run; the message says why and what to do."""
-
-
-class UnknownTrackError(QueryError):
-    pass
-
-
-class AmbiguousTrackError(QueryError):
-    """The text matches several tracks; ``candidates`` holds (up to 10 of) them."""
-
-    def __init__(self, text: str, candidates: Sequence["TrackRef"], total: int):
-        self.text = text
-        self.candidates = tuple(candidates)
-        self.total = total
-        lines = [f"{text!r} matches {total} tracks; give more of the path or title, or a track id:"]
-        lines += [f"  {c.track_id:>6}  {c.path}" for c in self.candidates]
-        if total > len(self.candidates):
-            lines.append(f"  … and {total - len(self.candidates)} more")
-        super().__init__("\n".join(lines))
-
-
-class UnknownSpaceError(QueryError):
-    pass
-
-
-class MissingEmbeddingsError(QueryError):
-    pass
-
-
-class BadSQLError(QueryError):
-    pass
-
-
-@dataclass(frozen=True)
-class TrackRef:
-    """A track found by :func:`resolve_track`."""
-
-    track_id: int
-    path: str
-    artist: str | None
-    title: str | None
-    duration: float | None
-    content_hash: str | None
-
-    @property
-    def label(self) -> str:
-        return track_label(self.artist, self.title, self.path)
 
 
 @dataclass(frozen=True)
@@ -148,276 +88,6 @@ _DESCRIPTOR_SQL = (
     "artist, title, duration, bpm, key_temperley, scale_temperley, loudness_lufs, "
     "danceability, danceable, voice, arousal, valence, top_style, genre"
 )
-_REF_SQL = "track_id, path, artist, title, duration, content_hash"
-
-
-def track_label(artist: str | None, title: str | None, path: str) -> str:
-    """'artist – title', or whichever of them is known, else the file name's stem."""
-    parts = [p.strip() for p in (artist, title) if p and p.strip()]
-    return " – ".join(parts) if parts else Path(path).stem
-
-
-# -- finding a track --------------------------------------------------------------------
-
-# A track's title and "artist – title", lower-case and NFC, for matching what users type.
-_TITLE_SQL = "lower(nfc_normalize(coalesce(title, '')))"
-_LABEL_SQL = "lower(nfc_normalize(coalesce(artist, '') || ' – ' || coalesce(title, '')))"
-
-
-def resolve_track(store: Store, text: str | int) -> TrackRef:
-    """The track that ``text`` names: a track id, a file path, a title or "artist – title",
-    or a unique part of one of them.
-
-    A number is tried as a track id first, then an exact path, then an exact title or
-    "artist – title" (" - " works as the dash), then a part of any of them. Matching is
-    case-insensitive, with Unicode normalised (NFC). Raises :class:`AmbiguousTrackError`
-    (listing candidates) when a part matches several tracks, :class:`UnknownTrackError`
-    when nothing does.
-    """
-    text = str(text).strip()
-    if not text:
-        raise UnknownTrackError("no track given: pass a track id, a file path or part of one")
-    con = store.con
-    if text.isdigit():
-        row = con.execute(f"SELECT {_REF_SQL} FROM tracks WHERE track_id = ?", [int(text)]).fetchall()
-        if row:
-            return TrackRef(*row[0])
-    expanded = os.path.expanduser(text)
-    exact = {text, unicodedata.normalize("NFC", text), os.path.abspath(expanded)}
-    try:
-        exact.add(str(Path(expanded).resolve()))
-    except (OSError, RuntimeError):
-        pass
-    rows = con.execute(
-        f"SELECT {_REF_SQL} FROM tracks WHERE path IN (SELECT unnest(?)) "
-        "OR nfc_normalize(path) IN (SELECT unnest(?)) ORDER BY track_id",
-        [sorted(exact), sorted(unicodedata.normalize("NFC", p) for p in exact)],
-    ).fetchall()
-    if len(rows) == 1:
-        return TrackRef(*rows[0])
-    part = unicodedata.normalize("NFC", text).lower()
-    label = part.replace(" - ", " – ")
-    for condition, args in (
-        (f"{_TITLE_SQL} = ? OR {_LABEL_SQL} = ?", [part, label]),
-        (f"contains(lower(nfc_normalize(path)), ?) OR contains({_LABEL_SQL}, ?)", [part, label]),
-    ):
-        total = con.execute(f"SELECT count(*) FROM tracks WHERE {condition}", args).fetchone()[0]
-        if total:
-            break
-    else:
-        raise UnknownTrackError(
-            f"no track in the store matches {text!r}: give a track id, a file path, a title, "
-            "'artist – title', or a unique part of one"
-        )
-    rows = con.execute(
-        f"SELECT {_REF_SQL} FROM tracks WHERE {condition} ORDER BY path LIMIT {MAX_CANDIDATES}", args,
-    ).fetchall()
-    if total == 1:
-        return TrackRef(*rows[0])
-    raise AmbiguousTrackError(text, [TrackRef(*r) for r in rows], total)
-
-
-# -- user SQL -----------------------------------------------------------------------------
-
-def prepare_connection(store: Store) -> None:
-    """Make ``store``'s (read-only) connection safe and ready for user SQL fragments.
-
-    Disables external access (no files, no network; it cannot be turned back on) and
-    creates the views and macros of ``engine sql`` (index.sql: ``style(track_id, name)``,
-    ``tag(track_id, name)``, ``library``, ...) as TEMP objects. Idempotent.
-    """
-    from index.sql import create_views
-
-    if getattr(store, "_user_sql_ready", False):
-        return
-    store.con.execute("SET enable_external_access = false")
-    create_views(store.con)
-    store._user_sql_ready = True
-
-
-@functools.lru_cache(maxsize=256)
-def _read_only_refusal(sql: str) -> str | None:
-    """index.sql's check (one read-only SELECT, allowed functions only), cached: it
-    opens a DuckDB of its own (≈ 100 ms on a busy machine)."""
-    from index.sql import SqlError, check_read_only
-
-    try:
-        check_read_only(sql)
-    except SqlError as exc:
-        return str(exc)
-    return None
-
-
-def select_sql(store: Store, columns: str, where: str | None, order_by: str | None = None,
-               limit: int | None = None, *, then_by: str | None = None) -> str:
-    """``SELECT columns FROM tracks WHERE (where) ORDER BY order_by, then_by LIMIT limit``, checked.
-
-    ``where`` and ``order_by`` are user SQL fragments. Each is parsed by DuckDB and must
-    leave the statement one plain SELECT from ``tracks`` with exactly the clauses given
-    (a fragment that closes a parenthesis, adds a statement, a UNION or a comment is
-    refused). Raises :class:`BadSQLError` with one line naming the fragment.
-    ``then_by`` (trusted SQL) breaks ties, or is the whole order when ``order_by`` is None.
-    """
-    prepare_connection(store)
-    key = (columns, where, order_by, limit, then_by)
-    cache = store.__dict__.setdefault("_checked_sql", {})
-    if key not in cache:
-        if len(cache) > 256:
-            cache.clear()
-        cache[key] = _select_sql(store, columns, where, order_by, limit, then_by)
-    return cache[key]
-
-
-def _select_sql(store: Store, columns: str, where: str | None, order_by: str | None,
-                limit: int | None, then_by: str | None) -> str:
-    where_sql = "TRUE" if where is None or not where.strip() else where
-    # Fragments on lines of their own: a trailing -- comment cannot swallow what follows.
-    base = f"SELECT {columns} FROM tracks WHERE (\n{where_sql}\n)"
-    checked = _checked(store, base, "WHERE filter", where_sql, order=False, limit=False,
-                       bare=f"SELECT 1 FROM tracks WHERE\n{where_sql}")
-    has_order = order_by is not None and bool(order_by.strip())
-    if not has_order and then_by is None and limit is None:
-        return checked
-    sql = base
-    if has_order:
-        sql = f"{base} ORDER BY\n{order_by}\n" + (f", {then_by}" if then_by else "")
-        _checked(store, sql, "ORDER BY", order_by, order=True, limit=False,
-                 bare=f"SELECT 1 FROM tracks ORDER BY\n{order_by}")
-    elif then_by:
-        sql = f"{base} ORDER BY {then_by}"
-    if limit is not None:
-        if int(limit) < 0:
-            raise BadSQLError(f"limit must be 0 or more, not {limit}")
-        sql = f"{sql} LIMIT {int(limit)}"
-    # Each fragment passed on its own; name the user's text, not the composed query.
-    what, fragment = ("ORDER BY", order_by) if has_order else ("WHERE filter", where_sql)
-    return _checked(store, sql, what, fragment, order=has_order or bool(then_by), limit=limit is not None)
-
-
-def _checked(store: Store, sql: str, what: str, fragment: str, *, order: bool, limit: bool,
-             bare: str | None = None) -> str:
-    """Parse ``sql``; check its shape; return the SQL to run (with style() rewritten).
-
-    ``bare`` is the fragment in a statement without the parentheses and columns we
-    add: when ``sql`` does not parse, its error is the one that speaks of what the
-    user typed ("at end of input" rather than "at or near ')'").
-    """
-    import duckdb
-
-    con = store.con
-    bad = f"bad {what} {fragment.strip()!r}"
-    if "\x00" in sql:
-        raise BadSQLError(f"{bad}: contains a NUL character")
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise BadSQLError(f"{bad}: {_parse_error(con, bare, fragment) or _one_line(exc)}") from None
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-        raise BadSQLError(f"{bad}: it must be part of one SELECT statement")
-    try:
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
-    except duckdb.Error as exc:
-        raise BadSQLError(f"{bad}: {_one_line(exc)}") from None
-    if tree.get("error"):
-        raise BadSQLError(f"{bad}: {tree.get('error_message', 'not a SELECT')}")
-    nodes = tree.get("statements", [])
-    if len(nodes) != 1:
-        raise BadSQLError(f"{bad}: it must be part of one SELECT statement")
-    node = nodes[0]["node"]
-    kinds = sorted(m.get("type") for m in node.get("modifiers", []))
-    expected = sorted((["ORDER_MODIFIER"] if order else []) + (["LIMIT_MODIFIER"] if limit else []))
-    table = node.get("from_table") or {}
-    if (node.get("type") != "SELECT_NODE" or kinds != expected
-            or table.get("type") != "BASE_TABLE" or table.get("table_name") != "tracks"
-            or node.get("cte_map", {}).get("map") or node.get("group_expressions")
-            or node.get("having") or node.get("qualify")):
-        raise BadSQLError(f"{bad}: it must be a plain expression (no closing parenthesis, "
-                          "ORDER BY, LIMIT, UNION or comment that changes the query)")
-    refusal = _read_only_refusal(sql)
-    if refusal:
-        raise BadSQLError(f"{bad}: {refusal}")
-    if not _add_track_id_to_style(node):
-        return sql
-    try:
-        return con.execute("SELECT json_deserialize_sql(?::JSON)", [json.dumps(tree)]).fetchone()[0]
-    except duckdb.Error as exc:  # pragma: no cover - DuckDB prints what it parsed
-        raise BadSQLError(f"{bad}: {_one_line(exc)}") from None
-
-
-def _parse_error(con, bare: str | None, fragment: str) -> str | None:
-    """What is wrong with the user's ``fragment`` alone (in ``bare``), or None if nothing is."""
-    import duckdb
-
-    if bare is None:
-        return None
-    try:
-        statements = con.extract_statements(bare)
-    except duckdb.Error as exc:
-        return _one_line(exc)
-    if len(statements) > 1 or fragment.rstrip().endswith(";"):
-        return "it must be part of one SELECT statement: remove the ';'"
-    return None
-
-
-# index.sql macros whose first argument is the track id, which a filter may leave out.
-_ROW_MACROS = frozenset({"style", "haaqi"})
-
-
-def _add_track_id_to_style(node: Any) -> bool:
-    """Rewrite every one-argument style(x) or haaqi(x) to f(tracks.track_id, x), in place.
-
-    DuckDB macros cannot see the calling row, so index.sql's ``style`` and ``haaqi`` take
-    the track id; in a filter or sort order over ``tracks`` the row is implied, so
-    ``style('Techno')`` and ``haaqi('mum')`` are accepted as well.
-    """
-    changed = False
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, dict):
-            if (n.get("class") == "FUNCTION"
-                    and str(n.get("function_name", "")).lower() in _ROW_MACROS
-                    and not n.get("schema") and len(n.get("arguments", [])) == 1):
-                n["arguments"].insert(0, {"name": "", "expression": {
-                    "class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "",
-                    "query_location": 18446744073709551615, "query_location_length": 0,
-                    "column_names": ["tracks", "track_id"]}})
-                changed = True
-            stack.extend(n.values())
-        elif isinstance(n, list):
-            stack.extend(n)
-    return changed
-
-
-def run_select(store: Store, sql: str, where: str | None, order_by: str | None = None) -> list[tuple]:
-    """Run SQL from :func:`select_sql`; DuckDB's errors (unknown column...) become one line
-    naming the fragment at fault."""
-    import duckdb
-
-    try:
-        return store.con.execute(sql).fetchall()
-    except duckdb.Error as exc:
-        what, fragment = "ORDER BY", order_by
-        if where is not None and where.strip():
-            try:  # bind the filter alone: is it the culprit?
-                store.con.execute("EXPLAIN " + select_sql(store, "track_id", where)).fetchall()
-            except duckdb.Error:
-                what, fragment = "WHERE filter", where
-        if not fragment:
-            what, fragment = "query", sql
-        raise BadSQLError(f"bad {what} {fragment.strip()!r}: {_one_line(exc)}") from None
-
-
-def filter_ids(store: Store, where: str) -> np.ndarray:
-    """Track ids (int64) of the tracks matching the SQL boolean ``where``."""
-    import duckdb
-
-    sql = select_sql(store, "track_id", where)
-    try:
-        ids = store.con.execute(sql).fetchnumpy()["track_id"]
-    except duckdb.Error as exc:
-        raise BadSQLError(f"bad WHERE filter {where.strip()!r}: {_one_line(exc)}") from None
-    return np.asarray(ids, dtype=np.int64)
 
 
 # -- k-NN -----------------------------------------------------------------------------------
@@ -531,7 +201,7 @@ class Searcher:
         pos = np.minimum(np.searchsorted(indexed, ids), len(indexed) - 1)
         return ids[indexed[pos] == ids]
 
-    def query_vector(self, track: TrackRef, space: str) -> np.ndarray:
+    def query_vector(self, track: TrackSummary, space: str) -> np.ndarray:
         """The track's vector [1, d] prepared as the index holds it (centred, normalised): from
         the index (or its float16 rows), else from DuckDB."""
         rows = self.rows(space)
@@ -541,15 +211,13 @@ class Searcher:
             return self.index(space).reconstruct(int(track.track_id))[None, :]
         except RuntimeError:  # not in the index (or an index without an id map)
             pass
-        row = self.store.con.execute(
-            "SELECT vector FROM embeddings WHERE track_id = ? AND space = ?", [track.track_id, space]
-        ).fetchall()
-        if not row:
+        vector = self.store.embedding(track.track_id, space)
+        if vector is None:
             raise MissingEmbeddingsError(self._no_vector_reason(track, space))
-        from index.vectors import prepare
+        from index.vectormath import prepare
 
         self.index(space)  # loads the centre
-        return prepare(np.asarray(row[0][0], dtype=np.float32)[None, :], self._centres.get(space))
+        return prepare(vector[None, :], self._centres.get(space))
 
     def vectors(self, space: str, track_ids: Sequence[int]) -> np.ndarray:
         """Normalised vectors ``[len(track_ids), d]`` (float32) of tracks in ``space``'s
@@ -570,7 +238,7 @@ class Searcher:
     def matrix(self, space: str) -> tuple[np.ndarray, np.ndarray]:
         """(track ids int64 [n], vectors float32 [n, d]) of every track in ``space``, from
         DuckDB, prepared as the index holds them (index.vectors.prepare)."""
-        from index.vectors import prepare
+        from index.vectormath import prepare
 
         self.index(space)  # loads the centre
         ids, raw = self.store.embedding_matrix(space)
@@ -592,23 +260,16 @@ class Searcher:
         return _search(index, q, k, set(exclude or ()), allowed, self._vector_rows.get(space),
                        self._rerank.get(space, 0))
 
-    def _no_vector_reason(self, track: TrackRef, space: str) -> str:
+    def _no_vector_reason(self, track: TrackSummary, space: str) -> str:
         """Why ``track`` has no vector in ``space``, and what (if anything) fixes it."""
-        import duckdb
-
         head = f"track {track.track_id} ({track.path}) has no {space} embedding"
-        try:
-            has, reason = self.store.con.execute(
-                f"SELECT has_{space}, no_output_reason FROM tracks WHERE track_id = ?",
-                [track.track_id]).fetchone()
-        except duckdb.Error:  # a store written before no_output_reason existed
-            has, reason = None, None
+        has, reason = model_outcome(self.store, track.track_id, space)
         if has is False:  # the model ran and could not take it: no build changes that
             return f"{head}: {reason or 'the model cannot take this track'}"
         return (f"{head}: the {space} model was missing when it was analysed. To get it, "
                 f"{models_hint(space)}; then run `engine build` on its folder again")
 
-    def knn(self, track: str | int | TrackRef, space: str, k: int = 10,
+    def knn(self, track: str | int | TrackSummary, space: str, k: int = 10,
             where: str | None = None) -> list[Neighbour]:
         """The ``k`` tracks most similar to ``track`` in ``space``, best first.
 
@@ -617,7 +278,7 @@ class Searcher:
         check_space(space)
         if k < 1:
             raise QueryError(f"k must be at least 1, not {k}")
-        ref = track if isinstance(track, TrackRef) else resolve_track(self.store, track)
+        ref = track if isinstance(track, TrackSummary) else resolve_track(self.store, track)
         index = self.index(space)
         q = self.query_vector(ref, space)
         allowed = None
@@ -786,7 +447,7 @@ def _search_params(ivf, nprobe: int, sel):
     return params
 
 
-def knn(store_dir: Path | str | None, track: str | int | TrackRef, space: str, k: int = 10,
+def knn(store_dir: Path | str | None, track: str | int | TrackSummary, space: str, k: int = 10,
         where: str | None = None) -> list[Neighbour]:
     """The ``k`` tracks most similar to ``track`` (id, path or unique path part) in ``space``.
 

@@ -21,7 +21,9 @@ from typing import Sequence
 import numpy as np
 
 from index.lists import ListBuilder, ListRules, PlaylistEntry
-from index.query import QueryError, Searcher, TrackRef, check_space
+from index.query import Searcher, check_space
+from index.queryerrors import QueryError
+from index.tracks import TrackSummary
 from index.trackfacts import TrackFacts, track_facts
 
 ANCHOR = 0.35  # weight of the seeds' centroid in each step's query
@@ -36,7 +38,7 @@ class RadioError(QueryError):
     pass
 
 
-def radio(searcher: Searcher, seeds: Sequence[TrackRef], space: str, *, length: int | None = None,
+def radio(searcher: Searcher, seeds: Sequence[TrackSummary], space: str, *, length: int | None = None,
           minutes: float | None = None, variety: float = 0.3, where: str | None = None,
           rules: ListRules = ListRules(), random_seed: int | None = None) -> list[PlaylistEntry]:
     """A radio list of ``length`` tracks (the seeds included), or about ``minutes`` of music."""

@@ -31,7 +31,9 @@ import numpy as np
 from index import concepts as concept_cache
 from index import textspace
 from index.concepts import KEY_MINOR, KEY_PC, ConceptTable
-from index.query import QueryError, filter_ids, track_label
+from index.queryerrors import QueryError
+from index.tracks import track_label
+from index.usersql import filter_ids
 from index.store import Store
 from index.vocabulary import BPM, COLUMN, KEY, TAG, Concept, ParsedQuery, Term, parse
 

@@ -1,3 +1,4 @@
+# One file (≈650 lines) on purpose: the one adapter that holds the DuckDB connection (readers, the build's writer, their errors); split, the connection would be shared again.
 """The store: one directory holding the DuckDB file (source of truth) and FAISS indexes.
 
 Only this module holds a DuckDB connection. Writers take an exclusive lock on the
@@ -322,9 +323,12 @@ class Store:
         """Counter bumped whenever ``space``'s embeddings change (FAISS sync check)."""
         return int(self.meta(f"generation:{space}") or 0)
 
-    def _bump(self, spaces: Iterable[str]) -> None:
+    def bump_generations(self, spaces: Iterable[str]) -> None:
+        """Count ``spaces``' embeddings as changed (their FAISS files are then out of step)."""
         for space in set(spaces):
             self.set_meta(f"generation:{space}", str(self.generation(space) + 1))
+
+    _bump = bump_generations  # the name the tests use
 
     # -- reading state for incremental builds -------------------------------------
     def known_files(self) -> dict[str, KnownFile]:
@@ -398,7 +402,7 @@ class Store:
                     "mtime_ns, path_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [text, f.stage, one_line(f.error), now, f.file_size, f.mtime_ns, raw],
                 )
-            self._bump(spaces)
+            self.bump_generations(spaces)
 
     def _track_ids(self, paths: list[str]) -> dict[str, int]:
         if not paths:
@@ -462,7 +466,7 @@ class Store:
                     "SELECT DISTINCT space FROM embeddings WHERE track_id IN (SELECT unnest(?))", [ids])]
                 for table in ("styles", "tags", "embeddings", "listener_quality", "user_tags", "tracks"):
                     self._exec(f"DELETE FROM {table} WHERE track_id IN (SELECT unnest(?))", [ids])
-                self._bump(spaces)
+                self.bump_generations(spaces)
             self._exec("DELETE FROM failures WHERE path IN (SELECT unnest(?))", [list(paths)])
         return len(ids)
 
@@ -471,6 +475,23 @@ class Store:
         if paths:
             self._exec("DELETE FROM failures WHERE path IN (SELECT unnest(?))",
                        [[to_db(p)[0] for p in paths]])
+
+    def insert_columns(self, table: str, columns: dict[str, Any]) -> None:
+        """Append rows given column by column (numpy arrays of one length, by column name)
+        to ``table`` in one statement: synthetic stores for tests and benchmarks."""
+        if table not in TABLES_DDL:
+            raise StoreError(f"unknown table {table!r}")
+        self.con.register("_src", columns)
+        try:
+            names = ", ".join(columns)
+            self._exec(f"INSERT INTO {table} ({names}) SELECT {names} FROM _src")
+        finally:
+            self.con.unregister("_src")
+
+    def insert_embeddings(self, space: str, track_ids: Iterable[int], vectors: Iterable[np.ndarray]) -> None:
+        """Add one vector per track to ``space`` (synthetic stores; a build uses write_tracks)."""
+        self.con.executemany("INSERT INTO embeddings VALUES (?, ?, ?)",
+                             [(int(i), space, np.asarray(v).tolist()) for i, v in zip(track_ids, vectors)])
 
     # -- reading vectors ---------------------------------------------------------------
     def embedding_matrix(self, space: str) -> tuple[np.ndarray, np.ndarray]:
@@ -492,6 +513,12 @@ class Store:
         v = cols["v"]
         vectors = np.stack(v) if v.dtype == object else np.asarray(v)
         return ids, np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), dim)
+
+    def embedding(self, track_id: int, space: str) -> np.ndarray | None:
+        """One track's vector in ``space`` (float32 [d]) as stored, or None without one."""
+        row = self._exec("SELECT vector FROM embeddings WHERE track_id = ? AND space = ?",
+                         [int(track_id), space])
+        return np.asarray(row[0][0], dtype=np.float32) if row else None
 
     def embedding_shape(self, space: str) -> tuple[int, int]:
         """(how many vectors ``space`` holds, their dimension; 0 when empty), without reading them."""

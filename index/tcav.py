@@ -177,7 +177,7 @@ def _tag_layers(spec) -> Head:
 def _cav(x: np.ndarray, ids: np.ndarray, positives: np.ndarray, rng: np.random.Generator,
          negatives: np.ndarray | None = None) -> np.ndarray | None:
     """Unit direction of a probe telling ``positives`` (track ids) from random others."""
-    from index.usertags import fit_probe
+    from index.usertags import fit_logistic
 
     pos = np.isin(ids, positives)
     if pos.sum() < MIN_EXAMPLES:
@@ -188,7 +188,7 @@ def _cav(x: np.ndarray, ids: np.ndarray, positives: np.ndarray, rng: np.random.G
     neg = rng.choice(others, min(len(others), max(50, 5 * int(pos.sum()))), replace=False)
     rows = np.r_[np.flatnonzero(pos), neg]
     y = np.r_[np.ones(int(pos.sum())), np.zeros(len(neg))]
-    w, _ = fit_probe(x[rows], y)
+    w, _ = fit_logistic(x[rows], y)
     n = float(np.linalg.norm(w))
     return (w / n).astype(np.float32) if n > 0 else None
 

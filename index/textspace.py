@@ -172,7 +172,7 @@ class _Inputs:
         self.mean = self.std = None
 
     def rows(self, columns: np.ndarray) -> np.ndarray:
-        from index.vectors import normalise
+        from index.vectormath import normalise
 
         blocks = []
         for vecs, where in self.parts:

@@ -1,3 +1,4 @@
+# One file (≈500 lines) on purpose: a user tag's whole life (train, save, score, export) over the two tables it owns (probes, user_tags).
 """The user's own tags: a linear probe trained from example tracks, and its stored scores.
 
 A tag ("cinematic") is learned from a few positive tracks (and optionally negative ones)
@@ -176,7 +177,7 @@ def examples(store: Store, positives: Sequence, negatives: Sequence = (), *, pos
     (ids, paths, titles), the ``*_where`` SQL conditions on ``tracks``. Raises
     index.byexample.SeedError listing every name that matches no track or several."""
     from index.byexample import SeedError, resolve_named
-    from index.query import filter_ids
+    from index.usersql import filter_ids
 
     problems: list[str] = []
     ids: list[list[int]] = [[], []]
@@ -252,7 +253,7 @@ def _choose_and_fit(tag: str, plans, fetched, neg_ids: list[int]) -> Probe:
     results.sort(key=lambda r: (-(r[0].auc if r[0].auc is not None else -1.0),
                                 -r[4].shape[1] if r[0].auc is None else r[4].shape[1]))
     quality, combo, train_ids, y, x, n_random = results[0]
-    weights, bias = fit_probe(x, y)
+    weights, bias = fit_logistic(x, y)
     versions = {s: model_version(s) for s in combo}
     used_neg = set(train_ids[y == 0].tolist())
     return Probe(tag, combo, versions, weights, bias, tuple(int(t) for t in train_ids[y == 1]),
@@ -306,7 +307,7 @@ def _candidates(spaces: list[str]) -> list[tuple[str, ...]]:
     return [(s,) for s in spaces] + ([tuple(spaces)] if len(spaces) > 1 else [])
 
 
-def fit_probe(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+def fit_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     """Logistic regression on standardised ``x``; the weights and bias on raw ``x``."""
     from sklearn.linear_model import LogisticRegression
 
@@ -329,7 +330,7 @@ def _cross_validate(x: np.ndarray, y: np.ndarray, combo: tuple[str, ...]) -> Spa
         return SpaceQuality(combo, None, None)
     scores = np.zeros(len(y))
     for train_rows, test_rows in StratifiedKFold(folds, shuffle=True, random_state=0).split(x, y):
-        w, b = fit_probe(x[train_rows], y[train_rows])
+        w, b = fit_logistic(x[train_rows], y[train_rows])
         scores[test_rows] = x[test_rows] @ w + b
     return SpaceQuality(combo, float(roc_auc_score(y, scores)),
                         float(balanced_accuracy_score(y, scores > 0)))

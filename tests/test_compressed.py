@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from index import compressed, vectorfile, vectors
-from index.query import QueryError, Searcher
+from index.query import Searcher
+from index.queryerrors import QueryError
 from index.store import Store
 
 N, DIM = 20_000, 48

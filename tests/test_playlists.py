@@ -22,10 +22,12 @@ from index.byexample import COMBINES, Named, SeedError, combine_scores, more_lik
 from index.duplicates import DUPLICATE_COSINE, durations_match, find_duplicates, is_near_duplicate
 from index.lists import ListBuilder, ListRules, pick, violations
 from index.paths import PathError, best_path, progress, song_path
-from index.query import Searcher, TrackRef, resolve_track
+from index.query import Searcher
+from index.tracks import TrackSummary as TrackRef
+from index.tracks import resolve_track
 from index.radio import RadioError, radio
 from index.trackfacts import all_track_facts, track_facts
-from index.vectors import centre_of, normalise, prepare
+from index.vectormath import centre_of, normalise, prepare
 from tests.listdata import make_list_store
 
 SLOW_SETTINGS = settings(max_examples=30, deadline=None,

@@ -19,18 +19,17 @@ from hypothesis import strategies as st
 from engine.cli import cli
 from index import query as query_module
 from index import vectors
-from index.playlist import PlaylistTrack, m3u8_text, select_tracks, write_m3u8
-from index.query import (
-    DUPLICATE_SIMILARITY,
+from index.playlist import m3u8_text, select_tracks, write_m3u8
+from index.query import DUPLICATE_SIMILARITY, Searcher, knn
+from index.queryerrors import (
     AmbiguousTrackError,
     BadSQLError,
     MissingEmbeddingsError,
-    Searcher,
     UnknownSpaceError,
     UnknownTrackError,
-    knn,
-    resolve_track,
 )
+from index.tracks import TrackSummary as PlaylistTrack
+from index.tracks import resolve_track
 from index.store import NoStoreError, Store, TrackRecord
 
 UNICODE_PART = "Ñame with spaces"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from index import concepts, textspace
-from index.query import QueryError
+from index.queryerrors import QueryError
 from index.search import NoMatchError, TextSearcher
 from index.store import Store, TrackRecord
 from index.vocabulary import BPM, KEY, TAG, build_vocabulary, parse, pitch_class

@@ -50,6 +50,25 @@ def test_core_modules_load_neither_click_nor_textual():
     assert done.returncode == 0, done.stderr
 
 
+def test_the_tui_neither_holds_sql_nor_touches_the_connection():
+    """The store's connection is used through index/ functions only (index.browse for the
+    TUI's lists and details): no `.con` attribute and no SQL statement text under tui/."""
+    import re
+
+    statement = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\b[^\n]*\b(FROM|INTO|SET)\b")
+    for path in sorted((ROOT / "tui").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        uses = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "con"]
+        assert not uses, f"{path.name}: store.con at lines {uses}"
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and n.body and isinstance(n.body[0], ast.Expr)}
+        texts = [n for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                 and id(n) not in docs]
+        sql = [n.lineno for n in texts if statement.search(n.value)]
+        assert not sql, f"{path.name}: SQL text at lines {sql}"
+
+
 @pytest.mark.parametrize("text, expected", [
     ("120-130", Range(120, 130)), ("120–130", Range(120, 130)), ("130..120", Range(120, 130)),
     (">120", Range(120, None)), ("<130", Range(None, 130)), ("120-", Range(120, None)),

@@ -135,7 +135,7 @@ def test_an_index_from_before_centring_is_rebuilt_centred(tmp_path):
         np.testing.assert_allclose(s.vectors("musicnn", [7])[0], prepared[6], atol=1e-5)
         # a track's vector read from DuckDB is prepared the same way as the index's
         s._indexes["musicnn"].remove_ids(np.array([7], np.int64))
-        from index.query import TrackRef
+        from index.tracks import TrackSummary as TrackRef
 
         np.testing.assert_allclose(s.query_vector(TrackRef(7, "", None, None, None, None), "musicnn")[0],
                                    prepared[6], atol=1e-5)

@@ -1,15 +1,11 @@
-"""The TUI's core: filters, pages of results, track details and neighbours. No textual here.
+"""The TUI's core: pages of results, track details and neighbours. No textual here.
 
-A thin adapter over ``index`` (query, sql, playlist): everything is a frozen dataclass,
-and :class:`Catalog` owns the DuckDB connections. Each *role* (results, details,
-similarity) has its own connection and lock, so a slow k-NN search never delays the
-results list; the app calls these methods from thread workers only.
-
-Filters from the panel are turned into SQL by :func:`filter_sql` (values are numbers or
-quoted literals, so that SQL is trusted); the free WHERE text typed by the user goes
-through :func:`index.query.select_sql` (parsed, shape-checked and read-only checked)
-and the checked ``SELECT * FROM tracks WHERE (...)`` replaces ``tracks`` in the page
-query (DuckDB folds it into one scan; an ``IN (...)`` semi-join cost twice as much).
+A thin adapter over ``index`` (browse, query, search): everything is a frozen
+dataclass, and :class:`Catalog` owns the DuckDB connections. Each *role* (results,
+details, similarity) has its own connection and lock, so a slow k-NN search never
+delays the results list; the app calls these methods from thread workers only. The SQL
+(filters, pages, details) is index.browse's; here are only the roles' connections, the
+filter text the panel reads (:func:`parse_range`) and how a cell is shown.
 """
 
 from __future__ import annotations
@@ -23,22 +19,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from engine.errors import EngineError
-from index import turns
-from index.pathnames import from_db
-from index.query import (
-    BadSQLError, MissingEmbeddingsError, Neighbour, QueryError, Searcher, _one_line,
-    prepare_connection, select_sql,
+from index import browse, turns
+from index.browse import (
+    KEYS, PROFILES, RESULT_COLUMNS, SORTABLE, Filters, Page, Range, ResultRow, TrackDetail,
+    combined_where, filter_sql,
 )
-from index.listeners import track_scores
+from index.browse import FilterError as TuiError  # one class: the panel's text and its SQL
+from index.query import Neighbour, Searcher
+from index.queryerrors import BadSQLError, MissingEmbeddingsError, QueryError
 from index.store import DB_NAME, Store, damaged_error, is_damaged
+from index.usersql import prepare_connection
 from tui.text import printable
 
-KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-# Spellings a store may hold for each pitch class (flats, unicode accidentals).
-_ENHARMONIC = {"C#": ("C#", "Db"), "D#": ("D#", "Eb"), "F#": ("F#", "Gb"),
-               "G#": ("G#", "Ab"), "A#": ("A#", "Bb")}
-from index.schema import KEY_PROFILES as PROFILES  # noqa: E402
 SPACES = ("effnet", "musicnn")
 PAGE_SIZE = 200
 # A role's connection is closed after this long without a query (index.turns: a build
@@ -46,40 +38,7 @@ PAGE_SIZE = 200
 IDLE_CLOSE_S = 1.0
 SEARCH_RESULTS = 500  # tracks a text search lists, best first
 
-# Results columns: (heading, SQL expression). The first is the row key.
-RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("artist", "artist"),
-    ("title", "coalesce(nullif(trim(title), ''), regexp_replace(path, '^.*[/\\\\]', ''))"),
-    ("album", "album"),
-    ("bpm", "bpm"),
-    ("key", "key_temperley || ' ' || scale_temperley"),
-    ("lufs", "loudness_lufs"),
-    ("dance", "danceability"),
-    ("voice", "voice"),
-    ("arousal", "arousal"),
-    ("valence", "valence"),
-    ("top_style", "top_style"),
-)
-SORTABLE = tuple(name for name, _ in RESULT_COLUMNS)
-
-
-class TuiError(EngineError):
-    """A filter value that cannot be read; the message says what to type."""
-
-
-# -- filters ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Range:
-    """A closed range; either end may be open (None)."""
-
-    low: float | None = None
-    high: float | None = None
-
-    @property
-    def empty(self) -> bool:
-        return self.low is None and self.high is None
-
+# -- filter text ------------------------------------------------------------------------------
 
 _UNSIGNED = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _NUMBER = r"[-+]?" + _UNSIGNED
@@ -111,114 +70,6 @@ def parse_range(text: str) -> Range:
             low, high = high, low
         return Range(low, high)
     raise TuiError(f"cannot read {text!r} as a range: type e.g. 120-130, >120, <130")
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What the filter panel holds. Empty fields do not filter."""
-
-    tempo: Range = Range()
-    key: str | None = None  # tonic, one of KEYS
-    scale: str | None = None  # 'major' or 'minor'
-    profile: str = "temperley"
-    voice: bool | None = None  # True: with voice, False: instrumental
-    danceability: Range = Range()
-    arousal: Range = Range()
-    valence: Range = Range()
-    style: str | None = None
-    style_min: float = 0.0
-    where: str = ""  # the user's free SQL
-    text: str = ""  # search words (index.search): the list is then ranked by relevance
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _range_sql(column: str, r: Range) -> list[str]:
-    out = []
-    if r.low is not None:
-        out.append(f"{column} >= {r.low!r}")
-    if r.high is not None:
-        out.append(f"{column} <= {r.high!r}")
-    return out
-
-
-def filter_sql(f: Filters) -> str:
-    """The panel's filters (not the free WHERE) as one trusted SQL boolean; 'TRUE' if none."""
-    if f.profile not in PROFILES:
-        raise TuiError(f"unknown key profile {f.profile!r}: use one of {', '.join(PROFILES)}")
-    parts = _range_sql("bpm", f.tempo)
-    if f.key:
-        names = _ENHARMONIC.get(f.key, (f.key,))
-        parts.append(f"key_{f.profile} IN ({', '.join(_literal(n) for n in names)})")
-    if f.scale:
-        parts.append(f"scale_{f.profile} = {_literal(f.scale)}")
-    if f.voice is not None:
-        parts.append("voice >= 0.5" if f.voice else "voice < 0.5")
-    parts += _range_sql("danceability", f.danceability)
-    parts += _range_sql("arousal", f.arousal)
-    parts += _range_sql("valence", f.valence)
-    if f.style and f.style.strip():
-        name = f.style.strip().lower()
-        parts.append(
-            "track_id IN (SELECT track_id FROM styles WHERE (lower(style) = "
-            f"{_literal(name)} OR lower(genre || '---' || style) = {_literal(name)}) "
-            f"AND activation >= {float(f.style_min)!r})")
-    return " AND ".join(parts) or "TRUE"
-
-
-def combined_where(f: Filters) -> str | None:
-    """Everything as one SQL boolean for index.query (k-NN restriction); None if no filter."""
-    parts = [p for p in (filter_sql(f), f.where.strip()) if p and p != "TRUE"]
-    if not parts:
-        return None
-    return " AND ".join(f"({p})" for p in parts)
-
-
-# -- results --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ResultRow:
-    track_id: int
-    path: str  # as stored: display text (index.pathnames)
-    duration: float | None
-    values: tuple  # in RESULT_COLUMNS order
-    path_bytes: bytes | None = None  # the name's bytes when it is not UTF-8
-
-    @property
-    def file_path(self) -> str:
-        """The name to open the file by."""
-        return from_db(self.path, self.path_bytes)
-
-    @property
-    def artist(self) -> str | None:
-        return self.values[0]
-
-    @property
-    def title(self) -> str | None:
-        return self.values[1]
-
-
-@dataclass(frozen=True)
-class Page:
-    """Rows ``offset``.. of the ``total`` tracks matching the filters, in ``sort`` order."""
-
-    rows: tuple[ResultRow, ...]
-    total: int
-    offset: int = 0
-    sort: str = "artist"
-    descending: bool = False
-
-
-@dataclass(frozen=True)
-class TrackDetail:
-    track_id: int
-    path: str
-    fields: tuple[tuple[str, object], ...]  # (column, value), non-NULL, schema order
-    styles: tuple[tuple[str, float], ...]
-    tags: tuple[tuple[str, str, float], ...]  # (source, tag, activation)
-    listeners: tuple[tuple[str, float], ...] = ()  # (listener, predicted HAAQI 0-1)
 
 
 @dataclass(frozen=True)
@@ -277,9 +128,6 @@ class _Conn:
                     self._timer.daemon = True
                     self._timer.start()
 
-    def rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
-        return self.store_for(lambda store: store.con.execute(sql, list(params)).fetchall())
-
     def _close_if_idle(self) -> None:
         with self.lock:
             self._timer = None
@@ -304,11 +152,6 @@ class _Conn:
                 self._timer.cancel()
                 self._timer = None
             self._close()
-
-
-def _row(r: tuple) -> ResultRow:
-    """A ResultRow from ``SELECT track_id, path, duration, path_bytes, <RESULT_COLUMNS>``."""
-    return ResultRow(r[0], r[1], r[2], tuple(r[4:]), r[3])
 
 
 class Catalog:
@@ -340,62 +183,30 @@ class Catalog:
 
     # -- user SQL ---------------------------------------------------------------------
     def check_where(self, where: str) -> str | None:
-        """The checked ``SELECT * FROM tracks WHERE (where)``; None for an empty filter.
-
-        Raises :class:`BadSQLError` (one line) when the text does not parse, is not a plain
-        read-only expression, or does not bind (unknown column, wrong types).
-        """
-        import duckdb
-
+        """The checked ``SELECT * FROM tracks WHERE (where)`` (index.browse.check_where);
+        None for an empty filter. Raises :class:`BadSQLError` (one line)."""
         where = where.strip()
         if not where:
             return None
         if where in self._checked:
             return self._checked[where]
-        def check(store: Store) -> str:
-            sql = select_sql(store, "*", where)
-            try:
-                store.con.execute("EXPLAIN " + sql).fetchall()
-            except duckdb.Error as exc:
-                raise BadSQLError(f"bad WHERE filter {where!r}: {_one_line(exc)}") from None
-            return sql
-
-        sql = self._results.store_for(check)
+        sql = self._results.store_for(lambda store: browse.check_where(store, where))
         if len(self._checked) > 512:
             self._checked.clear()
         self._checked[where] = sql
         return sql
-
-    def _source(self, f: Filters) -> str:
-        """What to select from: ``tracks``, or the tracks the user's WHERE keeps."""
-        user = self.check_where(f.where)
-        return f"({user}) AS tracks" if user else "tracks"
 
     def page(self, f: Filters, sort: str = "artist", descending: bool = False,
              offset: int = 0, limit: int = PAGE_SIZE, *, total: int | None = None) -> Page:
         """One page of matching tracks and the total count; only ``limit`` rows are fetched.
         A ``total`` the caller already knows (a later page of the same list) is not counted
         again."""
-        import duckdb
-
         if f.text.strip():
             return self.search_page(f, offset, limit)
-        if sort not in SORTABLE:
-            raise TuiError(f"cannot sort by {sort!r}: use one of {', '.join(SORTABLE)}")
-        source, where = self._source(f), filter_sql(f)
-        expr = dict(RESULT_COLUMNS)[sort]
-        direction = "DESC" if descending else "ASC"
-        cols = ", ".join(e for _, e in RESULT_COLUMNS)
-        sql = (f"SELECT track_id, path, duration, path_bytes, {cols} FROM {source} WHERE {where} "
-               f"ORDER BY {expr} {direction} NULLS LAST, path LIMIT {int(limit)} OFFSET {int(offset)}")
-        try:
-            rows = self._results.rows(sql)
-            if total is None:
-                total = self._results.rows(f"SELECT count(*) FROM {source} WHERE {where}")[0][0]
-        except duckdb.Error as exc:
-            raise BadSQLError(f"bad filter: {_one_line(exc)}") from None
-        return Page(tuple(_row(r) for r in rows), int(total),
-                    offset, sort, descending)
+        browse.check_sort(sort)
+        user = self.check_where(f.where)
+        return self._results.store_for(
+            lambda store: browse.page(store, f, user, sort, descending, offset, limit, total=total))
 
     def search_page(self, f: Filters, offset: int = 0, limit: int = PAGE_SIZE) -> Page:
         """Rows ``offset``.. of the :data:`SEARCH_RESULTS` best matches of ``f.text`` among
@@ -427,12 +238,7 @@ class Catalog:
         """Result rows for these tracks, in the order given (for a k-NN seeded list)."""
         if not track_ids:
             return ()
-        cols = ", ".join(e for _, e in RESULT_COLUMNS)
-        ids = ", ".join(str(int(t)) for t in track_ids)
-        rows = self._results.rows(f"SELECT track_id, path, duration, path_bytes, {cols} FROM tracks "
-                                  f"WHERE track_id IN ({ids})")
-        by_id = {r[0]: _row(r) for r in rows}
-        return tuple(by_id[int(t)] for t in track_ids if int(t) in by_id)
+        return self._results.store_for(lambda store: browse.result_rows(store, track_ids))
 
     def playlist(self, f: Filters, sort: str = "artist", descending: bool = False) -> list[ResultRow]:
         """Every matching track in the list's order (for an M3U8 export)."""
@@ -441,39 +247,10 @@ class Catalog:
 
     def styles(self) -> list[str]:
         """Style names of the store, most common top style first, for completion."""
-        rows = self._details.rows(
-            "SELECT s.style FROM (SELECT DISTINCT style FROM styles) s "
-            "LEFT JOIN (SELECT top_style, count(*) AS n FROM tracks GROUP BY top_style) t "
-            "ON t.top_style = s.style ORDER BY coalesce(t.n, 0) DESC, s.style")
-        return [r[0] for r in rows]
+        return self._details.store_for(browse.style_names)
 
     def detail(self, track_id: int) -> TrackDetail:
-        import duckdb
-
-        con = self._details
-
-        def fetch(store: Store):
-            cur = store.con.execute("SELECT * FROM tracks WHERE track_id = ?", [int(track_id)])
-            return [d[0] for d in cur.description], cur.fetchone()
-
-        names, row = con.store_for(fetch)
-        if row is None:
-            raise QueryError(f"track {track_id} is no longer in the store")
-        values = dict(zip(names, row))
-        fields = tuple((n, v) for n, v in values.items() if v is not None)
-        styles = con.rows("SELECT style, activation FROM styles WHERE track_id = ? "
-                          "ORDER BY activation DESC LIMIT 8", [int(track_id)])
-        tags = con.rows(
-            "SELECT source, tag, activation FROM (SELECT *, row_number() OVER "
-            "(PARTITION BY source ORDER BY activation DESC) AS r FROM tags WHERE track_id = ?) "
-            "WHERE r <= 3 ORDER BY source, activation DESC", [int(track_id)])
-        try:
-            listeners = tuple(con.store_for(lambda store: track_scores(store, int(track_id))))
-        except duckdb.CatalogException:  # a store made before listener profiles existed
-            listeners = ()
-        return TrackDetail(int(track_id), values["path"], fields,
-                           tuple((s, float(a)) for s, a in styles),
-                           tuple((s, t, float(a)) for s, t, a in tags), listeners)
+        return self._details.store_for(lambda store: browse.track_detail(store, int(track_id)))
 
     def make_list(self, request):
         """(tui.lists.ListMade, its result rows in play order) for a ListRequest (more like

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from index.query import DEFAULT_SPACE, SPACES, MissingEmbeddingsError, QueryError, Searcher, TrackRef
+from index.query import DEFAULT_SPACE, SPACES, Searcher
+from index.queryerrors import MissingEmbeddingsError, QueryError
+from index.tracks import TrackSummary
 
 KINDS = ("more", "path", "radio", "tag")
 LIST_LENGTH = 30  # tracks in a list made from marks (a path: from, via, to included)
@@ -68,7 +70,7 @@ def _learned_tag(searcher: Searcher, request: ListRequest) -> ListMade:
     import numpy as np
 
     from index import usertags
-    from index.query import filter_ids
+    from index.usersql import filter_ids
 
     store = searcher.store
     try:
@@ -91,8 +93,8 @@ def _learned_tag(searcher: Searcher, request: ListRequest) -> ListMade:
     return ListMade(tuple(int(ids[i]) for i in order), title, q.name, why)
 
 
-def _ref(searcher: Searcher, track_id: int) -> TrackRef:
-    from index.query import resolve_track
+def _ref(searcher: Searcher, track_id: int) -> TrackSummary:
+    from index.tracks import resolve_track
 
     return resolve_track(searcher.store, int(track_id))
 

@@ -71,19 +71,14 @@ def make_store(directory: Path | str, n: int, *, seed: int = 7, embeddings: bool
             "tag": np.tile(np.array(["electronic", "Cluster 3"], dtype=object), n),
             "activation": rng.random(2 * n).astype(np.float32)}
     with Store.open(Path(directory)) as store:
-        con = store.con
         with store.transaction():
             for table, data in (("tracks", tracks), ("styles", styles), ("tags", tags)):
-                con.register("_src", data)
-                cols = ", ".join(data)
-                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _src")
-                con.unregister("_src")
+                store.insert_columns(table, data)
             if embeddings:
                 for space, dim in (("musicnn", 200), ("effnet", 1280)):
                     # Clustered by top style so neighbours look plausible.
                     centres = rng.standard_normal((len(STYLES), dim)).astype(np.float32)
                     vecs = centres[style_i] + 0.7 * rng.standard_normal((n, dim)).astype(np.float32)
-                    con.executemany("INSERT INTO embeddings VALUES (?, ?, ?)",
-                                    [(int(i), space, v.tolist()) for i, v in zip(ids, vecs)])
-            store._bump(["musicnn", "effnet"] if embeddings else [])
+                    store.insert_embeddings(space, ids, vecs)
+            store.bump_generations(["musicnn", "effnet"] if embeddings else [])
     return Path(directory)

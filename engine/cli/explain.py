@@ -32,7 +32,7 @@ def explain(track: str, head: str | None, label: str | None, other: str | None, 
     Example: engine explain --track "Castle" --head moods_mirex
     """
     from index import tcav
-    from index.query import resolve_track
+    from index.tracks import resolve_track
     from index.store import Store
 
     with Store.open_read_only(store_dir) as store:
