@@ -16,8 +16,6 @@ HOMES = {
     "SCORE_TERMS": "index/schema.py",
     "SAMPLE_RATE": "engine/decode.py",
 }
-# The TUI's similar pane lists the spaces it shows, in its own order: its own choice.
-OWN_CHOICES = {("SPACES", "tui/data.py")}
 
 
 def _assignments(name: str) -> list[str]:
@@ -35,7 +33,7 @@ def _assignments(name: str) -> list[str]:
 
 def test_each_shared_constant_is_assigned_in_one_module():
     for name, home in HOMES.items():
-        places = [p for p in _assignments(name) if (name, p) not in OWN_CHOICES]
+        places = _assignments(name)
         assert places == [home], f"{name} is assigned in {places}; import it from {home}"
 
 

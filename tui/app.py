@@ -30,7 +30,7 @@ from tui.components.help_screen import HelpScreen
 from tui.components.results_table import ResultsTable
 from tui.components.similarity_pane import SimilarityPane
 from tui.data import (
-    PAGE_SIZE, SORTABLE, SPACES, BadSQLError, Catalog, Filters, Page, ResultRow, Similar,
+    PAGE_SIZE, SORTABLE, PANE_SPACES, BadSQLError, Catalog, Filters, Page, ResultRow, Similar,
     TrackDetail, TuiError,
 )
 from tui.marks import MarkRole, Marks
@@ -229,7 +229,7 @@ class EngineApp(App):
     @work(thread=True, exclusive=True, group="similar")
     def load_similar(self, track_id: int, restricted: bool) -> None:
         worker = get_current_worker()
-        for space in SPACES:
+        for space in PANE_SPACES:
             if worker.is_cancelled:
                 return
             result = self.catalog.similar(track_id, space, NEIGHBOURS,

@@ -31,7 +31,7 @@ from index.store import DB_NAME, Store, damaged_error, is_damaged
 from index.usersql import prepare_connection
 from tui.text import printable
 
-SPACES = ("effnet", "musicnn")
+PANE_SPACES = ("effnet", "musicnn")  # the Similar pane's two lists, in this order (mtt is in `more like`)
 PAGE_SIZE = 200
 # A role's connection is closed after this long without a query (index.turns: a build
 # commits while the app is idle).
@@ -302,6 +302,6 @@ def format_value(v: object, digits: int = 2) -> str:
 
 __all__ = [
     "BadSQLError", "Catalog", "Filters", "KEYS", "MissingEmbeddingsError", "PAGE_SIZE", "Page",
-    "PROFILES", "RESULT_COLUMNS", "Range", "ResultRow", "SORTABLE", "SPACES", "Similar",
+    "PROFILES", "RESULT_COLUMNS", "Range", "ResultRow", "SORTABLE", "PANE_SPACES", "Similar",
     "TrackDetail", "TuiError", "combined_where", "filter_sql", "format_value", "parse_range",
 ]

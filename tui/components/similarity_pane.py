@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Static
 
-from tui.data import SPACES, Similar, format_value
+from tui.data import PANE_SPACES, Similar, format_value
 
 
 _COLUMNS = (("#", 2), ("sim", 6), ("artist – title", 36), ("bpm", 3), ("style", 16))  # sim: centred cosines go below 0
@@ -17,7 +17,7 @@ class SimilarityPane(Horizontal):
     """Two lists, one per embedding space; a space without embeddings explains itself."""
 
     def compose(self) -> ComposeResult:
-        for space in SPACES:
+        for space in PANE_SPACES:
             with Vertical(classes="space", id=f"space-{space}"):
                 yield Label(space, classes="space-title", id=f"title-{space}")
                 table = DataTable(cursor_type="row", zebra_stripes=True, id=f"similar-{space}")
@@ -29,7 +29,7 @@ class SimilarityPane(Horizontal):
                 yield Static("", classes="space-error", id=f"error-{space}")
 
     def loading(self, restricted: bool) -> None:
-        for space in SPACES:
+        for space in PANE_SPACES:
             self.query_one(f"#title-{space}", Label).update(
                 f"{space} · …" + (" (within filter)" if restricted else ""))
 
@@ -53,6 +53,6 @@ class SimilarityPane(Horizontal):
                           key=str(n.track_id))
 
     def clear(self, message: str = "") -> None:
-        for space in SPACES:
+        for space in PANE_SPACES:
             self.query_one(f"#similar-{space}", DataTable).clear()
             self.query_one(f"#title-{space}", Label).update(space)
