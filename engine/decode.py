@@ -1,5 +1,8 @@
 """Decode an audio file once, into every signal the analysis stages need.
 
+Longer than 500 lines: one job (one decode, one result) whose container edge cases
+(chained Ogg links, lying headers, truncation, the fallback) each need their own reason.
+
 Every track is decoded exactly once, with PyAV (FFmpeg), not with Essentia's loaders:
 those cannot decode Opus and the process can crash after failing on it, so a decoder
 failure could take a whole build down. PyAV turns each failure into a Python exception,

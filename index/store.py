@@ -1,7 +1,9 @@
 # One file (≈650 lines) on purpose: the one adapter that holds the DuckDB connection (readers, the build's writer, their errors); split, the connection would be shared again.
 """The store: one directory holding the DuckDB file (source of truth) and FAISS indexes.
 
-Only this module holds a DuckDB connection. Writers take an exclusive lock on the
+Only this module opens the store's DuckDB connection. The other ``index/`` modules run
+their SQL on it (``store.con``) behind named functions that return dataclasses; nothing
+outside ``index/`` touches it (tests/test_layers.py checks). Writers take an exclusive lock on the
 store directory, so two builds cannot interleave; each batch of tracks is written
 in one transaction, so a build killed at any moment leaves whole tracks or none.
 A build (:class:`StoreWriter`) opens the file read-write only for each commit, so
@@ -191,7 +193,24 @@ def upgrade_older_store(directory: Path, missing: list[str]) -> None:
             "folder once") from None
 
 
-class Store:
+class _Closes:
+    """``with``: closes the object at the end of the block."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _release(lock_fd: int | None) -> None:
+    """Unlock and close the store's lock file (None: nothing held); returns None to store."""
+    if lock_fd is not None:
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        os.close(lock_fd)
+
+
+class Store(_Closes):
     """A store directory. Use :meth:`open` (read-write, locked) or :meth:`open_read_only`."""
 
     def __init__(self, directory: Path, con, lock_fd: int | None):
@@ -259,16 +278,7 @@ class Store:
 
     def close(self) -> None:
         self.con.close()
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._lock_fd = _release(self._lock_fd)
 
     def _create(self) -> None:
         for ddl in TABLES_DDL.values():
@@ -575,7 +585,7 @@ class Store:
         return count, [(r[0], np.asarray(r[1], dtype=np.float32)) for r in rows]
 
 
-class StoreWriter:
+class StoreWriter(_Closes):
     """A build's hold on a store: the build lock for the whole run, the DuckDB file only
     for short :meth:`session` s (a batch commit), so readers get turns in between.
 
@@ -638,16 +648,7 @@ class StoreWriter:
         return set_aside(self.directory)
 
     def close(self) -> None:
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def __enter__(self) -> "StoreWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        self._lock_fd = _release(self._lock_fd)
 
 
 def _sql_value(v: Any) -> Any:

@@ -116,3 +116,15 @@ def test_fresh_import_names_the_module_that_loads_a_ui_library(tree):
     assert done.returncode == 1
     # The first module that loads them: engine.tempo, or one that imports it.
     assert re.fullmatch(r"importing engine\.\w+ loads click, rich", done.stderr.strip())
+
+
+def test_only_index_touches_the_store_connection():
+    """SQL runs behind index/ functions: no module of engine/ or tui/ reads ``.con``
+    (the store's DuckDB connection). Fails naming the file and lines."""
+    import ast
+
+    for package in ("engine", "tui"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            uses = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "con"]
+            assert not uses, f"{path.relative_to(ROOT)} uses .con at lines {uses}: add a function in index/"

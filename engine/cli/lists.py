@@ -92,7 +92,7 @@ def check_playlist_target(m3u8: Path | None, force: bool, store_dir: Path | None
 
 
 def playlist_tracks(searcher, m3u8: Path | None, track_ids: Sequence[int]):
-    """The tracks to write as a playlist (index.playlist.tracks_by_id), or None without --m3u8."""
+    """The tracks to write as a playlist (index.tracks.tracks_by_id), or None without --m3u8."""
     from index.tracks import tracks_by_id
 
     return None if m3u8 is None else tracks_by_id(searcher.store, track_ids)
