@@ -62,7 +62,7 @@ def test_relative_links_resolve():
             assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
 
 
-RECIPES = ("Adding a descriptor", "Adding a model head")
+RECIPES = ("Adding a descriptor", "Adding a model head", "Adding a command", "Adding a TUI pane")
 
 
 def _recipe(title: str) -> str:
@@ -98,7 +98,7 @@ def test_each_recipe_names_at_most_three_files_that_exist_and_names_that_resolve
         assert 1 <= len(files) <= 3, f"{title}: {files}"
         for path in re.findall(r"`([\w/]+/[\w.]+\.(?:py|md))`", recipe):
             assert (ROOT / path).is_file(), f"{title} names {path}, which does not exist"
-        for dotted in re.findall(r"`((?:engine|index|models)\.[\w.]+)`", recipe):
+        for dotted in re.findall(r"`((?:engine|index|models|tui)\.[\w.]+)`", recipe):
             assert _resolves(dotted), f"{title} names {dotted}, which does not exist"
 
 
