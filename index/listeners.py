@@ -83,14 +83,14 @@ def check_name(name: str) -> str:
 def add_listener(store: Store, name: str, audiogram: Audiogram) -> Listener:
     """Add a profile. Raises :class:`ListenerError` when the name (in any case) is taken."""
     check_name(name)
-    taken = store._exec("SELECT name FROM listeners WHERE lower(name) = lower(?)", [name])
+    taken = store.rows("SELECT name FROM listeners WHERE lower(name) = lower(?)", [name])
     if taken:
         raise ListenerError(
             f"a listener named {taken[0][0]!r} exists already: pick another name, or "
             f"`engine listener delete {taken[0][0]}` first"
         )
     now = _dt.datetime.now()
-    store._exec("INSERT INTO listeners VALUES (?, ?, ?)", [name, list(audiogram.thresholds), now])
+    store.rows("INSERT INTO listeners VALUES (?, ?, ?)", [name, list(audiogram.thresholds), now])
     return Listener(name, audiogram, now)
 
 
@@ -98,17 +98,17 @@ def delete_listener(store: Store, name: str) -> int:
     """Remove a profile and its predictions; returns how many predictions went with it."""
     get_listener(store, name)
     with store.transaction():
-        count = store._exec("SELECT count(*) FROM listener_quality WHERE listener = ?", [name])[0][0]
-        store._exec("DELETE FROM listener_quality WHERE listener = ?", [name])
-        store._exec("DELETE FROM listeners WHERE name = ?", [name])
+        count = store.rows("SELECT count(*) FROM listener_quality WHERE listener = ?", [name])[0][0]
+        store.rows("DELETE FROM listener_quality WHERE listener = ?", [name])
+        store.rows("DELETE FROM listeners WHERE name = ?", [name])
     return int(count)
 
 
 def get_listener(store: Store, name: str) -> Listener:
     """The profile called ``name``; :class:`UnknownListenerError` lists the known ones."""
-    rows = store._exec("SELECT name, audiogram, added_at FROM listeners WHERE name = ?", [name])
+    rows = store.rows("SELECT name, audiogram, added_at FROM listeners WHERE name = ?", [name])
     if not rows:
-        known = [r[0] for r in store._exec("SELECT name FROM listeners ORDER BY name")]
+        known = [r[0] for r in store.rows("SELECT name FROM listeners ORDER BY name")]
         hint = f"known: {', '.join(known)}" if known else (
             "there are none yet: add one with engine listener add NAME --audiogram "
             "20,20,25,30,40,50,60,65")
@@ -118,7 +118,7 @@ def get_listener(store: Store, name: str) -> Listener:
 
 def list_listeners(store: Store, model: str | None = None) -> list[Listener]:
     """Every profile by name, with how many tracks have a current prediction from ``model``."""
-    rows = store._exec(
+    rows = store.rows(
         """SELECT l.name, l.audiogram, l.added_at,
                   (SELECT count(*) FROM listener_quality q JOIN tracks t USING (track_id)
                    WHERE q.listener = l.name AND (? IS NULL OR q.model = ?)
@@ -136,7 +136,7 @@ def tracks_to_score(store: Store, listener: str, model: str,
     the ``columns`` (tracks column names) the model reads. Tracks analysed before the band
     levels existed (NULL) are left out until the build analyses them again."""
     cols = ", ".join(f"t.{c}" for c in columns)
-    rows = store._exec(
+    rows = store.rows(
         f"""SELECT t.track_id, {cols} FROM tracks t
             WHERE t.band_levels IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM listener_quality q
@@ -154,12 +154,12 @@ def write_scores(store: Store, listener: str, track_ids: Sequence[int], scores: 
     now = _dt.datetime.now()
     with store.transaction():
         if track_ids:
-            store._exec(
+            store.rows(
                 "INSERT OR REPLACE INTO listener_quality "
                 "SELECT unnest(?), ?, unnest(?), ?, ?",
                 [list(map(int, track_ids)), listener, [float(s) for s in scores], model, now],
             )
-        store._exec("DELETE FROM listener_quality WHERE track_id NOT IN (SELECT track_id FROM tracks)")
+        store.rows("DELETE FROM listener_quality WHERE track_id NOT IN (SELECT track_id FROM tracks)")
 
 
 def worst_tracks(store: Store, listener: str, limit: int | None = 20) -> list[ListenerTrack]:
@@ -170,11 +170,11 @@ def worst_tracks(store: Store, listener: str, limit: int | None = 20) -> list[Li
              WHERE q.listener = ? ORDER BY q.haaqi, t.path"""
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [ListenerTrack(*r) for r in store._exec(sql, [listener])]
+    return [ListenerTrack(*r) for r in store.rows(sql, [listener])]
 
 
 def track_scores(store: Store, track_id: int) -> list[tuple[str, float]]:
     """(listener, predicted HAAQI) of one track, by listener name."""
-    return [(r[0], r[1]) for r in store._exec(
+    return [(r[0], r[1]) for r in store.rows(
         "SELECT listener, haaqi FROM listener_quality WHERE track_id = ? ORDER BY listener",
         [int(track_id)])]

@@ -309,7 +309,7 @@ class Store(_Closes):
         return self.con.execute(sql, params or []).fetchall()
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        """Every row of one query, for the index/ modules that keep their own SQL (index.report)."""
+        """Every row of one query, for the index/ modules that keep their own SQL (report, listeners)."""
         return self._exec(sql, list(params))
 
     @contextmanager
