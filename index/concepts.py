@@ -26,11 +26,11 @@ import numpy as np
 from index.store import Store
 from index.vocabulary import (COLUMN, DESCRIPTOR_COLUMNS, STYLE, TAG, USER_SOURCE, Concept, Vocabulary,
                               build_vocabulary, pitch_class)
+from models.registry import SPACES  # their generations mark model outputs as changed
 
 CACHE_VERSION = 1
 VALUES_NAME = "concepts.npy"
 INFO_NAME = "concepts.json"
-from models.registry import SPACES  # their generations mark model outputs as changed
 # Internal columns behind "in D minor": the key's pitch class (0-11) and 1 for minor.
 KEY_PC = Concept(COLUMN, "tracks", "key_pitch_class")
 KEY_MINOR = Concept(COLUMN, "tracks", "key_is_minor")
