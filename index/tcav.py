@@ -69,7 +69,7 @@ MAX_CLASS_TRACKS = 200  # tracks of the class the TCAV score is taken over (a sa
 ALPHA = 0.05
 RANDOM_FOR_FEW = 200  # random directions for a call's own few concepts (explain_track(concepts=...))
 CAV_CACHE_VERSION = 1
-CHUNK_ROWS = 65536  # head inputs per onnxruntime call (bounds memory on 1280-d EffNet vectors)
+CHUNK_ROWS = 65536  # head inputs per onnxruntime call, at most (bounds memory)
 TAG_SOURCES = ("mtt", "musicnn")
 BACKBONE_TAG_HEADS = ("musicnn", "mtt")  # backbones whose tag layers can be cut off as a head  # instrument, mood and genre words of the two tag models
 DESCRIPTOR_CONCEPTS = ("fast", "slow", "loud", "quiet", "danceable", "happy", "sad", "calm", "energetic")
@@ -301,11 +301,15 @@ class SpaceDirections:
         float32 ``[RANDOM_CAVS, d]`` unit directions learned from random example sets.
     state : str
         What they were learned from (:func:`_directions_state`).
+    random_state : str
+        What the random directions were learned from: the same without the user's tags,
+        so that training a tag relearns its ~100 concepts (≈1 s), not 3000 random fits.
     """
 
     concepts: tuple[ConceptVector, ...]
     random: np.ndarray
     state: str
+    random_state: str = ""
 
 
 _MEMORY: dict[tuple[str, str], SpaceDirections] = {}  # (store folder, space) -> latest, this process
@@ -316,12 +320,15 @@ def cache_paths(directory: Path, space: str) -> tuple[Path, Path]:
     return directory / f"cavs-{space}.npy", directory / f"cavs-{space}.json"
 
 
-def _directions_state(store: Store, space: str, seed: int) -> str:
-    """The store's state and every setting the directions depend on."""
+def _directions_state(store: Store, space: str, seed: int) -> tuple[str, str]:
+    """(the store's state and every setting the concepts depend on, the same for the
+    random directions: without the user's tags, which only the concepts read)."""
     from index.concepts import store_state
 
-    return (f"{store_state(store)}|{space}|v{CAV_CACHE_VERSION}|seed {seed}|z {EXAMPLE_Z}|min {MIN_EXAMPLES}"
-            f"|random {RANDOM_CAVS}x{RANDOM_EXAMPLES}")
+    state = store_state(store)
+    settings = f"|{space}|v{CAV_CACHE_VERSION}|seed {seed}|min {MIN_EXAMPLES}"
+    return (f"{state}{settings}|z {EXAMPLE_Z}",
+            f"{state.rsplit('|', 1)[0]}{settings}|random {RANDOM_CAVS}x{RANDOM_EXAMPLES}")
 
 
 def space_directions(store: Store, space: str, *, seed: int = 0, ids: np.ndarray | None = None,
@@ -330,20 +337,23 @@ def space_directions(store: Store, space: str, *, seed: int = 0, ids: np.ndarray
     file beside the store when they match the store's state, else learned (≈7 ms a fit)
     and saved (kept in memory only when the store folder is read-only). ``ids``/``x``:
     the space's vectors when the caller has them (:func:`index.usertags.fetch_vectors`)."""
-    state = _directions_state(store, space, seed)
+    state, random_state = _directions_state(store, space, seed)
     key = (str(Path(store.directory).resolve()), space)
     got = _MEMORY.get(key)
     if got is None or got.state != state:
-        got = _load_directions(Path(store.directory), space)
+        got = _load_directions(Path(store.directory), space) or got
     if got is None or got.state != state:
         if ids is None or x is None:
             from index.usertags import fetch_vectors
 
             ids, x = fetch_vectors(store, space)
         concepts = store_concepts(store, space, ids, x, rng=np.random.default_rng(seed))
-        rand = random_cavs(np.arange(len(x)), x, np.random.default_rng([seed, 1]), RANDOM_CAVS) if len(x) > 1 else []
-        got = SpaceDirections(tuple(concepts), np.stack(rand) if rand else np.zeros((0, x.shape[1]), np.float32),
-                              state)
+        if got is not None and got.random_state == random_state:
+            rand = got.random  # only the user's tags changed
+        else:
+            r = random_cavs(np.arange(len(x)), x, np.random.default_rng([seed, 1]), RANDOM_CAVS) if len(x) > 1 else []
+            rand = np.stack(r) if r else np.zeros((0, x.shape[1]), np.float32)
+        got = SpaceDirections(tuple(concepts), rand, state, random_state)
         try:
             _save_directions(got, Path(store.directory), space)
         except OSError:  # a read-only store folder: in memory only
@@ -360,7 +370,7 @@ def _save_directions(d: SpaceDirections, directory: Path, space: str) -> None:
     tmp_values = values.with_name(values.name + ".tmp.npy")
     np.save(tmp_values, np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32))
     tmp_info = info.with_name(info.name + ".tmp")
-    tmp_info.write_text(json.dumps({"version": CAV_CACHE_VERSION, "state": d.state,
+    tmp_info.write_text(json.dumps({"version": CAV_CACHE_VERSION, "state": d.state, "random_state": d.random_state,
                                     "concepts": [[c.name, c.examples] for c in d.concepts],
                                     "random": len(d.random)}))
     os.replace(tmp_values, values)
@@ -381,25 +391,25 @@ def _load_directions(directory: Path, space: str) -> SpaceDirections | None:
     if rows.ndim != 2 or len(rows) != k + meta["random"]:
         return None
     concepts = tuple(ConceptVector(name, rows[i], int(n)) for i, (name, n) in enumerate(meta["concepts"]))
-    return SpaceDirections(concepts, rows[k:], meta["state"])
+    return SpaceDirections(concepts, rows[k:], meta["state"], meta.get("random_state", ""))
 
 
 # -- sensitivity --------------------------------------------------------------------------------
 
-def _predict_chunked(head: Head, rows: np.ndarray, cls: int) -> np.ndarray:
-    """Class ``cls`` of the head on ``rows`` ``[m, d]``, :data:`CHUNK_ROWS` at a time."""
-    return np.concatenate([head.predict(np.ascontiguousarray(rows[i:i + CHUNK_ROWS], np.float32))[:, cls]
-                           for i in range(0, max(len(rows), 1), CHUNK_ROWS)]) if len(rows) else np.zeros(0)
-
-
 def derivatives(head: Head, points: np.ndarray, directions: np.ndarray, cls: int, h: float) -> np.ndarray:
     """``[len(points), len(directions)]`` directional derivatives of class ``cls`` (central
-    finite differences along each direction)."""
+    finite differences along each direction), :data:`CHUNK_ROWS` head inputs at a time
+    (200 tracks x 1280 EffNet axes at once would be 2.6 GB)."""
     n, k = len(points), len(directions)
-    plus = (points[:, None, :] + h * directions[None]).reshape(n * k, -1)
-    minus = (points[:, None, :] - h * directions[None]).reshape(n * k, -1)
-    f = _predict_chunked(head, np.concatenate([plus, minus]), cls)
-    return ((f[: n * k] - f[n * k:]) / (2 * h)).reshape(n, k)
+    step = max(1, CHUNK_ROWS // (2 * max(k, 1)))
+    out = np.zeros((n, k), np.float64)
+    for i in range(0, n, step):
+        p = points[i:i + step]
+        plus = (p[:, None, :] + h * directions[None]).reshape(len(p) * k, -1)
+        minus = (p[:, None, :] - h * directions[None]).reshape(len(p) * k, -1)
+        f = head.predict(np.concatenate([plus, minus]).astype(np.float32))[:, cls]
+        out[i:i + step] = ((f[: len(p) * k] - f[len(p) * k:]) / (2 * h)).reshape(len(p), k)
+    return out
 
 
 def gradients(head: Head, points: np.ndarray, cls: int, h: float) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
-from index import tcav
+from index import tcav, usertags
 from index.store import Store
 from tests.listdata import make_list_store
 
@@ -87,6 +87,11 @@ def test_directions_are_learned_once_saved_beside_the_store_and_redone_when_it_c
         store.con.execute("UPDATE tracks SET analysed_at = now() + INTERVAL 1 DAY WHERE track_id = 5")
         fresh = tcav.space_directions(store, "musicnn")
     assert len(fits) == 64 and fresh.state != first.state and values.stat().st_mtime_ns != stamp
+    with Store.open(tmp_path / "store") as store:  # a tag of the user's: its concepts, not the random ones
+        usertags.save(store, usertags.train(store, "mine", list(range(1, 13))))
+        mine = tcav.space_directions(store, "musicnn")
+    assert [c.name for c in mine.concepts][0] == "mine (yours)" and len(mine.concepts) == 3
+    assert len(fits) == 64 + 3 and np.array_equal(mine.random, fresh.random)
 
 
 def test_directions_stay_in_memory_when_the_store_folder_cannot_be_written(tmp_path, monkeypatch):
