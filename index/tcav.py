@@ -326,9 +326,8 @@ def _directions_state(store: Store, space: str, seed: int) -> tuple[str, str]:
     from index.concepts import store_state
 
     state = store_state(store)
-    settings = f"|{space}|v{CAV_CACHE_VERSION}|seed {seed}|min {MIN_EXAMPLES}"
-    return (f"{state}{settings}|z {EXAMPLE_Z}",
-            f"{state.rsplit('|', 1)[0]}{settings}|random {RANDOM_CAVS}x{RANDOM_EXAMPLES}")
+    settings = f"|{space}|v{CAV_CACHE_VERSION}|seed {seed}|min {MIN_EXAMPLES}|random {RANDOM_CAVS}x{RANDOM_EXAMPLES}"
+    return f"{state}{settings}|z {EXAMPLE_Z}", f"{state.rsplit('|', 1)[0]}{settings}"
 
 
 def space_directions(store: Store, space: str, *, seed: int = 0, ids: np.ndarray | None = None,
