@@ -13,21 +13,46 @@ A **head** is a model that reads the embedding (registry heads: ``moods_mirex`` 
 ``emomusic`` on MusiCNN, the EffNet heads such as ``genre_discogs400``), run through
 onnxruntime on the track-mean embedding (the build averages the head over patches; the
 head of the mean is within a few hundredths of it). The sensitivity of class ``c`` to a
-concept ``v`` at ``x`` is the directional derivative ``(f_c(x + h v) - f_c(x - h v)) / 2h``
-(a central finite difference, ``h`` = :data:`STEP` times the collection's median norm).
+concept ``v`` at ``x`` is the directional derivative ``∇f_c(x) · v``. The gradient is taken
+by central finite differences along the ``d`` axes (``h`` = :data:`STEP` times the
+collection's median norm), once per track: a directional derivative is linear in the
+direction, so every concept and every random direction costs one dot product after that.
 
 The **TCAV score** of a concept for ``c`` is the share of the tracks of class ``c`` (the
-head's top class) whose derivative is positive. The concept is significant when its mean
-derivative over those tracks is larger in size than all but 5 % of the mean derivatives
-of :data:`RANDOM_CAVS` random directions, each learned the same way from random example
-sets (a two-sided empirical test; the share alone saturates at 0 or 1 for random
-directions too where the head is nearly linear, see :func:`p_values`).
+head's top class) whose derivative is positive. Its significance is a Monte Carlo test
+against :data:`RANDOM_CAVS` random directions, each learned the same way from
+:data:`RANDOM_EXAMPLES` random example tracks: the p-value is ``(1 + #random directions
+whose mean derivative is at least as large in size) / (1 + RANDOM_CAVS)`` (two-sided; valid
+for any number of directions, Phipson & Smyth 2010). The mean derivative is tested, not
+the share: the share saturates at 0 or 1 for random directions too where the head is
+nearly linear (see :func:`p_values`).
+
+**Multiple testing.** One explanation tests every concept of the store against one class
+(≈100 concepts), and ``bench/concept_check.py`` one concept against many classes; at
+p < 0.05 each, a few chance "significant" rows per explanation would be expected. The
+reported p-values are Holm-adjusted over the family reported together (the concepts of
+one explanation; the classes of one check), which keeps the chance of *any* false
+"significant" row at or under :data:`ALPHA` whatever the dependence between the tests
+(they share the random directions, so they are dependent). Holm rather than Bonferroni
+(which Kim et al. use): it controls the same family-wise error and rejects everything
+Bonferroni does, and more. Family-wise rather than false-discovery control because the
+claims read row by row ("strings pushes classical; it does not push rock"). Holm needs
+``(1 + RANDOM_CAVS) > family / ALPHA`` for its smallest p-value to pass at all: 3000
+random directions allow families of up to 150 concepts.
+
+**Cache.** Learning the CAVs costs one probe fit each (≈7 ms on one BLAS thread), 3000+
+per space, so the concepts and random directions of each space are kept beside the
+store (``cavs-<space>.npy`` + ``.json``), keyed by :func:`index.concepts.store_state`
+and the settings here; redone when stale, kept in memory when the folder is read-only.
 No click here.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -37,11 +62,14 @@ from models.errors import EngineError
 
 EXAMPLE_Z = 1.0
 MIN_EXAMPLES = 3
-RANDOM_CAVS = 40
+RANDOM_CAVS = 3000  # Holm over a family of m concepts needs 1 + RANDOM_CAVS > m / ALPHA
 RANDOM_EXAMPLES = 10  # example tracks per random direction
 STEP = 1e-2
 MAX_CLASS_TRACKS = 200  # tracks of the class the TCAV score is taken over (a sample beyond)
 ALPHA = 0.05
+RANDOM_FOR_FEW = 200  # random directions for a call's own few concepts (explain_track(concepts=...))
+CAV_CACHE_VERSION = 1
+CHUNK_ROWS = 65536  # head inputs per onnxruntime call, at most (bounds memory)
 TAG_SOURCES = ("mtt", "musicnn")
 BACKBONE_TAG_HEADS = ("musicnn", "mtt")  # backbones whose tag layers can be cut off as a head  # instrument, mood and genre words of the two tag models
 DESCRIPTOR_CONCEPTS = ("fast", "slow", "loud", "quiet", "danceable", "happy", "sad", "calm", "energetic")
@@ -74,12 +102,14 @@ class ConceptEffect:
 
     ``at_track``: directional derivative at the track (probability per unit of embedding
     norm); ``tcav``: share of the class's tracks it pushes up (0-1); ``p_value``: against
-    the random directions."""
+    the random directions, Holm-adjusted over the concepts explained together
+    (``p_uncorrected`` before the adjustment)."""
 
     concept: str
     at_track: float
     tcav: float
-    p_value: float
+    p_value: float  # Holm-adjusted over the explanation's concepts
+    p_uncorrected: float = float("nan")
 
     @property
     def significant(self) -> bool:
@@ -177,8 +207,6 @@ def _tag_layers(spec) -> Head:
 def _cav(x: np.ndarray, ids: np.ndarray, positives: np.ndarray, rng: np.random.Generator,
          negatives: np.ndarray | None = None) -> np.ndarray | None:
     """Unit direction of a probe telling ``positives`` (track ids) from random others."""
-    from index.usertags import fit_logistic
-
     pos = np.isin(ids, positives)
     if pos.sum() < MIN_EXAMPLES:
         return None
@@ -188,14 +216,24 @@ def _cav(x: np.ndarray, ids: np.ndarray, positives: np.ndarray, rng: np.random.G
     neg = rng.choice(others, min(len(others), max(50, 5 * int(pos.sum()))), replace=False)
     rows = np.r_[np.flatnonzero(pos), neg]
     y = np.r_[np.ones(int(pos.sum())), np.zeros(len(neg))]
-    w, _ = fit_logistic(x[rows], y)
+    w = _fit_direction(x[rows], y)
     n = float(np.linalg.norm(w))
     return (w / n).astype(np.float32) if n > 0 else None
 
 
+def _fit_direction(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The probe's weights ``[d]`` (index.usertags.fit_logistic); one place to count fits."""
+    from index.usertags import fit_logistic
+
+    return fit_logistic(x, y)[0]
+
+
 def store_concepts(store: Store, space: str, ids: np.ndarray, x: np.ndarray, *,
                    rng: np.random.Generator) -> list[ConceptVector]:
-    """The concepts of the store (tags, descriptor words, user tags) as CAVs in ``space``."""
+    """The concepts of the store (tags, descriptor words, user tags) as CAVs in ``space``
+    (learned here; :func:`space_directions` is the cached form)."""
+    from threadpoolctl import threadpool_limits
+
     from index import concepts as concept_cache
     from index.vocabulary import DESCRIPTOR_WORDS, TAG, USER_SOURCE, Concept, COLUMN
 
@@ -215,51 +253,175 @@ def store_concepts(store: Store, space: str, ids: np.ndarray, x: np.ndarray, *,
             seen.add(name.lower())
             out.append(ConceptVector(name, cav, len(examples)))
 
-    for c in table.concepts:
-        if c.kind == TAG and c.source == USER_SOURCE:
-            raw = table.raw(c, pos)
-            examples = ids[raw > 0.5]
-            cav = _cav(x, ids, examples, rng)
-            if cav is not None:
-                out.append(ConceptVector(f"{c.name} (yours)", cav, len(examples)))
-                seen.add(c.name.lower())
-    for c in table.concepts:
-        if c.kind == TAG and c.source in TAG_SOURCES:
-            add(c.name, table.z(c, pos))
-    for word in DESCRIPTOR_CONCEPTS:
-        for col, sign in DESCRIPTOR_WORDS.get(word, [])[:1]:
-            c = Concept(COLUMN, "tracks", col, sign)
-            if c in table:
-                add(word, table.z(c, pos))
+    with threadpool_limits(1):  # ~60-row fits: one BLAS thread is 5x less CPU (7 vs 35 ms)
+        for c in table.concepts:
+            if c.kind == TAG and c.source == USER_SOURCE:
+                raw = table.raw(c, pos)
+                examples = ids[raw > 0.5]
+                cav = _cav(x, ids, examples, rng)
+                if cav is not None:
+                    out.append(ConceptVector(f"{c.name} (yours)", cav, len(examples)))
+                    seen.add(c.name.lower())
+        for c in table.concepts:
+            if c.kind == TAG and c.source in TAG_SOURCES:
+                add(c.name, table.z(c, pos))
+        for word in DESCRIPTOR_CONCEPTS:
+            for col, sign in DESCRIPTOR_WORDS.get(word, [])[:1]:
+                c = Concept(COLUMN, "tracks", col, sign)
+                if c in table:
+                    add(word, table.z(c, pos))
     return out
 
 
-def random_cavs(ids: np.ndarray, x: np.ndarray, rng: np.random.Generator, n: int = RANDOM_CAVS) -> list[np.ndarray]:
-    """Directions learned from random example sets: what a concept's score is tested against."""
+def random_cavs(ids: np.ndarray, x: np.ndarray, rng: np.random.Generator, n: int | None = None) -> list[np.ndarray]:
+    """``n`` (default :data:`RANDOM_CAVS`) directions learned from random example sets:
+    what a concept's score is tested against."""
+    from threadpoolctl import threadpool_limits
+
     out = []
-    for _ in range(n):
-        cav = _cav(x, ids, rng.choice(ids, min(len(ids) - 1, RANDOM_EXAMPLES), replace=False), rng)
-        if cav is not None:
-            out.append(cav)
+    with threadpool_limits(1):
+        for _ in range(RANDOM_CAVS if n is None else n):
+            cav = _cav(x, ids, rng.choice(ids, min(len(ids) - 1, RANDOM_EXAMPLES), replace=False), rng)
+            if cav is not None:
+                out.append(cav)
     return out
+
+
+# -- the cache of directions --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SpaceDirections:
+    """The learned directions of one space.
+
+    Attributes
+    ----------
+    concepts : tuple of ConceptVector
+        The store's concepts (:func:`store_concepts`).
+    random : numpy.ndarray
+        float32 ``[RANDOM_CAVS, d]`` unit directions learned from random example sets.
+    state : str
+        What they were learned from (:func:`_directions_state`).
+    random_state : str
+        What the random directions were learned from: the same without the user's tags,
+        so that training a tag relearns its ~100 concepts (≈1 s), not 3000 random fits.
+    """
+
+    concepts: tuple[ConceptVector, ...]
+    random: np.ndarray
+    state: str
+    random_state: str = ""
+
+
+_MEMORY: dict[tuple[str, str], SpaceDirections] = {}  # (store folder, space) -> latest, this process
+
+
+def cache_paths(directory: Path, space: str) -> tuple[Path, Path]:
+    """(``cavs-<space>.npy``: ``[concepts + random, d]`` float32, ``cavs-<space>.json``)."""
+    return directory / f"cavs-{space}.npy", directory / f"cavs-{space}.json"
+
+
+def _directions_state(store: Store, space: str, seed: int) -> tuple[str, str]:
+    """(the store's state and every setting the concepts depend on, the same for the
+    random directions: without the user's tags, which only the concepts read)."""
+    from index.concepts import store_state
+
+    state = store_state(store)
+    settings = f"|{space}|v{CAV_CACHE_VERSION}|seed {seed}|min {MIN_EXAMPLES}|random {RANDOM_CAVS}x{RANDOM_EXAMPLES}"
+    return f"{state}{settings}|z {EXAMPLE_Z}", f"{state.rsplit('|', 1)[0]}{settings}"
+
+
+def space_directions(store: Store, space: str, *, seed: int = 0, ids: np.ndarray | None = None,
+                     x: np.ndarray | None = None) -> SpaceDirections:
+    """The concepts and random directions of ``space``: from this process's memory or the
+    file beside the store when they match the store's state, else learned (≈7 ms a fit)
+    and saved (kept in memory only when the store folder is read-only). ``ids``/``x``:
+    the space's vectors when the caller has them (:func:`index.usertags.fetch_vectors`)."""
+    state, random_state = _directions_state(store, space, seed)
+    key = (str(Path(store.directory).resolve()), space)
+    got = _MEMORY.get(key)
+    if got is None or got.state != state:
+        got = _load_directions(Path(store.directory), space) or got
+    if got is None or got.state != state:
+        if ids is None or x is None:
+            from index.usertags import fetch_vectors
+
+            ids, x = fetch_vectors(store, space)
+        concepts = store_concepts(store, space, ids, x, rng=np.random.default_rng(seed))
+        if got is not None and got.random_state == random_state:
+            rand = got.random  # only the user's tags changed
+        else:
+            r = random_cavs(np.arange(len(x)), x, np.random.default_rng([seed, 1]), RANDOM_CAVS) if len(x) > 1 else []
+            rand = np.stack(r) if r else np.zeros((0, x.shape[1]), np.float32)
+        got = SpaceDirections(tuple(concepts), rand, state, random_state)
+        try:
+            _save_directions(got, Path(store.directory), space)
+        except OSError:  # a read-only store folder: in memory only
+            pass
+    _MEMORY[key] = got
+    return got
+
+
+def _save_directions(d: SpaceDirections, directory: Path, space: str) -> None:
+    """Write the two files atomically (temporary names, then rename; the array first)."""
+    values, info = cache_paths(directory, space)
+    rows = [c.direction for c in d.concepts] + list(d.random)
+    dim = d.random.shape[1] if d.random.ndim == 2 else 0
+    tmp_values = values.with_name(values.name + ".tmp.npy")
+    np.save(tmp_values, np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32))
+    tmp_info = info.with_name(info.name + ".tmp")
+    tmp_info.write_text(json.dumps({"version": CAV_CACHE_VERSION, "state": d.state, "random_state": d.random_state,
+                                    "concepts": [[c.name, c.examples] for c in d.concepts],
+                                    "random": len(d.random)}))
+    os.replace(tmp_values, values)
+    os.replace(tmp_info, info)
+
+
+def _load_directions(directory: Path, space: str) -> SpaceDirections | None:
+    """The saved directions; None when absent, unreadable or of another version."""
+    values, info = cache_paths(directory, space)
+    try:
+        meta = json.loads(info.read_text())
+        if meta.get("version") != CAV_CACHE_VERSION:
+            return None
+        rows = np.load(values)
+    except (OSError, ValueError):
+        return None
+    k = len(meta["concepts"])
+    if rows.ndim != 2 or len(rows) != k + meta["random"]:
+        return None
+    concepts = tuple(ConceptVector(name, rows[i], int(n)) for i, (name, n) in enumerate(meta["concepts"]))
+    return SpaceDirections(concepts, rows[k:], meta["state"], meta.get("random_state", ""))
 
 
 # -- sensitivity --------------------------------------------------------------------------------
 
 def derivatives(head: Head, points: np.ndarray, directions: np.ndarray, cls: int, h: float) -> np.ndarray:
-    """``[len(points), len(directions)]`` directional derivatives of class ``cls``."""
+    """``[len(points), len(directions)]`` directional derivatives of class ``cls`` (central
+    finite differences along each direction), :data:`CHUNK_ROWS` head inputs at a time
+    (200 tracks x 1280 EffNet axes at once would be 2.6 GB)."""
     n, k = len(points), len(directions)
-    plus = (points[:, None, :] + h * directions[None]).reshape(n * k, -1)
-    minus = (points[:, None, :] - h * directions[None]).reshape(n * k, -1)
-    f = head.predict(np.concatenate([plus, minus]).astype(np.float32))[:, cls]
-    return ((f[: n * k] - f[n * k:]) / (2 * h)).reshape(n, k)
+    step = max(1, CHUNK_ROWS // (2 * max(k, 1)))
+    out = np.zeros((n, k), np.float64)
+    for i in range(0, n, step):
+        p = points[i:i + step]
+        plus = (p[:, None, :] + h * directions[None]).reshape(len(p) * k, -1)
+        minus = (p[:, None, :] - h * directions[None]).reshape(len(p) * k, -1)
+        f = head.predict(np.concatenate([plus, minus]).astype(np.float32))[:, cls]
+        out[i:i + step] = ((f[: len(p) * k] - f[len(p) * k:]) / (2 * h)).reshape(len(p), k)
+    return out
+
+
+def gradients(head: Head, points: np.ndarray, cls: int, h: float) -> np.ndarray:
+    """``[len(points), d]`` gradients of class ``cls`` (central differences along the axes):
+    ``gradients(...) @ v`` is the derivative along any direction ``v``."""
+    return derivatives(head, points, np.eye(points.shape[1], dtype=np.float32), cls, h)
 
 
 def tcav_scores(head: Head, class_points: np.ndarray, directions: np.ndarray, cls: int,
                 h: float) -> tuple[np.ndarray, np.ndarray]:
     """(share of ``class_points`` each direction pushes class ``cls`` up, mean derivative),
     each ``[len(directions)]``."""
-    d = derivatives(head, class_points, directions, cls, h)
+    d = gradients(head, class_points, cls, h) @ directions.T
     return (d > 0).mean(0), d.mean(0)
 
 
@@ -269,13 +431,32 @@ def p_values(effects: np.ndarray, random_effects: np.ndarray) -> np.ndarray:
     The share alone saturates: a head that is nearly linear where the class's tracks lie
     gives every direction a share of 0 or 1, random ones included; how strongly a
     direction moves the output tells a concept from chance."""
-    r = np.abs(random_effects)
-    return np.array([(1 + (r >= abs(e) - 1e-12).sum()) / (1 + len(r)) for e in effects])
+    r = np.sort(np.abs(random_effects))
+    at_least = len(r) - np.searchsorted(r, np.abs(np.asarray(effects)) - 1e-12, side="left")
+    return (1 + at_least) / (1 + len(r))
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of the family ``p`` ``[m]``: adjusted p-values (≥ ``p``,
+    ≤ 1) such that rejecting those under ``ALPHA`` keeps the family-wise error ≤ ``ALPHA``
+    under any dependence (Holm 1979)."""
+    p = np.asarray(p, dtype=float)
+    m = len(p)
+    if not m:
+        return p
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
 
 
 def explain_track(store: Store, track_id: int, head: Head, *, label: str | None = None,
                   concepts: Sequence[ConceptVector] | None = None, seed: int = 0) -> Explanation:
-    """Which concepts push ``head``'s top class (or ``label``) for the track (see the module doc)."""
+    """Which concepts push ``head``'s top class (or ``label``) for the track (see the module doc).
+
+    ``concepts``: explain these instead of the store's (random directions are then learned
+    for the call, not cached: :data:`RANDOM_FOR_FEW`, or two per ``ALPHA`` per concept)."""
     from index.usertags import fetch_vectors
 
     ids, x = fetch_vectors(store, head.space)
@@ -284,7 +465,6 @@ def explain_track(store: Store, track_id: int, head: Head, *, label: str | None 
     where = np.searchsorted(ids, track_id)
     if where >= len(ids) or ids[where] != track_id:
         raise ExplainError(f"track {track_id} has no {head.space} embedding for the {head.name} head")
-    rng = np.random.default_rng(seed)
     probs = head.predict(x)
     if label is None:
         cls = int(np.argmax(probs[where]))
@@ -293,34 +473,52 @@ def explain_track(store: Store, track_id: int, head: Head, *, label: str | None 
     else:
         raise ExplainError(f"{head.name} has no class {label!r}; classes: {', '.join(head.labels[:12])}"
                            + (" …" if len(head.labels) > 12 else ""))
-    concepts = list(concepts) if concepts is not None else store_concepts(store, head.space, ids, x, rng=rng)
+    if concepts is None:
+        cached = space_directions(store, head.space, seed=seed, ids=ids, x=x)
+        concepts, rand = list(cached.concepts), cached.random
+    else:
+        concepts = list(concepts)
+        # Enough for Holm over these concepts to reach ALPHA with room (the cached set is for ~100).
+        n = min(RANDOM_CAVS, max(RANDOM_FOR_FEW, int(np.ceil(2 * len(concepts) / ALPHA))))
+        r = random_cavs(np.arange(len(x)), x, np.random.default_rng([seed, 1]), n)
+        rand = np.stack(r) if r else None
     if not concepts:
         raise ExplainError("no concept has enough example tracks in this store")
     dirs = np.stack([c.direction for c in concepts])
     h = STEP * float(np.median(np.linalg.norm(x, axis=1)))
-    n_members, scores, pv = class_scores(head, x, probs, cls, dirs, rng)
+    n_members, scores, pv = class_scores(head, x, probs, cls, dirs, np.random.default_rng(seed), random_dirs=rand)
+    adjusted = holm(pv)
     at = derivatives(head, x[where:where + 1], dirs, cls, h)[0]
-    effects = [ConceptEffect(c.name, float(a), float(s), float(p)) for c, a, s, p in zip(concepts, at, scores, pv)]
+    effects = [ConceptEffect(c.name, float(a), float(s), float(q), float(p))
+               for c, a, s, p, q in zip(concepts, at, scores, pv, adjusted)]
     effects.sort(key=lambda e: (not e.significant, -abs(e.at_track)))
     return Explanation(int(track_id), head.name, head.labels[cls], float(probs[where, cls]), n_members,
                        tuple(effects))
 
 
 def class_scores(head: Head, x: np.ndarray, probs: np.ndarray, cls: int, dirs: np.ndarray,
-                 rng: np.random.Generator) -> tuple[int, np.ndarray, np.ndarray]:
-    """(tracks of class ``cls`` used, TCAV score ``[k]``, p-value ``[k]``) of the directions
-    ``dirs`` ``[k, d]``, over the collection's vectors ``x`` and head outputs ``probs``."""
+                 rng: np.random.Generator, *, random_dirs: np.ndarray | None = None
+                 ) -> tuple[int, np.ndarray, np.ndarray]:
+    """(tracks of class ``cls`` used, TCAV score ``[k]``, uncorrected p-value ``[k]``) of the
+    directions ``dirs`` ``[k, d]``, over the collection's vectors ``x`` and head outputs
+    ``probs``, against ``random_dirs`` ``[r, d]`` (default: :data:`RANDOM_CAVS` learned now
+    with ``rng``; :attr:`SpaceDirections.random` is the cached set). Adjust the p-values
+    over the family reported together (:func:`holm`)."""
     members = np.flatnonzero(probs.argmax(1) == cls)
     if len(members) < 10:  # a rare top class: the tracks that hold it most
         members = np.argsort(-probs[:, cls])[:10]
     if len(members) > MAX_CLASS_TRACKS:
         members = rng.choice(members, MAX_CLASS_TRACKS, replace=False)
     h = STEP * float(np.median(np.linalg.norm(x, axis=1)))
-    scores, mean_effect = tcav_scores(head, x[members], dirs, cls, h)
-    rand = random_cavs(np.arange(len(x)), x, rng)
-    rand_effect = tcav_scores(head, x[members], np.stack(rand), cls, h)[1] if rand else np.zeros(0)
-    pv = p_values(mean_effect, rand_effect) if len(rand_effect) else np.ones(len(scores))
-    return len(members), scores, pv
+    grad = gradients(head, x[members], cls, h)  # [members, d]
+    effect = grad @ dirs.T
+    scores, mean_effect = (effect > 0).mean(0), effect.mean(0)
+    if random_dirs is None:
+        rand = random_cavs(np.arange(len(x)), x, rng)
+        random_dirs = np.stack(rand) if rand else None
+    if random_dirs is None or not len(random_dirs):
+        return len(members), scores, np.ones(len(scores))
+    return len(members), scores, p_values(mean_effect, (grad @ random_dirs.T).mean(0))
 
 
 def shared_concepts(store: Store, a: int, b: int, space: str, *, seed: int = 0, most: int = 5) -> list[str]:
@@ -334,7 +532,7 @@ def shared_concepts(store: Store, a: int, b: int, space: str, *, seed: int = 0, 
     for p, t in ((pa, a), (pb, b)):
         if p >= len(ids) or ids[p] != t:
             raise ExplainError(f"track {t} has no {space} embedding")
-    concepts = store_concepts(store, space, ids, x, rng=np.random.default_rng(seed))
+    concepts = space_directions(store, space, seed=seed, ids=ids, x=x).concepts
     if not concepts:
         return []
     proj = x @ np.stack([c.direction for c in concepts]).T  # [n, concepts]

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
-from index import tcav
+from index import tcav, usertags
 from index.store import Store
 from tests.listdata import make_list_store
 
@@ -47,6 +47,63 @@ def test_p_values_are_empirical_and_two_sided():
     random_effects = np.array([-0.1, 0.0, 0.1, -0.05, 0.05])
     p = tcav.p_values(np.array([0.5, -0.5, 0.0]), random_effects)
     assert p[0] == p[1] == pytest.approx(1 / 6) and p[2] == 1.0
+
+
+def test_holm_adjusted_p_values_are_at_least_the_uncorrected_and_at_most_bonferroni():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    assert tcav.holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])  # 4x0.005, 3x0.01, 2x0.03, then monotone
+    family = np.random.default_rng(1).uniform(0, 0.2, 50)
+    adjusted = tcav.holm(family)
+    assert (adjusted >= family).all() and (adjusted <= np.minimum(50 * family, 1)).all()
+    assert (np.diff(adjusted[np.argsort(family)]) >= 0).all()  # the order of the family is kept
+
+
+def _counting_fits(monkeypatch) -> list:
+    fits = []
+    real = tcav._fit_direction
+    monkeypatch.setattr(tcav, "_fit_direction", lambda x, y: fits.append(len(y)) or real(x, y))
+    monkeypatch.setattr(tcav, "RANDOM_CAVS", 30)  # the cache's behaviour, not its size
+    return fits
+
+
+def test_directions_are_learned_once_saved_beside_the_store_and_redone_when_it_changes(tmp_path, monkeypatch):
+    data = make_list_store(tmp_path / "store")
+    fits = _counting_fits(monkeypatch)
+    values, info = tcav.cache_paths(tmp_path / "store", "musicnn")
+    with Store.open_read_only(tmp_path / "store") as store:
+        first = tcav.space_directions(store, "musicnn")
+    names = [c.name for c in first.concepts]
+    assert names == ["fast", "slow"] and first.random.shape == (30, data["x"].shape[1])
+    assert len(fits) == 2 + 30 and values.is_file() and info.is_file()
+    stamp = values.stat().st_mtime_ns
+    tcav._MEMORY.clear()  # a new process: read from the files, nothing learned
+    with Store.open_read_only(tmp_path / "store") as store:
+        again = tcav.space_directions(store, "musicnn")
+        assert tcav.shared_concepts(store, 1, 2, "musicnn") is not None
+    assert len(fits) == 32 and values.stat().st_mtime_ns == stamp
+    assert [c.name for c in again.concepts] == names and np.array_equal(again.random, first.random)
+    assert all(np.array_equal(a.direction, b.direction) for a, b in zip(again.concepts, first.concepts))
+    with Store.open(tmp_path / "store") as store:  # a build re-analyses a track: the state changes
+        store.con.execute("UPDATE tracks SET analysed_at = now() + INTERVAL 1 DAY WHERE track_id = 5")
+        fresh = tcav.space_directions(store, "musicnn")
+    assert len(fits) == 64 and fresh.state != first.state and values.stat().st_mtime_ns != stamp
+    with Store.open(tmp_path / "store") as store:  # a tag of the user's: its concepts, not the random ones
+        usertags.save(store, usertags.train(store, "mine", list(range(1, 13))))
+        mine = tcav.space_directions(store, "musicnn")
+    assert [c.name for c in mine.concepts][0] == "mine (yours)" and len(mine.concepts) == 3
+    assert len(fits) == 64 + 3 and np.array_equal(mine.random, fresh.random)
+
+
+def test_directions_stay_in_memory_when_the_store_folder_cannot_be_written(tmp_path, monkeypatch):
+    make_list_store(tmp_path / "store")
+    fits = _counting_fits(monkeypatch)
+    values, _ = tcav.cache_paths(tmp_path / "store", "musicnn")
+    # What a read-only folder does to np.save (tests run as root, where chmod does not stop writes):
+    (values.with_name(values.name + ".tmp.npy")).mkdir()
+    with Store.open_read_only(tmp_path / "store") as store:
+        first = tcav.space_directions(store, "musicnn")
+        again = tcav.space_directions(store, "musicnn")
+    assert not values.exists() and len(first.concepts) == 2 and again is first and len(fits) == 32
 
 
 @pytest.mark.slow
