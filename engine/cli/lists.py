@@ -167,7 +167,7 @@ def emit_play_order(entries: Sequence, fmt: str, extra: dict[str, list], m3u8: P
          fmt, extra, m3u8, relative, force, store_dir, playlist)
 
 
-def shared_concepts(searcher, space: str, track_ids: Sequence[int], references: Sequence[Sequence[int]]) -> list:
+def shared_column(searcher, space: str, track_ids: Sequence[int], references: Sequence[Sequence[int]]) -> list:
     """Per track: the concepts it shares (index.tcav) with the closest of its ``references``
     (cosine in ``space``, as the search compares them); a track among its references: []."""
     import numpy as np
@@ -303,7 +303,7 @@ def duplicates(space: str | None, fmt: str, store_dir: Path | None) -> None:
 def _extra_columns(searcher, space: str, track_ids: Sequence[int], references: Sequence[Sequence[int]],
                    explain: bool, concepts: bool) -> dict[str, list]:
     """For a play order: ``why`` each track follows the one before (the first: "") with
-    --explain; the ``shared`` concepts with its reference (:func:`shared_concepts`) with --concepts."""
+    --explain; the ``shared`` concepts with its reference (:func:`shared_column`) with --concepts."""
     extra: dict[str, list] = {}
     if explain:
         from index.explain import Explainer
@@ -311,5 +311,5 @@ def _extra_columns(searcher, space: str, track_ids: Sequence[int], references: S
         ex = Explainer(searcher.store)
         extra["why"] = [""] + [ex.why(t, [p]) for p, t in zip(track_ids, track_ids[1:])]
     if concepts:
-        extra["shared"] = shared_concepts(searcher, space, track_ids, references)
+        extra["shared"] = shared_column(searcher, space, track_ids, references)
     return extra

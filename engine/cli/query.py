@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from engine.cli.lists import (M3U8_PATH, check_playlist_target, emit, list_rules_options, named,
-                              note_empty_columns, output_options, playlist_tracks, shared_concepts, space_option,
+                              note_empty_columns, output_options, playlist_tracks, shared_column, space_option,
                               write_playlist)
 from engine.cli.options import store_option
 
@@ -60,7 +60,7 @@ def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: i
             ex = Explainer(searcher.store)
             extra["why"] = [ex.why(n.track_id, seed_ids) for n in found]
         if concepts:
-            extra["shared"] = shared_concepts(searcher, space, [n.track_id for n in found], [seed_ids] * len(found))
+            extra["shared"] = shared_column(searcher, space, [n.track_id for n in found], [seed_ids] * len(found))
         listed = playlist_tracks(searcher, m3u8, [*(s.track_id for s in seeds), *(n.track_id for n in found)])
     note_empty_columns(store_dir, where)
     names = ", ".join(f"{r.track_id} {r.label} ({r.path})" for r in seeds)
