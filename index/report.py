@@ -17,7 +17,8 @@ from typing import Any, Sequence
 from index.report_data import (
     FAKE_LOSSLESS_HZ, LOUDNESS_REFERENCES, PROBABILITY_CUT, SCALES, STYLE_THRESHOLD,
     Defect, Distribution, Emotion, Facts, Failure, FailureReason, Failures, FormatRow, GenreRow, KeyRow, Keys,
-    ListenerSummary, Loudness, PoorTrack, Quality, Report, Rhythm, Styles, StyleRow, Vocals,
+    ListenerSummary, Loudness, PoorTrack, Quality, Report, Rhythm, Styles, StyleRow, TOP_FOR_USER_TAG,
+    UserTagSummary, Vocals,
 )
 from index.schema import KEY_PROFILES, SCORE_TERMS, TONICS
 from index.store import Store
@@ -340,6 +341,17 @@ def _listener_distribution(store: Store, name: str) -> Distribution:
     return dataclasses.replace(distribution(store, column, lo=0.0, hi=1.0, width=0.05), column=f"haaqi {name}")
 
 
+def _user_tags(store: Store) -> tuple[UserTagSummary, ...]:
+    """The user's tags as ``engine tag list`` shows them (index.usertags.summaries), with
+    their warnings and top tracks; () in a store without any (or made before they existed)."""
+    from index import usertags
+
+    probes = {p.tag: p for p in usertags.load_all(store)}
+    return tuple(UserTagSummary(s, tuple(probes[s.tag].warnings()),
+                                tuple(usertags.ranked(store, s.tag, TOP_FOR_USER_TAG)))
+                 for s in usertags.summaries(store))
+
+
 def compute_report(store: Store, *, style_threshold: float = STYLE_THRESHOLD) -> Report:
     """Everything ``engine report`` shows, from one store.
 
@@ -367,4 +379,5 @@ def compute_report(store: Store, *, style_threshold: float = STYLE_THRESHOLD) ->
         failures=_failures(store),
         quality=_quality(store, columns),
         listeners=_listeners(store),
+        user_tags=_user_tags(store),
     )

@@ -258,6 +258,21 @@ class ListenerSummary:
     worst: tuple          # index.listeners.ListenerTrack, worst first
 
 
+#: Tracks listed per user tag (its highest scores).
+TOP_FOR_USER_TAG = 10
+
+
+@dataclass(frozen=True)
+class UserTagSummary:
+    """One of the user's own tags (index.usertags): what ``engine tag list`` shows of it
+    (``summary``: an index.usertags.TagSummary, with the CV quality and how many tracks
+    score above 0.5), why it may not be trusted, and its highest-scored tracks."""
+
+    summary: object        # index.usertags.TagSummary
+    warnings: tuple[str, ...]
+    top: tuple             # index.usertags.TagScore, highest score first
+
+
 @dataclass(frozen=True)
 class Report:
     store: str
@@ -272,4 +287,5 @@ class Report:
     failures: Failures
     quality: Quality | None   # None when the store has no quality columns
     listeners: tuple[ListenerSummary, ...] = ()   # one per listener profile
+    user_tags: tuple[UserTagSummary, ...] = ()    # one per tag the user trained, by name
 

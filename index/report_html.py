@@ -306,6 +306,33 @@ def _sec_listeners(r: Report, figs: dict[str, Figure]) -> tuple[str, str, str] |
     return _section("listeners", title, question, "".join(parts))
 
 
+def _sec_user_tags(r: Report, figs: dict[str, Figure]) -> tuple[str, str, str] | None:
+    if not r.user_tags:
+        return None
+    title, question = "Your tags", "What do the tags you trained from examples find in the collection?"
+    tags = [x.summary for x in r.user_tags]
+    table = _table(
+        ("tag", "space", "examples", "CV AUC", "CV balanced accuracy", "tracks scored", "score > 0.5"),
+        [(f"<b>{_esc(s.tag)}</b>", _esc(s.space), f"{fmt(s.positives)} positive, {fmt(s.negatives)} negative",
+          fmt(s.cv_auc, 2), fmt(s.cv_accuracy, 2),
+          fmt(s.scored), f"{fmt(s.above_half)} ({pct(s.above_half, s.scored)})") for s in tags],
+        numeric=(3, 4, 5, 6))
+    parts = ["<p>Tags you trained with <code>engine tag train</code>: a linear probe on the stored embeddings "
+             "of the space cross-validation chose (CV: stratified k-fold over the examples and random negatives; "
+             "– where one positive leaves nothing to cross-validate). See docs/tags.md.</p>", table]
+    for x in r.user_tags:
+        s = x.summary
+        top = _table(("#", "file", "score", "example"),
+                     [(i, f'<span class="err">{_esc(Path(t.path).name)}</span>', fmt(t.score, 3), _esc(t.example))
+                      for i, t in enumerate(x.top, 1)], numeric=(0, 2))
+        parts.append(f"<h3>Top {len(x.top)} for {_esc(s.tag)}</h3>"
+                     + "".join(_note(f"{s.tag}: {w}") for w in x.warnings)
+                     + (top if x.top else "<p>No track scored yet: run <code>engine build</code>.</p>"))
+    parts.append('<p>The same lists: <a href="user_tags.tsv">user_tags.tsv</a>; every track\'s score: '
+                 "<code>engine tag show NAME</code>.</p>")
+    return _section("user-tags", title, question, "".join(parts))
+
+
 def _sec_failures(r: Report, figs: dict[str, Figure]) -> tuple[str, str, str]:
     fl = r.failures
     if not fl.count:
@@ -325,7 +352,7 @@ def render_html(r: Report, figs: dict[str, Figure]) -> str:
     sections = [s for s in (
         _sec_collection(r, figs), _sec_styles(r, figs), _sec_rhythm(r, figs), _sec_keys(r, figs),
         _sec_loudness(r, figs), _sec_emotion(r, figs), _sec_vocals(r, figs), _sec_quality(r, figs),
-        _sec_listeners(r, figs), _sec_failures(r, figs)) if s is not None]
+        _sec_listeners(r, figs), _sec_user_tags(r, figs), _sec_failures(r, figs)) if s is not None]
     nav = "".join(f'<a href="#{id_}">{_esc(title)}</a>' for id_, title, _ in sections)
     f = r.facts
     subtitle = (f"{count(f.tracks, 'track')} · {fmt(f.hours)} hours · store <code>{_esc(r.store)}</code> · "
@@ -334,7 +361,7 @@ def render_html(r: Report, figs: dict[str, Figure]) -> str:
               + ", ".join(f'<a href="{n}">{n}</a>' for n in (
                   "summary.tsv", "styles.tsv", "genres.tsv", "keys.tsv", "formats.tsv", "failures.tsv",
                   "histograms.tsv") + (("quality.tsv",) if r.quality else ())
-                  + (("listeners.tsv",) if r.listeners else ()))
+                  + (("listeners.tsv",) if r.listeners else ()) + (("user_tags.tsv",) if r.user_tags else ()))
               + ". Shares are over the tracks where the value is known. Models: Essentia's pre-trained "
                 "models, © MTG-UPF, CC BY-NC-SA 4.0.")
     return _page().substitute(title="Music collection report", subtitle=subtitle, nav=nav,

@@ -123,6 +123,14 @@ def write_tables(r: Report, out: Path) -> list[Path]:
             out / "listeners.tsv", ("listener", "hearing", "rank", "track_id", "path", "predicted_haaqi", "quality"),
             [(x.name, x.hearing, i, t.track_id, t.path, t.haaqi, t.quality)
              for x in r.listeners for i, t in enumerate(x.worst, 1)]))
+    if r.user_tags:
+        paths.append(_write_tsv(
+            out / "user_tags.tsv",
+            ("tag", "space", "positives", "negatives", "cv_auc", "cv_accuracy", "scored", "above_half",
+             "rank", "track_id", "path", "score", "example"),
+            [(s.tag, s.space, s.positives, s.negatives, s.cv_auc, s.cv_accuracy, s.scored, s.above_half)
+             + ((i, t.track_id, t.path, t.score, t.example) if t else (None,) * 5)
+             for s, top in ((x.summary, x.top) for x in r.user_tags) for i, t in enumerate(top or (None,), 1)]))
     return paths
 
 

@@ -540,3 +540,42 @@ def shared_concepts(store: Store, a: int, b: int, space: str, *, seed: int = 0, 
     both = np.minimum(z[pa], z[pb])
     order = [i for i in np.argsort(-both) if both[i] >= EXAMPLE_Z]
     return [concepts[i].name for i in order[:most]]
+
+
+def shared_concepts_of_pairs(store: Store, pairs: Sequence[tuple[int, int]], space: str, *, seed: int = 0,
+                             most: int = 5) -> list[list[str]]:
+    """:func:`shared_concepts` for many ``(a, b)`` track pairs, learning the concepts once.
+
+    Learning the concepts is the whole cost (seconds: one probe per concept); each pair
+    after that is a row lookup. A pair of a track with itself gets ``[]``.
+
+    Returns
+    -------
+    list of list of str
+        Per pair, in order: the concepts both tracks hold (z >= :data:`EXAMPLE_Z`), the
+        strongest (smaller z of the two) first, at most ``most``.
+    """
+    from index.usertags import fetch_vectors
+
+    if not pairs:
+        return []
+    ids, x = fetch_vectors(store, space)
+    wanted = np.unique(np.asarray(pairs, np.int64))
+    pos = np.searchsorted(ids, wanted)
+    for p, t in zip(pos, wanted):
+        if p >= len(ids) or ids[p] != t:
+            raise ExplainError(f"track {int(t)} has no {space} embedding")
+    concepts = store_concepts(store, space, ids, x, rng=np.random.default_rng(seed))
+    if not concepts:
+        return [[] for _ in pairs]
+    proj = x @ np.stack([c.direction for c in concepts]).T  # [n, concepts]
+    z = (proj - proj.mean(0)) / np.maximum(proj.std(0), 1e-9)
+    out = []
+    for a, b in pairs:
+        if a == b:
+            out.append([])
+            continue
+        both = np.minimum(z[np.searchsorted(ids, a)], z[np.searchsorted(ids, b)])
+        order = [i for i in np.argsort(-both) if both[i] >= EXAMPLE_Z]
+        out.append([concepts[i].name for i in order[:most]])
+    return out

@@ -550,3 +550,63 @@ def test_sql_errors_speak_of_the_users_text(synthetic, tmp_path):
     line = _one_line_error(_run(*base, "--where", "true", "--order-by", "bpm DESC,"), "bad ORDER BY 'bpm DESC,'")
     assert "SELECT track_id" not in line
     assert not (tmp_path / "x.m3u8").exists()
+
+
+# -- --concepts: what each neighbour shares with its seed -------------------------------------
+
+def _concept_names(store_dir: Path, space: str) -> set[str]:
+    from index import tcav
+    from index.usertags import fetch_vectors
+
+    with Store.open_read_only(store_dir) as store:
+        ids, x = fetch_vectors(store, space)
+        return {c.name for c in tcav.store_concepts(store, space, ids, x, rng=np.random.default_rng(0))}
+
+
+def test_knn_concepts_column_names_the_concepts_each_neighbour_shares(corpus_store, corpus_db):
+    from index import tcav
+
+    tid = _unicode_id(corpus_db)
+    base = ["knn", "-t", tid, "-s", "musicnn", "-k", "4", "--store", corpus_store]
+    plain = _run(*base, "--format", "json")
+    shown = _run(*base, "--format", "json", "--concepts")
+    assert plain.exit_code == 0 and shown.exit_code == 0, shown.output
+    plain_rows, rows = json.loads(plain.stdout), json.loads(shown.stdout)
+    assert all("shared" not in r for r in plain_rows)  # opt-in: the default output has no such column
+    assert [{k: v for k, v in r.items() if k != "shared"} for r in rows] == plain_rows
+    names = _concept_names(corpus_store, "musicnn")
+    assert any(r["shared"] for r in rows), rows  # the corpus's neighbours do share some
+    for r in rows:
+        assert isinstance(r["shared"], list) and set(r["shared"]) <= names, r["shared"]
+    with Store.open_read_only(corpus_store) as store:  # the same as `engine explain --with`, pair by pair
+        for r in rows[:2]:
+            assert r["shared"] == tcav.shared_concepts(store, tid, r["track_id"], "musicnn")
+    table = _run(*base, "--concepts")
+    assert table.stdout.splitlines()[0].split()[-1] == "shared"
+    assert _run(*base).stdout.splitlines()[0].split()[-1] == "top_style"
+    csv_out = _run(*base, "--format", "csv", "--concepts").stdout.splitlines()
+    assert csv_out[0].endswith(",shared")
+    first = next(iter(__import__("csv").reader(csv_out[1:2])))
+    assert first[-1] == ", ".join(rows[0]["shared"])
+
+
+def test_concepts_with_several_seeds_are_those_shared_with_the_nearest_seed(corpus_store, corpus_db):
+    from index import tcav
+
+    seeds = sorted(corpus_db.spaces["musicnn"][0][:2].tolist())
+    result = _run("knn", *sum((["-t", s] for s in seeds), []), "-s", "musicnn", "-k", "3", "--format", "json",
+                  "--concepts", "--store", corpus_store)
+    assert result.exit_code == 0, result.output
+    ids, vecs = corpus_db.spaces["musicnn"]
+    row = {int(t): i for i, t in enumerate(ids)}
+    with Store.open_read_only(corpus_store) as store:
+        for r in json.loads(result.stdout)[:2]:
+            nearest = max(seeds, key=lambda s: float(vecs[row[s]] @ vecs[row[r["track_id"]]]))
+            assert r["shared"] == tcav.shared_concepts(store, nearest, r["track_id"], "musicnn")
+    radio = _run("radio", *sum((["--seed", s] for s in seeds), []), "-n", "4", "--format", "json", "--concepts",
+                 "--store", corpus_store)
+    assert radio.exit_code == 0, radio.output
+    entries = json.loads(radio.stdout)
+    assert [e["shared"] for e in entries[:2]] == [[], []]  # the seeds themselves
+    names = _concept_names(corpus_store, "musicnn")
+    assert all(set(e["shared"]) <= names for e in entries)

@@ -394,6 +394,52 @@ def test_no_quality_section_in_a_store_without_the_columns(tmp_path):
     assert "quality_median" not in _summary(out)
 
 
+def test_user_tags_section_shows_each_tag_as_tag_list_does(tmp_path):
+    from index import usertags
+    from index.report_data import TOP_FOR_USER_TAG
+    from tests.listdata import make_list_store
+
+    store = tmp_path / "s"
+    x = make_list_store(store)["x"]
+    near = (np.argsort(-(x @ x[0]))[:10] + 1).tolist()  # a tag that lives in the geometry
+    with Store.open(store) as s:
+        usertags.save(s, usertags.train(s, "near one", near, [300, 301]))
+        usertags.save(s, usertags.train(s, "one", [5]))  # one positive: nothing to cross-validate
+        probes = {p.tag: p for p in usertags.load_all(s)}
+    out = tmp_path / "r"
+    html = _tables_and_page(store, out)
+    section = _section(html, "user-tags")
+    rows = _tsv(out / "user_tags.tsv")
+    for tag, probe in probes.items():
+        scored, above = _sql(store, "SELECT count(*), count(*) FILTER (WHERE score > 0.5) FROM user_tags "
+                                    "WHERE tag = ?", [tag])[0]
+        top = [t for (t,) in _sql(store, "SELECT track_id FROM user_tags WHERE tag = ? ORDER BY score DESC, "
+                                         "track_id LIMIT ?", [tag, TOP_FOR_USER_TAG])]
+        mine = [r for r in rows if r["tag"] == tag]
+        assert [int(r["track_id"]) for r in mine] == top and len(top) == min(scored, TOP_FOR_USER_TAG)
+        assert [int(r["rank"]) for r in mine] == list(range(1, len(top) + 1))
+        for r in mine:
+            assert (r["space"], int(r["positives"]), int(r["negatives"]), int(r["scored"]), int(r["above_half"])) \
+                == (probe.chosen.name, len(probe.positives), len(probe.negatives), scored, above)
+            assert _close(r["cv_auc"], probe.chosen.auc)
+        assert f"{above} ({100 * above / scored:.1f}\u00a0%)" in section
+    assert scored > 0 and 0 < int(next(r for r in rows if r["tag"] == "near one")["above_half"]) < scored
+    assert probes["one"].chosen.auc is None and "only 1 positive example" in section
+    assert f"{probes['near one'].chosen.auc:.2f}" in section
+    assert "10 positive, 2 negative" in section
+    assert html.count('id="user-tags"') == 1 and "user_tags.tsv" in html
+
+
+def test_no_user_tags_section_without_tags(tmp_path):
+    from tests.listdata import make_list_store
+
+    make_list_store(tmp_path / "s")
+    out = tmp_path / "r"
+    html = _tables_and_page(tmp_path / "s", out)
+    assert 'id="user-tags"' not in html and "user_tags.tsv" not in html
+    assert not (out / "user_tags.tsv").exists()
+
+
 # -- errors ----------------------------------------------------------------------------------------
 def test_missing_store_is_one_line_that_says_what_to_do(tmp_path):
     result = CliRunner().invoke(cli, ["report", "--store", str(tmp_path / "nope"), "--out", str(tmp_path / "r")])

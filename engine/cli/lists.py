@@ -15,6 +15,7 @@ from engine.cli.output import format_option, render
 
 M3U8_PATH = click.Path(dir_okay=False, writable=True, allow_dash=True, path_type=Path)
 STDOUT = Path("-")  # --m3u8 -: the playlist goes to standard output instead of the table
+SHARED_WITH = "its nearest seed (knn, radio) or the track before (path)"
 
 
 # -- shared options ------------------------------------------------------------------------
@@ -54,7 +55,7 @@ def list_rules_options(f):
 
 
 def output_options(f):
-    """--format, --m3u8 (- for standard output), --relative, --force, --explain."""
+    """--format, --m3u8 (- for standard output), --relative, --force, --explain, --concepts."""
     for option in reversed((
         format_option,
         click.option("--m3u8", "m3u8", type=M3U8_PATH,
@@ -63,6 +64,9 @@ def output_options(f):
         click.option("--force", is_flag=True, help="Overwrite an existing playlist file."),
         click.option("--explain", is_flag=True,
                      help="Say why each track is there: the tags and descriptors it shares."),
+        click.option("--concepts", is_flag=True,
+                     help="Add a column `shared`: the concepts (tags, descriptor words, your tags) each "
+                     f"track shares with {SHARED_WITH}; learning the concepts takes seconds (docs/tags.md)."),
     )):
         f = option(f)
     return f
@@ -128,35 +132,56 @@ def note_empty_columns(store_dir: Path | None, where: str | None, order_by: str 
         click.echo(note, err=True)
 
 
-def emit(items: Sequence, table_columns: Sequence[str], table_row, fmt: str, why: list[str] | None,
+def emit(items: Sequence, table_columns: Sequence[str], table_row, fmt: str, extra: dict[str, list],
          m3u8: Path | None, relative: bool, force: bool, store_dir: Path | None,
          playlist: Sequence | None = None) -> None:
     """Print ``items`` (dataclasses) as a table (``table_row(item)``) or as JSON/CSV of their
-    fields (plus ``why`` when explaining), and write ``playlist`` (tracks from
-    :func:`playlist_tracks`) when asked; with ``--m3u8 -`` the playlist is the only thing on
-    standard output."""
+    fields, then the ``extra`` columns (name -> one value per item: ``why`` when explaining,
+    ``shared`` concepts; a list is a JSON list, joined with ", " in a table or CSV), and write
+    ``playlist`` (tracks from :func:`playlist_tracks`) when asked; with ``--m3u8 -`` the
+    playlist is the only thing on standard output."""
     if m3u8 != STDOUT:
         if fmt == "table":
-            columns = list(table_columns) + (["why"] if why is not None else [])
-            rows = [tuple(table_row(x)) + ((w,) if why is not None else ()) for x, w in
-                    zip(items, why if why is not None else [None] * len(items))]
+            columns = list(table_columns)
+            rows = [tuple(table_row(x)) for x in items]
         else:
             columns = [f.name for f in fields(items[0])] if items else ["track_id", "path", "similarity"]
-            columns += ["why"] if why is not None else []
-            rows = [tuple(asdict(x).values()) + ((w,) if why is not None else ()) for x, w in
-                    zip(items, why if why is not None else [None] * len(items))]
+            rows = [tuple(asdict(x).values()) for x in items]
+        columns += list(extra)
+
+        def cell(v):
+            return ", ".join(v) if isinstance(v, list) and fmt != "json" else v
+
+        rows = [r + tuple(cell(values[i]) for values in extra.values()) for i, r in enumerate(rows)]
         click.echo(render(columns, rows, fmt))
     if m3u8 is not None:
         write_playlist(playlist, m3u8, relative, force, store_dir)
 
 
-def emit_play_order(entries: Sequence, fmt: str, why: list[str] | None, m3u8: Path | None,
+def emit_play_order(entries: Sequence, fmt: str, extra: dict[str, list], m3u8: Path | None,
                     relative: bool, force: bool, store_dir: Path | None, playlist: Sequence | None) -> None:
     """A path or radio (index.lists.PlaylistEntry): position, similarity to the previous
     track, role, track, path."""
     emit(entries, ["#", "sim", "role", "track", "path"],
          lambda t: (t.position, None if t.similarity is None else round(t.similarity, 3), t.role, t.label, t.path),
-         fmt, why, m3u8, relative, force, store_dir, playlist)
+         fmt, extra, m3u8, relative, force, store_dir, playlist)
+
+
+def shared_column(searcher, space: str, track_ids: Sequence[int], references: Sequence[Sequence[int]]) -> list:
+    """Per track: the concepts it shares (index.tcav) with the closest of its ``references``
+    (cosine in ``space``, as the search compares them); a track among its references: []."""
+    import numpy as np
+
+    from index.tcav import shared_concepts_of_pairs
+
+    pairs = []
+    for t, refs in zip(track_ids, references):
+        if t in refs or len(refs) == 1:
+            pairs.append((t, t if t in refs else refs[0]))
+            continue
+        sims = searcher.vectors(space, list(refs)) @ searcher.vectors(space, [t])[0]
+        pairs.append((t, refs[int(np.argmax(sims))]))
+    return shared_concepts_of_pairs(searcher.store, pairs, space)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -173,7 +198,7 @@ def emit_play_order(entries: Sequence, fmt: str, why: list[str] | None, m3u8: Pa
 @store_option
 def path(start: str, end: str, via: tuple[str, ...], length: int | None, minutes: float | None,
          where: str | None, space: str | None, rules, fmt: str, m3u8: Path | None, relative: bool,
-         force: bool, explain: bool, store_dir: Path | None) -> None:
+         force: bool, explain: bool, concepts: bool, store_dir: Path | None) -> None:
     """A song path: a playlist that moves steadily from one track to another.
 
     Consecutive tracks are similar, and every track is further along from --from towards
@@ -192,13 +217,14 @@ def path(start: str, end: str, via: tuple[str, ...], length: int | None, minutes
         refs = resolve_seeds(searcher, space, named("--from", [start]) + named("--via", via) + named("--to", [end]))
         result = song_path(searcher, refs[0], refs[-1], space, via=refs[1:-1], length=length, minutes=minutes,
                            where=where, rules=rules)
-        why = _why_previous(searcher, [s.track_id for s in result.steps]) if explain else None
-        listed = playlist_tracks(searcher, m3u8, [s.track_id for s in result.steps])
+        ids = [s.track_id for s in result.steps]
+        extra = _extra_columns(searcher, space, ids, [ids[:1]] + [[p] for p in ids[:-1]], explain, concepts)
+        listed = playlist_tracks(searcher, m3u8, ids)
     note_empty_columns(store_dir, where)
     steps = result.steps
     click.echo(f"path of {len(steps)} tracks ({result.seconds / 60:.0f} min) from {refs[0].label} to "
                f"{refs[-1].label} in {space}: worst step {result.worst_step:.3f} (cosine distance)", err=True)
-    emit_play_order(steps, fmt, why, m3u8, relative, force, store_dir, listed)
+    emit_play_order(steps, fmt, extra, m3u8, relative, force, store_dir, listed)
 
 
 @click.command()
@@ -215,7 +241,8 @@ def path(start: str, end: str, via: tuple[str, ...], length: int | None, minutes
 @store_option
 def radio(seeds: tuple[str, ...], length: int | None, minutes: float | None, variety: float,
           random_seed: int | None, where: str | None, space: str | None, rules, fmt: str,
-          m3u8: Path | None, relative: bool, force: bool, explain: bool, store_dir: Path | None) -> None:
+          m3u8: Path | None, relative: bool, force: bool, explain: bool, concepts: bool,
+          store_dir: Path | None) -> None:
     """A radio playlist that continues from seed tracks (default 30 tracks).
 
     The seeds play first; each next track is close to the one before and to the seeds,
@@ -233,13 +260,14 @@ def radio(seeds: tuple[str, ...], length: int | None, minutes: float | None, var
         refs = resolve_seeds(searcher, space, named("--seed", seeds))
         tracks = make_radio(searcher, refs, space, length=length, minutes=minutes, variety=variety,
                             where=where, rules=rules, random_seed=random_seed)
-        why = _why_previous(searcher, [t.track_id for t in tracks]) if explain else None
-        listed = playlist_tracks(searcher, m3u8, [t.track_id for t in tracks])
+        ids = [t.track_id for t in tracks]
+        extra = _extra_columns(searcher, space, ids, [[r.track_id for r in refs]] * len(ids), explain, concepts)
+        listed = playlist_tracks(searcher, m3u8, ids)
     note_empty_columns(store_dir, where)
     minutes_total = sum(t.duration or 0 for t in tracks) / 60
     click.echo(f"radio of {len(tracks)} tracks ({minutes_total:.0f} min) from "
                f"{', '.join(r.label for r in refs)} in {space}", err=True)
-    emit_play_order(tracks, fmt, why, m3u8, relative, force, store_dir, listed)
+    emit_play_order(tracks, fmt, extra, m3u8, relative, force, store_dir, listed)
 
 
 @click.command()
@@ -272,9 +300,16 @@ def duplicates(space: str | None, fmt: str, store_dir: Path | None) -> None:
     click.echo(render(columns, rows, fmt))
 
 
-def _why_previous(searcher, track_ids: Sequence[int]) -> list[str]:
-    """For a play order: why each track follows the one before (the first: "")."""
-    from index.explain import Explainer
+def _extra_columns(searcher, space: str, track_ids: Sequence[int], references: Sequence[Sequence[int]],
+                   explain: bool, concepts: bool) -> dict[str, list]:
+    """For a play order: ``why`` each track follows the one before (the first: "") with
+    --explain; the ``shared`` concepts with its reference (:func:`shared_column`) with --concepts."""
+    extra: dict[str, list] = {}
+    if explain:
+        from index.explain import Explainer
 
-    ex = Explainer(searcher.store)
-    return [""] + [ex.why(t, [p]) for p, t in zip(track_ids, track_ids[1:])]
+        ex = Explainer(searcher.store)
+        extra["why"] = [""] + [ex.why(t, [p]) for p, t in zip(track_ids, track_ids[1:])]
+    if concepts:
+        extra["shared"] = shared_column(searcher, space, track_ids, references)
+    return extra

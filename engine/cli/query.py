@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from engine.cli.lists import (M3U8_PATH, check_playlist_target, emit, list_rules_options, named,
-                              note_empty_columns, output_options, playlist_tracks, space_option, write_playlist)
+                              note_empty_columns, output_options, playlist_tracks, shared_column, space_option,
+                              write_playlist)
 from engine.cli.options import store_option
 
 def _key(key, scale) -> str | None:
@@ -31,7 +32,7 @@ def _key(key, scale) -> str | None:
 @store_option
 def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: int, where: str | None,
         combine: str, rules, fmt: str, m3u8: Path | None, relative: bool, force: bool, explain: bool,
-        store_dir: Path | None) -> None:
+        concepts: bool, store_dir: Path | None) -> None:
     """The K tracks most similar to one or more tracks (cosine similarity of embeddings).
 
     The seeds, the tracks to avoid and duplicates of them are left out, and a
@@ -51,12 +52,15 @@ def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: i
         refs = resolve_seeds(searcher, space, named("--track", tracks) + named("--not", avoid))
         seeds, avoided = refs[:len(tracks)], refs[len(tracks):]
         found = more_like(searcher, seeds, space, k, avoid=avoided, where=where, combine=combine, rules=rules)
-        why = None
+        seed_ids = [s.track_id for s in seeds]
+        extra: dict[str, list] = {}
         if explain:
             from index.explain import Explainer
 
             ex = Explainer(searcher.store)
-            why = [ex.why(n.track_id, [s.track_id for s in seeds]) for n in found]
+            extra["why"] = [ex.why(n.track_id, seed_ids) for n in found]
+        if concepts:
+            extra["shared"] = shared_column(searcher, space, [n.track_id for n in found], [seed_ids] * len(found))
         listed = playlist_tracks(searcher, m3u8, [*(s.track_id for s in seeds), *(n.track_id for n in found)])
     note_empty_columns(store_dir, where)
     names = ", ".join(f"{r.track_id} {r.label} ({r.path})" for r in seeds)
@@ -67,7 +71,7 @@ def knn(tracks: tuple[str, ...], avoid: tuple[str, ...], space: str | None, k: i
                  "arousal", "valence", "top_style"],
          lambda n: (n.rank, round(n.similarity, 4), n.label, n.path, n.bpm, _key(n.key, n.scale),
                     n.loudness_lufs, n.danceability, n.voice, n.arousal, n.valence, n.top_style),
-         fmt, why, m3u8, relative, force, store_dir, listed)
+         fmt, extra, m3u8, relative, force, store_dir, listed)
 
 
 @click.command()
