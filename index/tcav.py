@@ -361,6 +361,24 @@ def space_directions(store: Store, space: str, *, seed: int = 0, ids: np.ndarray
     return got
 
 
+def space_concepts(store: Store, space: str, *, seed: int = 0, ids: np.ndarray | None = None,
+                   x: np.ndarray | None = None) -> tuple[ConceptVector, ...]:
+    """The concepts of ``space`` alone: cached ones when :func:`space_directions` has them
+    for the store's state, else learned now (seconds) without the 3000 random directions
+    (≈40 CPU-s) that only significance tests need; not saved then."""
+    state, _ = _directions_state(store, space, seed)
+    got = _MEMORY.get((str(Path(store.directory).resolve()), space))
+    if got is None or got.state != state:
+        got = _load_directions(Path(store.directory), space)
+    if got is not None and got.state == state:
+        return got.concepts
+    if ids is None or x is None:
+        from index.usertags import fetch_vectors
+
+        ids, x = fetch_vectors(store, space)
+    return tuple(store_concepts(store, space, ids, x, rng=np.random.default_rng(seed)))
+
+
 def _save_directions(d: SpaceDirections, directory: Path, space: str) -> None:
     """Write the two files atomically (temporary names, then rename; the array first)."""
     values, info = cache_paths(directory, space)
@@ -525,29 +543,16 @@ def shared_concepts(store: Store, a: int, b: int, space: str, *, seed: int = 0, 
     """Concepts both tracks hold clearly: their embeddings' projections on the concept's
     direction at least :data:`EXAMPLE_Z` standard deviations above the collection's mean
     for both, the strongest (smaller of the two) first."""
-    from index.usertags import fetch_vectors
-
-    ids, x = fetch_vectors(store, space)
-    pa, pb = np.searchsorted(ids, a), np.searchsorted(ids, b)
-    for p, t in ((pa, a), (pb, b)):
-        if p >= len(ids) or ids[p] != t:
-            raise ExplainError(f"track {t} has no {space} embedding")
-    concepts = space_directions(store, space, seed=seed, ids=ids, x=x).concepts
-    if not concepts:
-        return []
-    proj = x @ np.stack([c.direction for c in concepts]).T  # [n, concepts]
-    z = (proj - proj.mean(0)) / np.maximum(proj.std(0), 1e-9)
-    both = np.minimum(z[pa], z[pb])
-    order = [i for i in np.argsort(-both) if both[i] >= EXAMPLE_Z]
-    return [concepts[i].name for i in order[:most]]
+    return shared_concepts_of_pairs(store, [(a, b)], space, seed=seed, most=most)[0]
 
 
 def shared_concepts_of_pairs(store: Store, pairs: Sequence[tuple[int, int]], space: str, *, seed: int = 0,
                              most: int = 5) -> list[list[str]]:
     """:func:`shared_concepts` for many ``(a, b)`` track pairs, learning the concepts once.
 
-    Learning the concepts is the whole cost (seconds: one probe per concept); each pair
-    after that is a row lookup. A pair of a track with itself gets ``[]``.
+    The concepts (:func:`space_concepts`: cached, else learned once per call, seconds)
+    are the whole cost; each pair after that is a row lookup. A pair of a
+    track with itself gets ``[]``.
 
     Returns
     -------
@@ -565,7 +570,7 @@ def shared_concepts_of_pairs(store: Store, pairs: Sequence[tuple[int, int]], spa
     for p, t in zip(pos, wanted):
         if p >= len(ids) or ids[p] != t:
             raise ExplainError(f"track {int(t)} has no {space} embedding")
-    concepts = store_concepts(store, space, ids, x, rng=np.random.default_rng(seed))
+    concepts = space_concepts(store, space, seed=seed, ids=ids, x=x)
     if not concepts:
         return [[] for _ in pairs]
     proj = x @ np.stack([c.direction for c in concepts]).T  # [n, concepts]
