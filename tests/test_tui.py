@@ -388,18 +388,37 @@ def synthetic_store(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("tui-synthetic") / "store", 40)
 
 
-@_sync
-async def test_effnet_side_explains_missing_embeddings(tmp_path):
+@pytest.fixture(scope="session")
+def bare_store(tmp_path_factory):
+    """A synthetic store without embeddings."""
     from tui.synthetic import make_store
 
-    store = make_store(tmp_path / "store", 12, embeddings=False)
-    app = _app(store)
+    return make_store(tmp_path_factory.mktemp("tui-bare") / "store", 12, embeddings=False)
+
+
+@_sync
+async def test_panes_say_why_without_embeddings(bare_store):
+    """No embeddings: the Similar pane's effnet side and the Explain pane say why, in one line."""
+    from textual.widgets import DataTable
+
+    app = _app(bare_store)
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)
         await pilot.press("n")
         await _settle(app, pilot)
         error = app.similar_pane.query_one("#error-effnet")
         assert error.display and "backbone is missing" in str(error.render())
+        await pilot.press("c")
+        await _settle(app, pilot)
+        assert app.tabs.active == "tab-explain"
+        text = _explain_text(app)
+        assert app.table.selected.summary().label in text
+        assert "no prediction head can read this store's embeddings" in text and "\n" not in text.strip()
+        assert not app.explain_pane.query_one("#explain-table", DataTable).display
+
+
+def _explain_text(app) -> str:
+    return str(app.explain_pane.query_one("#explain-summary").render())
 
 
 @_sync
@@ -664,3 +683,62 @@ async def test_corpus_learn_tag_from_three_chorales_ranks_chorales_first(corpus_
         others = [i for i, n in enumerate(ranked) if not n.startswith("chorale_")]
         assert len(chorales) >= 8 and np.mean(chorales) < np.mean(others)
         assert "warning" not in str(app.table.border_title) and "only 3 positive" in str(app.table.border_title)
+
+
+# -- the Explain pane ----------------------------------------------------------------------
+
+class _GatedCatalog(Catalog):
+    """The real catalog, whose first explanation waits for ``gate``: a slow one in flight."""
+
+    def __init__(self, store):
+        import threading
+
+        super().__init__(store)
+        self.gate = threading.Event()
+        self.calls: list[tuple[int, str | None]] = []
+        self.first_cancelled: bool | None = None
+
+    def explain(self, track_id, head=None, cancelled=lambda: False):
+        self.calls.append((track_id, head))
+        if len(self.calls) == 1:
+            self.gate.wait(30)
+            self.first_cancelled = cancelled()
+        return super().explain(track_id, head, cancelled)
+
+
+@_sync
+async def test_explain_runs_only_on_its_tab_and_drops_a_stale_answer(bare_store):
+    """The explanation starts only when its tab is shown; moving the cursor while one is
+    in flight cancels it, the newer track's answer is shown and the late one is dropped;
+    coming back to the tab, or a head chosen in the pane, asks again only when it changes."""
+    from tui.components.explain_pane import ExplainPane
+
+    catalog = _GatedCatalog(bare_store)
+    app = _app(bare_store, catalog=catalog)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("down")
+        await _settle(app, pilot)
+        assert catalog.calls == []  # the Detail tab is active: nothing explained
+        first = app.table.selected
+        await pilot.press("c")
+        await pilot.pause()
+        assert "explaining …" in _explain_text(app)
+        await pilot.press("down")
+        second = app.table.selected
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if second.summary().label in _explain_text(app) and "no prediction head" in _explain_text(app):
+                break
+        assert second.summary().label in _explain_text(app) and "no prediction head" in _explain_text(app)
+        catalog.gate.set()
+        await _settle(app, pilot)
+        assert catalog.first_cancelled is True
+        assert first.summary().label not in _explain_text(app)
+        assert [c[0] for c in catalog.calls] == [first.track_id, second.track_id]
+        await pilot.press("d", "c")
+        await _settle(app, pilot)
+        assert len(catalog.calls) == 2  # the same track and head: not explained again
+        app.explain_pane.post_message(ExplainPane.HeadChosen("moods_mirex"))
+        await _settle(app, pilot)
+        assert catalog.calls[-1] == (second.track_id, "moods_mirex")
