@@ -628,6 +628,15 @@ def test_snapshot_filters_light_theme(snap_compare, synthetic_store):
     assert snap_compare(_snap_app(synthetic_store), terminal_size=(80, 24), run_before=before)
 
 
+def test_snapshot_explain_without_a_head(snap_compare, bare_store):
+    async def before(pilot):
+        await _ready(pilot)
+        await pilot.press("c")
+        await _ready(pilot)
+
+    assert snap_compare(_snap_app(bare_store), terminal_size=(100, 30), run_before=before)
+
+
 def test_snapshot_help(snap_compare, synthetic_store):
     async def before(pilot):
         await _ready(pilot)
@@ -742,3 +751,39 @@ async def test_explain_runs_only_on_its_tab_and_drops_a_stale_answer(bare_store)
         app.explain_pane.post_message(ExplainPane.HeadChosen("moods_mirex"))
         await _settle(app, pilot)
         assert catalog.calls[-1] == (second.track_id, "moods_mirex")
+
+
+@pytest.mark.slow
+@_sync
+async def test_corpus_explain_pane_names_the_concepts_behind_a_chorale(corpus_store):
+    """Real audio: the Explain tab on a Bach chorale explains the default head's (MusiCNN's
+    MSD tags) top class with every concept of the store, the significant ones first and in
+    the summary line, as `engine explain` computes them."""
+    from textual.widgets import DataTable, Select
+
+    from index import tcav
+
+    app = _app(corpus_store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await _settle(app, pilot)
+        rows = {Path(r.path).name: i for i, r in enumerate(app.table.order)}
+        app.table.move_cursor(rows["chorale_00.ogg"])
+        await _settle(app, pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        assert "explaining …" in _explain_text(app)
+        await _settle(app, pilot)
+        text = _explain_text(app)
+        with Store.open_read_only(corpus_store) as s:
+            head = tcav.default_head(s)
+            heads = tcav.available_heads(s)
+        assert head == "musicnn" and app.explain_pane.query_one("#explain-head", Select).value == head
+        label, rest = text.split(": ", 1)[1].split(" (", 1)
+        assert label in tcav.load_head(head).labels and float(rest[:4]) > 0
+        table = app.explain_pane.query_one("#explain-table", DataTable)
+        concepts = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
+        significant = [table.get_row_at(i)[0].plain for i in range(table.row_count) if table.get_row_at(i)[5] == "*"]
+        assert table.row_count > 50 and {"fast", "slow", "loud", "quiet"} <= set(concepts)
+        assert significant == concepts[:len(significant)] and significant, text
+        assert f"{significant[0]} ↑" in text or f"{significant[0]} ↓" in text
+        assert "moods_mirex" in heads and "moods_mirex" in app.explain_pane._heads
