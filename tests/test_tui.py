@@ -696,6 +696,22 @@ async def test_corpus_learn_tag_from_three_chorales_ranks_chorales_first(corpus_
 
 # -- the Explain pane ----------------------------------------------------------------------
 
+def test_catalog_explain_stops_at_the_heads_next_call_once_cancelled(synthetic_store, shared_models):
+    """A request the app has left: the explanation stops at the head's next call (before
+    the concepts are learned), and nothing is returned."""
+    catalog = Catalog(synthetic_store)
+    checks = []
+
+    def cancelled():
+        checks.append(1)
+        return len(checks) > 1  # the check before any work passes; the head's first call stops it
+
+    try:
+        assert catalog.explain(1, "musicnn", cancelled) is None and len(checks) == 2
+    finally:
+        catalog.close()
+
+
 class _GatedCatalog(Catalog):
     """The real catalog, whose first explanation waits for ``gate``: a slow one in flight."""
 

@@ -307,10 +307,17 @@ class Catalog:
                 cancelled: Callable[[], bool] = lambda: False) -> Explained | None:
         """Which concepts push ``head``'s top class for the track (None: the store's
         default head, index.tcav.default_head). Never raises an EngineError: the reason is
-        in ``Explained.error``. None when ``cancelled()`` is true once the previous
-        explanation has finished (the app has moved on), so a stale request costs nothing."""
+        in ``Explained.error``. None when ``cancelled()`` turns true (the app has moved on):
+        checked once the role's previous explanation has finished and at each call of the
+        head, so a stale request stops early (learning the concepts' directions cannot be
+        interrupted)."""
+        from dataclasses import replace
+
         from index import tcav
         from models.errors import EngineError
+
+        class Cancelled(Exception):
+            pass
 
         def run(store: Store) -> Explained | None:
             if cancelled():
@@ -321,7 +328,16 @@ class Catalog:
                 name = name or tcav.default_head(store)
                 if name not in self._heads:
                     self._heads[name] = tcav.load_head(name)
-                result = tcav.explain_track(store, int(track_id), self._heads[name])
+                loaded = self._heads[name]
+
+                def predict(x):  # each call of the head is a point where a stale request stops
+                    if cancelled():
+                        raise Cancelled
+                    return loaded.predict(x)
+
+                result = tcav.explain_track(store, int(track_id), replace(loaded, predict=predict))
+            except Cancelled:
+                return None
             except EngineError as exc:
                 return Explained(int(track_id), name, heads, error=str(exc).split("\n")[0])
             return Explained(int(track_id), name, heads, result, tcav.push_arrows(result.effects))
