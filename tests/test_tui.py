@@ -735,7 +735,7 @@ class _GatedCatalog(Catalog):
 async def test_explain_runs_only_on_its_tab_and_drops_a_stale_answer(bare_store):
     """The explanation starts only when its tab is shown; moving the cursor while one is
     in flight cancels it, the newer track's answer is shown and the late one is dropped;
-    coming back to the tab, or a head chosen in the pane, asks again only when it changes."""
+    coming back to the tab after a reason, or a head chosen in the pane, asks again."""
     from tui.components.explain_pane import ExplainPane
 
     catalog = _GatedCatalog(bare_store)
@@ -763,7 +763,7 @@ async def test_explain_runs_only_on_its_tab_and_drops_a_stale_answer(bare_store)
         assert [c[0] for c in catalog.calls] == [first.track_id, second.track_id]
         await pilot.press("d", "c")
         await _settle(app, pilot)
-        assert len(catalog.calls) == 2  # the same track and head: not explained again
+        assert len(catalog.calls) == 3  # the answer was a reason, not an explanation: asked again
         app.explain_pane.post_message(ExplainPane.HeadChosen("moods_mirex"))
         await _settle(app, pilot)
         assert catalog.calls[-1] == (second.track_id, "moods_mirex")
@@ -803,3 +803,6 @@ async def test_corpus_explain_pane_names_the_concepts_behind_a_chorale(corpus_st
         assert significant == concepts[:len(significant)] and significant, text
         assert f"{significant[0]} ↑" in text or f"{significant[0]} ↓" in text
         assert "moods_mirex" in heads and "moods_mirex" in app.explain_pane._heads
+        await pilot.press("d", "c")  # back on the tab, same track and head: shown, not computed again
+        await pilot.pause()
+        assert _explain_text(app) == text and not [w for w in app.workers if w.group == "explain" and not w.is_finished]

@@ -1,9 +1,10 @@
-# One file (≈560 lines) on purpose: the App class alone (its bindings, thread workers and message handlers); each widget is in tui/components/, the data in tui.data.
+# One file (≈620 lines) on purpose: the App class alone (its bindings, thread workers and message handlers); each widget is in tui/components/, the data in tui.data.
 """`engine tui`: filter, browse, compare and play the collection from the keyboard.
 
 Every store call runs in a thread worker that only posts messages (ResultsReady,
-DetailReady, SimilarReady, ExplainReady, ...); the ``on_`` handlers own the state. Stale workers of a
-group are cancelled (``exclusive=True``) and their messages dropped by generation.
+DetailReady, SimilarReady, ExplainReady, ...); the ``on_`` handlers own the state. Stale
+workers of a group are cancelled (``exclusive=True``) and their messages dropped by
+generation (or, for an explanation, by its request).
 """
 
 from __future__ import annotations
@@ -440,6 +441,8 @@ class EngineApp(App):
     def on_engine_app_explain_ready(self, event: ExplainReady) -> None:
         if event.request == self._explain_request:  # else the cursor or the head has moved on
             self.explain_pane.show(event.result, event.track)
+            if event.result.error:
+                self._explain_request = None  # coming back to the tab tries again
 
     def on_explain_pane_head_chosen(self, event: ExplainPane.HeadChosen) -> None:
         self.explain_head = event.head
