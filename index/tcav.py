@@ -130,11 +130,7 @@ class Explanation:
         sig = [e for e in self.effects if e.significant and e.at_track != 0][:most]
         if not sig:
             return f"{self.label} ({self.probability:.2f}): no concept of this store pushes it significantly"
-        top = max(abs(e.at_track) for e in sig)
-        parts = []
-        for e in sig:
-            arrow = "↑" if e.at_track > 0 else "↓"
-            parts.append(f"{e.concept} {arrow * (2 if abs(e.at_track) >= top / 2 else 1)}")
+        parts = [f"{e.concept} {arrow}" for e, arrow in zip(sig, push_arrows(sig))]
         return f"{self.label} ({self.probability:.2f}): " + ", ".join(parts)
 
 
@@ -584,3 +580,30 @@ def shared_concepts_of_pairs(store: Store, pairs: Sequence[tuple[int, int]], spa
         order = [i for i in np.argsort(-both) if both[i] >= EXAMPLE_Z]
         out.append([concepts[i].name for i in order[:most]])
     return out
+
+
+def default_head(store: Store) -> str:
+    """The head explained when none is named (``engine explain``, the TUI's Explain pane):
+    the first of :func:`available_heads`, so the MSD tags of MusiCNN when the store has its
+    embeddings. Raises :class:`ExplainError` (one line, saying what to do) when none fits."""
+    heads = available_heads(store)
+    if not heads:
+        raise ExplainError("no prediction head can read this store's embeddings: "
+                           "`engine models fetch moods_mirex` and build again")
+    return heads[0]
+
+
+def push_arrows(effects: Sequence[ConceptEffect]) -> tuple[str, ...]:
+    """One arrow per effect, as :meth:`Explanation.text` writes them: ``↑``/``↓`` by the
+    sign of ``at_track``, doubled when its size is at least half the strongest significant
+    effect's (of all effects when none is significant); ``·`` for no effect."""
+    sig = [abs(e.at_track) for e in effects if e.significant and e.at_track != 0]
+    top = max(sig or [abs(e.at_track) for e in effects] or [0.0])
+    arrows = []
+    for e in effects:
+        if e.at_track == 0 or top == 0:
+            arrows.append("·")
+            continue
+        arrow = "↑" if e.at_track > 0 else "↓"
+        arrows.append(arrow * (2 if abs(e.at_track) >= top / 2 else 1))
+    return tuple(arrows)

@@ -388,18 +388,37 @@ def synthetic_store(tmp_path_factory):
     return make_store(tmp_path_factory.mktemp("tui-synthetic") / "store", 40)
 
 
-@_sync
-async def test_effnet_side_explains_missing_embeddings(tmp_path):
+@pytest.fixture(scope="session")
+def bare_store(tmp_path_factory):
+    """A synthetic store without embeddings."""
     from tui.synthetic import make_store
 
-    store = make_store(tmp_path / "store", 12, embeddings=False)
-    app = _app(store)
+    return make_store(tmp_path_factory.mktemp("tui-bare") / "store", 12, embeddings=False)
+
+
+@_sync
+async def test_panes_say_why_without_embeddings(bare_store):
+    """No embeddings: the Similar pane's effnet side and the Explain pane say why, in one line."""
+    from textual.widgets import DataTable
+
+    app = _app(bare_store)
     async with app.run_test(size=(120, 40)) as pilot:
         await _settle(app, pilot)
         await pilot.press("n")
         await _settle(app, pilot)
         error = app.similar_pane.query_one("#error-effnet")
         assert error.display and "backbone is missing" in str(error.render())
+        await pilot.press("c")
+        await _settle(app, pilot)
+        assert app.tabs.active == "tab-explain"
+        text = _explain_text(app)
+        assert app.table.selected.summary().label in text
+        assert "no prediction head can read this store's embeddings" in text and "\n" not in text.strip()
+        assert not app.explain_pane.query_one("#explain-table", DataTable).display
+
+
+def _explain_text(app) -> str:
+    return str(app.explain_pane.query_one("#explain-summary").render())
 
 
 @_sync
@@ -609,6 +628,15 @@ def test_snapshot_filters_light_theme(snap_compare, synthetic_store):
     assert snap_compare(_snap_app(synthetic_store), terminal_size=(80, 24), run_before=before)
 
 
+def test_snapshot_explain_without_a_head(snap_compare, bare_store):
+    async def before(pilot):
+        await _ready(pilot)
+        await pilot.press("c")
+        await _ready(pilot)
+
+    assert snap_compare(_snap_app(bare_store), terminal_size=(100, 30), run_before=before)
+
+
 def test_snapshot_help(snap_compare, synthetic_store):
     async def before(pilot):
         await _ready(pilot)
@@ -664,3 +692,117 @@ async def test_corpus_learn_tag_from_three_chorales_ranks_chorales_first(corpus_
         others = [i for i, n in enumerate(ranked) if not n.startswith("chorale_")]
         assert len(chorales) >= 8 and np.mean(chorales) < np.mean(others)
         assert "warning" not in str(app.table.border_title) and "only 3 positive" in str(app.table.border_title)
+
+
+# -- the Explain pane ----------------------------------------------------------------------
+
+def test_catalog_explain_stops_at_the_heads_next_call_once_cancelled(synthetic_store, shared_models):
+    """A request the app has left: the explanation stops at the head's next call (before
+    the concepts are learned), and nothing is returned."""
+    catalog = Catalog(synthetic_store)
+    checks = []
+
+    def cancelled():
+        checks.append(1)
+        return len(checks) > 1  # the check before any work passes; the head's first call stops it
+
+    try:
+        assert catalog.explain(1, "musicnn", cancelled) is None and len(checks) == 2
+    finally:
+        catalog.close()
+
+
+class _GatedCatalog(Catalog):
+    """The real catalog, whose first explanation waits for ``gate``: a slow one in flight."""
+
+    def __init__(self, store):
+        import threading
+
+        super().__init__(store)
+        self.gate = threading.Event()
+        self.calls: list[tuple[int, str | None]] = []
+        self.first_cancelled: bool | None = None
+
+    def explain(self, track_id, head=None, cancelled=lambda: False):
+        self.calls.append((track_id, head))
+        if len(self.calls) == 1:
+            self.gate.wait(30)
+            self.first_cancelled = cancelled()
+        return super().explain(track_id, head, cancelled)
+
+
+@_sync
+async def test_explain_runs_only_on_its_tab_and_drops_a_stale_answer(bare_store):
+    """The explanation starts only when its tab is shown; moving the cursor while one is
+    in flight cancels it, the newer track's answer is shown and the late one is dropped;
+    coming back to the tab after a reason, or a head chosen in the pane, asks again."""
+    from tui.components.explain_pane import ExplainPane
+
+    catalog = _GatedCatalog(bare_store)
+    app = _app(bare_store, catalog=catalog)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _settle(app, pilot)
+        await pilot.press("down")
+        await _settle(app, pilot)
+        assert catalog.calls == []  # the Detail tab is active: nothing explained
+        first = app.table.selected
+        await pilot.press("c")
+        await pilot.pause()
+        assert "explaining …" in _explain_text(app)
+        await pilot.press("down")
+        second = app.table.selected
+        for _ in range(200):
+            await pilot.pause(0.01)
+            if second.summary().label in _explain_text(app) and "no prediction head" in _explain_text(app):
+                break
+        assert second.summary().label in _explain_text(app) and "no prediction head" in _explain_text(app)
+        catalog.gate.set()
+        await _settle(app, pilot)
+        assert catalog.first_cancelled is True
+        assert first.summary().label not in _explain_text(app)
+        assert [c[0] for c in catalog.calls] == [first.track_id, second.track_id]
+        await pilot.press("d", "c")
+        await _settle(app, pilot)
+        assert len(catalog.calls) == 3  # the answer was a reason, not an explanation: asked again
+        app.explain_pane.post_message(ExplainPane.HeadChosen("moods_mirex"))
+        await _settle(app, pilot)
+        assert catalog.calls[-1] == (second.track_id, "moods_mirex")
+
+
+@pytest.mark.slow
+@_sync
+async def test_corpus_explain_pane_names_the_concepts_behind_a_chorale(corpus_store):
+    """Real audio: the Explain tab on a Bach chorale explains the default head's (MusiCNN's
+    MSD tags) top class with every concept of the store, the significant ones first and in
+    the summary line, as `engine explain` computes them."""
+    from textual.widgets import DataTable, Select
+
+    from index import tcav
+
+    app = _app(corpus_store)
+    async with app.run_test(size=(160, 50)) as pilot:
+        await _settle(app, pilot)
+        rows = {Path(r.path).name: i for i, r in enumerate(app.table.order)}
+        app.table.move_cursor(rows["chorale_00.ogg"])
+        await _settle(app, pilot)
+        await pilot.press("c")
+        await pilot.pause()
+        assert "explaining …" in _explain_text(app)
+        await _settle(app, pilot)
+        text = _explain_text(app)
+        with Store.open_read_only(corpus_store) as s:
+            head = tcav.default_head(s)
+            heads = tcav.available_heads(s)
+        assert head == "musicnn" and app.explain_pane.query_one("#explain-head", Select).value == head
+        label, rest = text.split(": ", 1)[1].split(" (", 1)
+        assert label in tcav.load_head(head).labels and float(rest[:4]) > 0
+        table = app.explain_pane.query_one("#explain-table", DataTable)
+        concepts = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
+        significant = [table.get_row_at(i)[0].plain for i in range(table.row_count) if table.get_row_at(i)[5] == "*"]
+        assert table.row_count > 50 and {"fast", "slow", "loud", "quiet"} <= set(concepts)
+        assert significant == concepts[:len(significant)] and significant, text
+        assert f"{significant[0]} ↑" in text or f"{significant[0]} ↓" in text
+        assert "moods_mirex" in heads and "moods_mirex" in app.explain_pane._heads
+        await pilot.press("d", "c")  # back on the tab, same track and head: shown, not computed again
+        await pilot.pause()
+        assert _explain_text(app) == text and not [w for w in app.workers if w.group == "explain" and not w.is_finished]

@@ -41,6 +41,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("b", "back_to_filter", "Back", "Back from a list made by example to the filter results",
            show=False),
     Action("n", "show_similar", "Similar", "Show the 10 nearest tracks in effnet and musicnn"),
+    Action("c", "show_explain", "Explain", "Show the concepts that push the selected track's top class",
+           show=False),
     Action("d", "show_detail", "Detail", "Show every descriptor of the selected track", show=False),
     Action("v", "toggle_restrict", "Restrict",
            "Similar tracks and lists by example: toggle restricting them to the filter",

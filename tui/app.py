@@ -1,9 +1,10 @@
-# One file (≈560 lines) on purpose: the App class alone (its bindings, thread workers and message handlers); each widget is in tui/components/, the data in tui.data.
+# One file (≈620 lines) on purpose: the App class alone (its bindings, thread workers and message handlers); each widget is in tui/components/, the data in tui.data.
 """`engine tui`: filter, browse, compare and play the collection from the keyboard.
 
 Every store call runs in a thread worker that only posts messages (ResultsReady,
-DetailReady, SimilarReady, ...); the ``on_`` handlers own the state. Stale workers of a
-group are cancelled (``exclusive=True``) and their messages dropped by generation.
+DetailReady, SimilarReady, ExplainReady, ...); the ``on_`` handlers own the state. Stale
+workers of a group are cancelled (``exclusive=True``) and their messages dropped by
+generation (or, for an explanation, by its request).
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ from textual.worker import get_current_worker
 
 from tui.actions import ACTIONS
 from tui.components.detail_pane import DetailPane
+from tui.components.explain_pane import ExplainPane
 from tui.components.export_screen import ConfirmScreen, ExportScreen
 from tui.components.filter_panel import FilterPanel
 from tui.components.help_screen import HelpScreen
 from tui.components.results_table import ResultsTable
 from tui.components.similarity_pane import SimilarityPane
 from tui.data import (
-    PAGE_SIZE, SORTABLE, PANE_SPACES, BadSQLError, Catalog, Filters, Page, ResultRow, Similar,
-    TrackDetail, TuiError,
+    PAGE_SIZE, SORTABLE, PANE_SPACES, BadSQLError, Catalog, Explained, Filters, Page, ResultRow,
+    Similar, TrackDetail, TuiError,
 )
 from tui.marks import MarkRole, Marks
 from tui.player import Player
@@ -74,6 +76,11 @@ class EngineApp(App):
             self.result, self.restricted = result, restricted
             super().__init__()
 
+    class ExplainReady(Message):
+        def __init__(self, result: Explained, request: tuple[int, str | None], track: str) -> None:
+            self.result, self.request, self.track = result, request, track
+            super().__init__()
+
     class StylesReady(Message):
         def __init__(self, names: list[str]) -> None:
             self.names = names
@@ -104,6 +111,8 @@ class EngineApp(App):
         self.marks = Marks()  # seeds and tracks to avoid (tui.marks), shown in the list
         self.why: dict[int, str] = {}  # why each track of a list made by example is there
         self.restrict_similar = False
+        self.explain_head: str | None = None  # None: index.tcav.default_head
+        self._explain_request: tuple[int, str | None] | None = None  # (track, head) asked last
         self.shown_generation = 0
         self.results_shown = asyncio.Event()  # set each time the list is redrawn (bench, tests)
         self._last_fire = 0.0
@@ -122,6 +131,8 @@ class EngineApp(App):
                         yield DetailPane(id="detail")
                     with TabPane("Similar", id="tab-similar"):
                         yield SimilarityPane(id="similar")
+                    with TabPane("Explain", id="tab-explain"):
+                        yield ExplainPane(id="explain")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -131,6 +142,7 @@ class EngineApp(App):
         self.table.marks = self.marks
         self.detail_pane = self.query_one(DetailPane)
         self.similar_pane = self.query_one(SimilarityPane)
+        self.explain_pane = self.query_one(ExplainPane)
         self.tabs = self.query_one(TabbedContent)
         self.sub_title = str(self.catalog.directory)
         self.detail_pane.show(None)
@@ -236,6 +248,19 @@ class EngineApp(App):
                                           self.filters if restricted else None)
             if not worker.is_cancelled:
                 self.post_message(self.SimilarReady(result, restricted))
+
+    @work(thread=True, exclusive=True, group="explain")
+    def load_explanation(self, track_id: int, head: str | None, track: str) -> None:
+        """Seconds of work (the concepts' directions are learned per call): a newer request
+        cancels this one; a cancelled one still waiting for the previous one skips it, and
+        a result that arrives late is dropped (on_engine_app_explain_ready)."""
+        worker = get_current_worker()
+        try:
+            result = self.catalog.explain(track_id, head, lambda: worker.is_cancelled)
+        except Exception as exc:  # noqa: BLE001 - shown in the pane, never a crash
+            result = Explained(track_id, head, error=f"cannot explain: {exc}".split("\n")[0])
+        if result is not None and not worker.is_cancelled:
+            self.post_message(self.ExplainReady(result, (track_id, head), track))
 
     @work(thread=True, group="styles")
     def load_styles(self) -> None:
@@ -351,6 +376,8 @@ class EngineApp(App):
             self._shown_track = None
             self.detail_pane.show(None)
             self.similar_pane.clear()
+            self.explain_pane.clear()
+            self._explain_request = None
             return
         if event.row.track_id == self._shown_track:
             # Same track after a re-query: only neighbours restricted to the filter change.
@@ -379,6 +406,8 @@ class EngineApp(App):
         self.load_detail(row.track_id)
         if self.tabs.active == "tab-similar":
             self._refresh_similar()
+        elif self.tabs.active == "tab-explain":
+            self._refresh_explain()
 
     @on(ResultsTable.SortRequested)
     def _sort_requested(self, event: ResultsTable.SortRequested) -> None:
@@ -399,6 +428,8 @@ class EngineApp(App):
     def _tab(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "tab-similar":
             self._refresh_similar()
+        elif event.pane.id == "tab-explain":
+            self._refresh_explain()
 
     def on_engine_app_detail_ready(self, event: DetailReady) -> None:
         why = self.why.get(event.detail.track_id) if event.detail is not None and self.seeded_from else None
@@ -406,6 +437,16 @@ class EngineApp(App):
 
     def on_engine_app_similar_ready(self, event: SimilarReady) -> None:
         self.similar_pane.show(event.result, event.restricted)
+
+    def on_engine_app_explain_ready(self, event: ExplainReady) -> None:
+        if event.request == self._explain_request:  # else the cursor or the head has moved on
+            self.explain_pane.show(event.result, event.track)
+            if event.result.error:
+                self._explain_request = None  # coming back to the tab tries again
+
+    def on_explain_pane_head_chosen(self, event: ExplainPane.HeadChosen) -> None:
+        self.explain_head = event.head
+        self._refresh_explain()
 
     def on_engine_app_styles_ready(self, event: StylesReady) -> None:
         self.panel.set_styles(event.names)
@@ -427,6 +468,20 @@ class EngineApp(App):
             return
         self.similar_pane.loading(self.restrict_similar)
         self.load_similar(row.track_id, self.restrict_similar)
+
+    def _refresh_explain(self) -> None:
+        """Explain the selection with the chosen head, unless that is already shown or on
+        its way (coming back to the tab does not start seconds of work again)."""
+        row = self.table.selected
+        if row is None:
+            return
+        request = (row.track_id, self.explain_head)
+        if request == self._explain_request:
+            return
+        self._explain_request = request
+        track = row.summary().label
+        self.explain_pane.loading(track, self.explain_head)
+        self.load_explanation(row.track_id, self.explain_head, track)
 
     # -- actions (registered in tui.actions) ---------------------------------------
     def _selected(self) -> ResultRow | None:
@@ -512,6 +567,9 @@ class EngineApp(App):
 
     def action_show_similar(self) -> None:
         self.tabs.active = "tab-similar"
+
+    def action_show_explain(self) -> None:
+        self.tabs.active = "tab-explain"
 
     def action_show_detail(self) -> None:
         self.tabs.active = "tab-detail"

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from index import browse, turns
 from index.browse import (
@@ -28,6 +28,7 @@ from index.browse import FilterError as TuiError  # one class: the panel's text 
 from index.query import Neighbour, Searcher
 from index.queryerrors import BadSQLError, MissingEmbeddingsError, QueryError
 from index.store import DB_NAME, Store, damaged_error, is_damaged
+from index.tcav import Explanation
 from index.usersql import prepare_connection
 from tui.text import printable
 
@@ -79,6 +80,19 @@ class Similar:
     space: str
     track_id: int
     neighbours: tuple[Neighbour, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Explained:
+    """The concepts behind one head's top class for one track (index.tcav), or why there
+    are none (``error``, one line)."""
+
+    track_id: int
+    head: str | None  # the head explained; None when the store allows none
+    heads: tuple[str, ...] = ()  # every head the store's embeddings and models allow
+    explanation: Explanation | None = None
+    arrows: tuple[str, ...] = ()  # index.tcav.push_arrows, one per explanation effect
     error: str | None = None
 
 
@@ -168,9 +182,13 @@ class Catalog:
         self._text_lock = threading.Lock()
         self._text_hits: tuple[tuple[str, str | None], list[int]] | None = None
         self._checked: dict[str, str] = {}
+        # Its own role: an explanation takes seconds (CAVs learned per call), and must
+        # not hold up the list, the details or the neighbours.
+        self._explain = _Conn(self.directory)
+        self._heads: dict[str, object] = {}  # index.tcav.Head by name, loaded once
 
     def close(self) -> None:
-        for c in (self._results, self._details, self._search, self._text):
+        for c in (self._results, self._details, self._search, self._text, self._explain):
             c.close()
 
     def version(self) -> tuple[int, int] | None:
@@ -285,6 +303,47 @@ class Catalog:
             return Similar(space, int(track_id), (), str(exc))
         return Similar(space, int(track_id), tuple(found))
 
+    def explain(self, track_id: int, head: str | None = None,
+                cancelled: Callable[[], bool] = lambda: False) -> Explained | None:
+        """Which concepts push ``head``'s top class for the track (None: the store's
+        default head, index.tcav.default_head). Never raises an EngineError: the reason is
+        in ``Explained.error``. None when ``cancelled()`` turns true (the app has moved on):
+        checked once the role's previous explanation has finished and at each call of the
+        head, so a stale request stops early (learning the concepts' directions cannot be
+        interrupted)."""
+        from dataclasses import replace
+
+        from index import tcav
+        from models.errors import EngineError
+
+        class Cancelled(Exception):
+            pass
+
+        def run(store: Store) -> Explained | None:
+            if cancelled():
+                return None
+            heads = tuple(tcav.available_heads(store))
+            name = head if head in heads else None
+            try:
+                name = name or tcav.default_head(store)
+                if name not in self._heads:
+                    self._heads[name] = tcav.load_head(name)
+                loaded = self._heads[name]
+
+                def predict(x):  # each call of the head is a point where a stale request stops
+                    if cancelled():
+                        raise Cancelled
+                    return loaded.predict(x)
+
+                result = tcav.explain_track(store, int(track_id), replace(loaded, predict=predict))
+            except Cancelled:
+                return None
+            except EngineError as exc:
+                return Explained(int(track_id), name, heads, error=str(exc).split("\n")[0])
+            return Explained(int(track_id), name, heads, result, tcav.push_arrows(result.effects))
+
+        return self._explain.store_for(run)
+
 
 def format_value(v: object, digits: int = 2) -> str:
     """A cell: '' for NULL, numbers rounded, booleans yes/no, text without control
@@ -301,7 +360,7 @@ def format_value(v: object, digits: int = 2) -> str:
 
 
 __all__ = [
-    "BadSQLError", "Catalog", "Filters", "KEYS", "MissingEmbeddingsError", "PAGE_SIZE", "Page",
+    "BadSQLError", "Catalog", "Explained", "Filters", "KEYS", "MissingEmbeddingsError", "PAGE_SIZE", "Page",
     "PROFILES", "RESULT_COLUMNS", "Range", "ResultRow", "SORTABLE", "PANE_SPACES", "Similar",
     "TrackDetail", "TuiError", "combined_where", "filter_sql", "format_value", "parse_range",
 ]

@@ -42,11 +42,7 @@ def explain(track: str, head: str | None, label: str | None, other: str | None, 
             names = tcav.shared_concepts(store, ref.track_id, ref2.track_id, "musicnn")
             click.echo(f"{ref.label} and {ref2.label} share: {', '.join(names) or 'no concept clearly'}")
             return
-        heads = tcav.available_heads(store)
-        name = head or (heads[0] if heads else None)
-        if name is None:
-            raise tcav.ExplainError("no prediction head can read this store's embeddings: "
-                                    "`engine models fetch moods_mirex` and build again")
+        name = head or tcav.default_head(store)
         result = tcav.explain_track(store, ref.track_id, tcav.load_head(name), label=label)
     click.echo(f"{ref.label}: {result.text()}", err=True)
     click.echo(f"({result.head}; TCAV over {result.class_tracks} tracks of the class, p against "
