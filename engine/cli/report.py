@@ -19,7 +19,7 @@ from engine.cli.options import store_option
               default=0.1, show_default=True,
               help="Activation from which a Discogs style counts as present in a track.")
 def report(out_dir: Path, store_dir: Path | None, threshold: float) -> None:
-    """Write an overview of the collection: styles, tempo, keys, loudness, mood, vocals.
+    """Write an overview of the collection: styles, tempo, keys, loudness, mood, vocals, your tags.
 
     report.html is self-contained (figures embedded) and opens offline in any
     browser; the same numbers are in TSV files beside it. Prints the page's path.
