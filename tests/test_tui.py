@@ -785,10 +785,8 @@ async def test_corpus_explain_pane_names_the_concepts_behind_a_chorale(corpus_st
         rows = {Path(r.path).name: i for i, r in enumerate(app.table.order)}
         app.table.move_cursor(rows["chorale_00.ogg"])
         await _settle(app, pilot)
-        await pilot.press("c")
-        await pilot.pause()
-        assert "explaining …" in _explain_text(app)
-        await _settle(app, pilot)
+        await pilot.press("c")  # "explaining …" meanwhile: checked in the fast test above (with
+        await _settle(app, pilot)  # the concept cache warm, the answer can come within a pause)
         text = _explain_text(app)
         with Store.open_read_only(corpus_store) as s:
             head = tcav.default_head(s)
