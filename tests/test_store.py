@@ -129,3 +129,32 @@ def test_a_store_made_by_an_older_engine_is_brought_up_to_date_for_reading(tmp_p
     with Store.open_read_only(tmp_path) as store:
         assert missing_schema(store.con) == []
         assert store._exec("SELECT count(*) FROM tags")[0][0] == 4
+
+
+def test_an_older_store_that_cannot_be_brought_up_to_date_says_so_in_one_line(tmp_path):
+    """While a build holds the store, reading an older store cannot add what it lacks:
+    one line naming the store, what it lacks and what to do; the store is left as it was."""
+    import fcntl
+    import os
+
+    import duckdb
+
+    from index.store import StoreError
+
+    with Store.open(tmp_path) as store:
+        store.write_tracks([_record("/m/a.ogg", 1)])
+    con = duckdb.connect(str(tmp_path / "engine.duckdb"))
+    con.execute("DROP TABLE user_tags")
+    con.close()
+    held = os.open(tmp_path / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running build does
+        with pytest.raises(StoreError) as err:
+            Store.open_read_only(tmp_path)
+    finally:
+        os.close(held)
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path) in message and "user_tags" in message
+    assert "run `engine build`" in message
+    with Store.open_read_only(tmp_path) as store:  # once the build is gone it is upgraded
+        assert store._exec("SELECT count(*) FROM tracks")[0][0] == 1
