@@ -18,8 +18,10 @@ by central finite differences along the ``d`` axes (``h`` = :data:`STEP` times t
 collection's median norm), once per track: a directional derivative is linear in the
 direction, so every concept and every random direction costs one dot product after that.
 
-The **TCAV score** of a concept for ``c`` is the share of the tracks of class ``c`` (the
-head's top class) whose derivative is positive. Its significance is a Monte Carlo test
+The **TCAV score** of a concept for ``c`` is the share of the tracks of class ``c`` whose
+derivative is positive: the tracks whose top class ``c`` is, or for a multi-label tagger
+one of their :data:`TOP_TAGS` strongest tags (:func:`class_members`). A class that fewer
+than :data:`MIN_CLASS_TRACKS` tracks of the collection belong to is not tested at all. Its significance is a Monte Carlo test
 against :data:`RANDOM_CAVS` random directions, each learned the same way from
 :data:`RANDOM_EXAMPLES` random example tracks: the p-value is ``(1 + #random directions
 whose mean derivative is at least as large in size) / (1 + RANDOM_CAVS)`` (two-sided; valid
@@ -66,9 +68,12 @@ RANDOM_CAVS = 3000  # Holm over a family of m concepts needs 1 + RANDOM_CAVS > m
 RANDOM_EXAMPLES = 10  # example tracks per random direction
 STEP = 1e-2
 MAX_CLASS_TRACKS = 200  # tracks of the class the TCAV score is taken over (a sample beyond)
+MIN_CLASS_TRACKS = 3  # fewer tracks of a class in the collection: its concepts are not tested
+TOP_TAGS = 3  # multi-label heads: a track is "of" each of its 3 strongest tags
 ALPHA = 0.05
 RANDOM_FOR_FEW = 200  # random directions for a call's own few concepts (explain_track(concepts=...))
 CAV_CACHE_VERSION = 1
+BATCHED_ROWS = 512  # probes of up to this many rows are fitted together (n x n solves)
 CHUNK_ROWS = 65536  # head inputs per onnxruntime call, at most (bounds memory)
 TAG_SOURCES = ("mtt", "musicnn")
 BACKBONE_TAG_HEADS = ("musicnn", "mtt")  # backbones whose tag layers can be cut off as a head  # instrument, mood and genre words of the two tag models
@@ -81,12 +86,16 @@ class ExplainError(EngineError):
 
 @dataclass(frozen=True)
 class Head:
-    """A prediction head over one space: ``predict(x [n, d]) -> [n, classes]``."""
+    """A prediction head over one space: ``predict(x [n, d]) -> [n, classes]``.
+
+    ``multi_label``: independent (sigmoid) outputs, a track holding several classes at
+    once (the MSD and MagnaTagATune tags); else one class per track (softmax, regression)."""
 
     name: str
     space: str
     labels: tuple[str, ...]
     predict: Callable[[np.ndarray], np.ndarray]
+    multi_label: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,8 @@ class ConceptEffect:
     ``at_track``: directional derivative at the track (probability per unit of embedding
     norm); ``tcav``: share of the class's tracks it pushes up (0-1); ``p_value``: against
     the random directions, Holm-adjusted over the concepts explained together
-    (``p_uncorrected`` before the adjustment)."""
+    (``p_uncorrected`` before the adjustment). ``tcav`` and both p-values are NaN when
+    the collection holds under :data:`MIN_CLASS_TRACKS` tracks of the class (not tested)."""
 
     concept: str
     at_track: float
@@ -125,9 +135,18 @@ class Explanation:
     class_tracks: int
     effects: tuple[ConceptEffect, ...]  # significant first, then by |at_track|
 
+    @property
+    def testable(self) -> bool:
+        """Whether the collection holds enough tracks of the class to test concepts on."""
+        return self.class_tracks >= MIN_CLASS_TRACKS
+
     def text(self, most: int = 4) -> str:
         """``Classical (0.82): strings ↑↑, slow ↑, drums ↓`` (significant concepts only)."""
         sig = [e for e in self.effects if e.significant and e.at_track != 0][:most]
+        if not self.testable:
+            return (f"{self.label} ({self.probability:.2f}): only {self.class_tracks} track"
+                    f"{'s' if self.class_tracks != 1 else ''} of this class in the collection, "
+                    f"too few to test concepts (needs {MIN_CLASS_TRACKS})")
         if not sig:
             return f"{self.label} ({self.probability:.2f}): no concept of this store pushes it significantly"
         parts = [f"{e.concept} {arrow}" for e, arrow in zip(sig, push_arrows(sig))]
@@ -165,7 +184,8 @@ def load_head(name: str) -> Head:
     meta = paths.models_dir() / spec.metadata.filename if spec.metadata else None
     labels = registry.labels(spec, meta) if (meta is not None or spec.label_list) else tuple(
         f"output {i}" for i in range(spec.n_outputs or 1))
-    return Head(name, spec.backbone, tuple(labels), lambda x: model.run(x)["predictions"])
+    return Head(name, spec.backbone, tuple(labels), lambda x: model.run(x)["predictions"],
+                multi_label=spec.output_kind is registry.Output.SIGMOID)
 
 
 def _tag_layers(spec) -> Head:
@@ -195,14 +215,16 @@ def _tag_layers(spec) -> Head:
     meta = paths.models_dir() / spec.metadata.filename if spec.metadata else None
     labels = registry.labels(spec, meta)
     return Head(spec.name, spec.name, tuple(labels),
-                lambda x: session.run(None, {inp: np.ascontiguousarray(x, np.float32)})[0])
+                lambda x: session.run(None, {inp: np.ascontiguousarray(x, np.float32)})[0], multi_label=True)
 
 
 # -- concepts ---------------------------------------------------------------------------------
 
-def _cav(x: np.ndarray, ids: np.ndarray, positives: np.ndarray, rng: np.random.Generator,
-         negatives: np.ndarray | None = None) -> np.ndarray | None:
-    """Unit direction of a probe telling ``positives`` (track ids) from random others."""
+def _probe_rows(ids: np.ndarray, positives: np.ndarray, rng: np.random.Generator,
+                negatives: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rows (positions in ``ids``) and 0/1 labels of a probe telling ``positives``
+    (track ids) from random others: at least 50 others, 5 per example beyond 10. None
+    under :data:`MIN_EXAMPLES` examples or with no others."""
     pos = np.isin(ids, positives)
     if pos.sum() < MIN_EXAMPLES:
         return None
@@ -210,11 +232,39 @@ def _cav(x: np.ndarray, ids: np.ndarray, positives: np.ndarray, rng: np.random.G
     if not len(others):
         return None
     neg = rng.choice(others, min(len(others), max(50, 5 * int(pos.sum()))), replace=False)
-    rows = np.r_[np.flatnonzero(pos), neg]
-    y = np.r_[np.ones(int(pos.sum())), np.zeros(len(neg))]
-    w = _fit_direction(x[rows], y)
+    return np.r_[np.flatnonzero(pos), neg], np.r_[np.ones(int(pos.sum())), np.zeros(len(neg))]
+
+
+def _unit(w: np.ndarray) -> np.ndarray | None:
     n = float(np.linalg.norm(w))
     return (w / n).astype(np.float32) if n > 0 else None
+
+
+def _cav(x: np.ndarray, ids: np.ndarray, positives: np.ndarray, rng: np.random.Generator,
+         negatives: np.ndarray | None = None) -> np.ndarray | None:
+    """Unit direction of a probe telling ``positives`` (track ids) from random others."""
+    probe = _probe_rows(ids, positives, rng, negatives)
+    return None if probe is None else _unit(_fit_direction(x[probe[0]], probe[1]))
+
+
+def _cavs(x: np.ndarray, probes: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray | None]:
+    """:func:`_cav` of many probes (``_probe_rows`` each): those of up to
+    :data:`BATCHED_ROWS` rows fitted together, by size (index.probes), the rest one by one."""
+    from index.probes import fit_directions
+
+    out: list[np.ndarray | None] = [None] * len(probes)
+    by_size: dict[int, list[int]] = {}
+    for i, (rows, _) in enumerate(probes):
+        if len(rows) <= BATCHED_ROWS:
+            by_size.setdefault(len(rows), []).append(i)
+        else:
+            out[i] = _unit(_fit_direction(x[rows], probes[i][1]))
+    for members in by_size.values():
+        fitted = fit_directions(x[np.stack([probes[i][0] for i in members])],
+                                np.stack([probes[i][1] for i in members]))
+        for i, w in zip(members, fitted):
+            out[i] = _unit(w)
+    return out
 
 
 def _fit_direction(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -237,49 +287,60 @@ def store_concepts(store: Store, space: str, ids: np.ndarray, x: np.ndarray, *,
     pos = table.positions(ids)
     keep = np.isin(ids, table.ids)
     ids, x = ids[keep], x[keep]
-    out: list[ConceptVector] = []
+    planned: list[tuple[str, int, tuple[np.ndarray, np.ndarray]]] = []  # (name, examples, probe)
     seen: set[str] = set()
 
-    def add(name: str, z: np.ndarray) -> None:
+    def plan(name: str, examples: np.ndarray, shown: str | None = None) -> None:
+        """Learn ``name`` from ``examples`` unless a concept of that name is planned."""
         if name.lower() in seen:
             return
-        examples = ids[z >= EXAMPLE_Z]
-        cav = _cav(x, ids, examples, rng)
-        if cav is not None:
+        probe = _probe_rows(ids, examples, rng)
+        if probe is not None:
             seen.add(name.lower())
-            out.append(ConceptVector(name, cav, len(examples)))
+            planned.append((shown or name, len(examples), probe))
 
-    with threadpool_limits(1):  # ~60-row fits: one BLAS thread is 5x less CPU (7 vs 35 ms)
-        for c in table.concepts:
-            if c.kind == TAG and c.source == USER_SOURCE:
-                raw = table.raw(c, pos)
-                examples = ids[raw > 0.5]
-                cav = _cav(x, ids, examples, rng)
-                if cav is not None:
-                    out.append(ConceptVector(f"{c.name} (yours)", cav, len(examples)))
-                    seen.add(c.name.lower())
-        for c in table.concepts:
-            if c.kind == TAG and c.source in TAG_SOURCES:
-                add(c.name, table.z(c, pos))
-        for word in DESCRIPTOR_CONCEPTS:
-            for col, sign in DESCRIPTOR_WORDS.get(word, [])[:1]:
-                c = Concept(COLUMN, "tracks", col, sign)
-                if c in table:
-                    add(word, table.z(c, pos))
-    return out
+    for c in table.concepts:  # the user's tags first: a tag model's word of the same name gives way
+        if c.kind == TAG and c.source == USER_SOURCE:
+            plan(c.name, ids[table.raw(c, pos) > 0.5], shown=f"{c.name} (yours)")
+    for c in table.concepts:
+        if c.kind == TAG and c.source in TAG_SOURCES:
+            plan(c.name, ids[table.z(c, pos) >= EXAMPLE_Z])
+    for word in DESCRIPTOR_CONCEPTS:
+        for col, sign in DESCRIPTOR_WORDS.get(word, [])[:1]:
+            c = Concept(COLUMN, "tracks", col, sign)
+            if c in table:
+                plan(word, ids[table.z(c, pos) >= EXAMPLE_Z])
+    with threadpool_limits(1):  # small fits: one BLAS thread is 5x less CPU than two
+        directions = _cavs(x, [p for _, _, p in planned])
+    return [ConceptVector(name, d, n) for (name, n, _), d in zip(planned, directions) if d is not None]
 
 
 def random_cavs(ids: np.ndarray, x: np.ndarray, rng: np.random.Generator, n: int | None = None) -> list[np.ndarray]:
     """``n`` (default :data:`RANDOM_CAVS`) directions learned from random example sets:
-    what a concept's score is tested against."""
+    what a concept's score is tested against. Each set is drawn as :func:`_cav` draws a
+    concept's (:data:`RANDOM_EXAMPLES` tracks against random others) and fitted by the same
+    probe, all sets of a batch at once (index.probes: ≈10x less CPU than one by one)."""
     from threadpoolctl import threadpool_limits
 
+    from index.probes import fit_directions
+
+    count = RANDOM_CAVS if n is None else n
+    k = min(len(ids) - 1, RANDOM_EXAMPLES)
+    if count <= 0 or k < MIN_EXAMPLES:
+        return []
+    rows = []
+    for _ in range(count):
+        pos = rng.choice(len(ids), k, replace=False)
+        others = np.setdiff1d(np.arange(len(ids)), pos, assume_unique=True)
+        rows.append(np.r_[pos, rng.choice(others, min(len(others), max(50, 5 * k)), replace=False)])
+    rows = np.array(rows)
+    y = np.zeros(rows.shape, np.float64)
+    y[:, :k] = 1
+    per_batch = max(1, int(3e7 // (rows.shape[1] * x.shape[1] * 8)))  # ~30 MB of float64 rows a batch
     out = []
-    with threadpool_limits(1):
-        for _ in range(RANDOM_CAVS if n is None else n):
-            cav = _cav(x, ids, rng.choice(ids, min(len(ids) - 1, RANDOM_EXAMPLES), replace=False), rng)
-            if cav is not None:
-                out.append(cav)
+    with threadpool_limits(1):  # many tiny products: threads cost more than they give
+        for i in range(0, count, per_batch):
+            out.extend(fit_directions(x[rows[i:i + per_batch]], y[i:i + per_batch]))
     return out
 
 
@@ -431,14 +492,6 @@ def gradients(head: Head, points: np.ndarray, cls: int, h: float) -> np.ndarray:
     return derivatives(head, points, np.eye(points.shape[1], dtype=np.float32), cls, h)
 
 
-def tcav_scores(head: Head, class_points: np.ndarray, directions: np.ndarray, cls: int,
-                h: float) -> tuple[np.ndarray, np.ndarray]:
-    """(share of ``class_points`` each direction pushes class ``cls`` up, mean derivative),
-    each ``[len(directions)]``."""
-    d = gradients(head, class_points, cls, h) @ directions.T
-    return (d > 0).mean(0), d.mean(0)
-
-
 def p_values(effects: np.ndarray, random_effects: np.ndarray) -> np.ndarray:
     """Two-sided empirical p-value of each mean derivative's size among the random directions'.
 
@@ -501,13 +554,26 @@ def explain_track(store: Store, track_id: int, head: Head, *, label: str | None 
     dirs = np.stack([c.direction for c in concepts])
     h = STEP * float(np.median(np.linalg.norm(x, axis=1)))
     n_members, scores, pv = class_scores(head, x, probs, cls, dirs, np.random.default_rng(seed), random_dirs=rand)
-    adjusted = holm(pv)
+    adjusted = holm(pv) if np.isfinite(pv).all() else pv
     at = derivatives(head, x[where:where + 1], dirs, cls, h)[0]
     effects = [ConceptEffect(c.name, float(a), float(s), float(q), float(p))
                for c, a, s, p, q in zip(concepts, at, scores, pv, adjusted)]
     effects.sort(key=lambda e: (not e.significant, -abs(e.at_track)))
     return Explanation(int(track_id), head.name, head.labels[cls], float(probs[where, cls]), n_members,
                        tuple(effects))
+
+
+def class_members(probs: np.ndarray, cls: int, multi_label: bool) -> np.ndarray:
+    """Rows of ``probs`` ``[n, classes]`` that are tracks of class ``cls``: those whose top
+    class it is, or, for a multi-label head, one of their :data:`TOP_TAGS` strongest.
+
+    Never the tracks that merely hold the class most: in a collection without hard rock
+    the ten "most hard rock" tracks (outputs 0.01-0.08, half of them string chorales) are
+    not hard rock, and a concept's effect on them says nothing about the class."""
+    if not multi_label or probs.shape[1] <= TOP_TAGS:
+        return np.flatnonzero(probs.argmax(1) == cls)
+    top = np.argpartition(-probs, TOP_TAGS - 1, axis=1)[:, :TOP_TAGS]
+    return np.flatnonzero((top == cls).any(1))
 
 
 def class_scores(head: Head, x: np.ndarray, probs: np.ndarray, cls: int, dirs: np.ndarray,
@@ -517,10 +583,13 @@ def class_scores(head: Head, x: np.ndarray, probs: np.ndarray, cls: int, dirs: n
     directions ``dirs`` ``[k, d]``, over the collection's vectors ``x`` and head outputs
     ``probs``, against ``random_dirs`` ``[r, d]`` (default: :data:`RANDOM_CAVS` learned now
     with ``rng``; :attr:`SpaceDirections.random` is the cached set). Adjust the p-values
-    over the family reported together (:func:`holm`)."""
-    members = np.flatnonzero(probs.argmax(1) == cls)
-    if len(members) < 10:  # a rare top class: the tracks that hold it most
-        members = np.argsort(-probs[:, cls])[:10]
+    over the family reported together (:func:`holm`). The class's tracks are
+    :func:`class_members`; under :data:`MIN_CLASS_TRACKS` of them, scores and p-values are
+    NaN (not tested)."""
+    members = class_members(probs, cls, head.multi_label)
+    if len(members) < MIN_CLASS_TRACKS:
+        nan = np.full(len(dirs), np.nan)
+        return len(members), nan, nan.copy()
     if len(members) > MAX_CLASS_TRACKS:
         members = rng.choice(members, MAX_CLASS_TRACKS, replace=False)
     h = STEP * float(np.median(np.linalg.norm(x, axis=1)))

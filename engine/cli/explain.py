@@ -45,7 +45,10 @@ def explain(track: str, head: str | None, label: str | None, other: str | None, 
         name = head or tcav.default_head(store)
         result = tcav.explain_track(store, ref.track_id, tcav.load_head(name), label=label)
     click.echo(f"{ref.label}: {result.text()}", err=True)
-    click.echo(f"({result.head}; TCAV over {result.class_tracks} tracks of the class, p against "
-               f"{tcav.RANDOM_CAVS} random directions)", err=True)
+    if result.testable:
+        click.echo(f"({result.head}; TCAV over {result.class_tracks} tracks of the class, p against "
+                   f"{tcav.RANDOM_CAVS} random directions)", err=True)
+    else:
+        click.echo(f"({result.head}; derivatives at the track only: no TCAV score or p-value)", err=True)
     click.echo(render(["concept", "at_track", "tcav", "p_value", "significant"],
                       [(e.concept, e.at_track, e.tcav, e.p_value, e.significant) for e in result.effects], fmt))

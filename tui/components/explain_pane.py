@@ -70,9 +70,10 @@ class ExplainPane(Vertical):
         e = result.explanation
         self._summary(f"{prefix}{e.text()}")
         for effect, arrow in zip(e.effects, result.arrows):
+            tested = e.testable  # else no share or p-value: too few tracks of the class
             table.add_row(Text(format_value(effect.concept)), arrow, f"{effect.at_track:+.3f}",
-                          f"{effect.tcav:.2f}", f"{effect.p_value:.3f}", "*" if effect.significant else "",
-                          key=effect.concept)
+                          f"{effect.tcav:.2f}" if tested else "–", f"{effect.p_value:.3f}" if tested else "–",
+                          "*" if effect.significant else "", key=effect.concept)
         note.update(Text(f"{e.head}: class {e.label!r}; at track = derivative along the concept here; "
                          f"TCAV = share of the {e.class_tracks} tracks of the class it pushes up; "
                          "* p < 0.05 against random directions"))
