@@ -42,7 +42,7 @@ claims read row by row ("strings pushes classical; it does not push rock"). Holm
 ``(1 + RANDOM_CAVS) > family / ALPHA`` for its smallest p-value to pass at all: 3000
 random directions allow families of up to 150 concepts.
 
-**Cache.** Learning the CAVs costs one probe fit each (≈7 ms on one BLAS thread), 3000+
+**Cache.** Learning the CAVs costs one probe fit each (≈1 ms batched, index.probes), 3000+
 per space, so the concepts and random directions of each space are kept beside the
 store (``cavs-<space>.npy`` + ``.json``), keyed by :func:`index.concepts.store_state`
 and the settings here; redone when stale, kept in memory when the folder is read-only.
@@ -390,8 +390,8 @@ def _directions_state(store: Store, space: str, seed: int) -> tuple[str, str]:
 def space_directions(store: Store, space: str, *, seed: int = 0, ids: np.ndarray | None = None,
                      x: np.ndarray | None = None) -> SpaceDirections:
     """The concepts and random directions of ``space``: from this process's memory or the
-    file beside the store when they match the store's state, else learned (≈7 ms a fit)
-    and saved (kept in memory only when the store folder is read-only). ``ids``/``x``:
+    file beside the store when they match the store's state, else learned (batched
+    probes, ≈1 ms a fit) and saved (kept in memory only when the store folder is read-only). ``ids``/``x``:
     the space's vectors when the caller has them (:func:`index.usertags.fetch_vectors`)."""
     state, random_state = _directions_state(store, space, seed)
     key = (str(Path(store.directory).resolve()), space)
@@ -420,20 +420,9 @@ def space_directions(store: Store, space: str, *, seed: int = 0, ids: np.ndarray
 
 def space_concepts(store: Store, space: str, *, seed: int = 0, ids: np.ndarray | None = None,
                    x: np.ndarray | None = None) -> tuple[ConceptVector, ...]:
-    """The concepts of ``space`` alone: cached ones when :func:`space_directions` has them
-    for the store's state, else learned now (seconds) without the 3000 random directions
-    (≈40 CPU-s) that only significance tests need; not saved then."""
-    state, _ = _directions_state(store, space, seed)
-    got = _MEMORY.get((str(Path(store.directory).resolve()), space))
-    if got is None or got.state != state:
-        got = _load_directions(Path(store.directory), space)
-    if got is not None and got.state == state:
-        return got.concepts
-    if ids is None or x is None:
-        from index.usertags import fetch_vectors
-
-        ids, x = fetch_vectors(store, space)
-    return tuple(store_concepts(store, space, ids, x, rng=np.random.default_rng(seed)))
+    """The concepts of ``space`` (:func:`space_directions`: cached, else learned with the
+    random directions, ≈3 CPU-s for a small collection, and saved for later calls)."""
+    return space_directions(store, space, seed=seed, ids=ids, x=x).concepts
 
 
 def _save_directions(d: SpaceDirections, directory: Path, space: str) -> None:
@@ -615,7 +604,7 @@ def shared_concepts_of_pairs(store: Store, pairs: Sequence[tuple[int, int]], spa
                              most: int = 5) -> list[list[str]]:
     """:func:`shared_concepts` for many ``(a, b)`` track pairs, learning the concepts once.
 
-    The concepts (:func:`space_concepts`: cached, else learned once per call, seconds)
+    The concepts (:func:`space_concepts`: cached, else learned and saved, seconds)
     are the whole cost; each pair after that is a row lookup. A pair of a
     track with itself gets ``[]``.
 
