@@ -73,7 +73,8 @@ def chunks(n: int, dim: int, start: int = 0):
     for b in range(start // BLOCK, (n + BLOCK - 1) // BLOCK):
         ids, vecs = block(dim, b)
         keep = ids <= n
-        yield ids[keep], vecs[keep]
+        yield (ids, vecs) if keep.all() else (ids[keep], vecs[keep])
+        del ids, vecs  # not held while the next block is drawn
 
 
 def voice(ids: np.ndarray) -> np.ndarray:
@@ -265,7 +266,7 @@ def phase_update(directory: Path, n: int, dim: int, source: str) -> dict:
     extra = max(1, n // 100)
     new_ids = np.arange(n + 1, n + extra + 1, dtype=np.int64)
     # New tracks' vectors: drawn from a block far past the collection, relabelled.
-    vecs = np.concatenate([block(dim, 10_000 + b)[1] for b in range((extra + BLOCK - 1) // BLOCK)])[:extra]
+    vecs = np.concatenate([block(dim, 10_000 + b)[1] for b in range((extra + BLOCK - 1) // BLOCK)])[:extra].copy()
     t0, c0 = time.perf_counter(), time.process_time()
     with Store.open(directory / "store") as store:
         insert_tracks(store, new_ids, vecs if source == "duckdb" else None, space)

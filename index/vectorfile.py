@@ -120,6 +120,42 @@ class VectorFile:
         out[order] = _renormalised(self.data[rows[order]])
         return out
 
+    def read(self, rows: np.ndarray, *, gap: int = 16) -> np.ndarray:
+        """The float16 rows at these row numbers ``[len(rows), dim]``, read with ``pread`` in
+        spans of at most ``2 * BLOCK_ROWS`` rows (rows less than ``gap`` apart share a read),
+        not through the mapping: an update compares every row of the space, and pages read
+        through the mapping would all count in its RSS (see :meth:`blocks`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.dim), np.float16)
+        if not len(rows):
+            return out
+        order = np.argsort(rows, kind="stable")
+        at = rows[order]
+        breaks = np.flatnonzero(np.diff(at) > gap) + 1  # a new read starts at each
+        row_bytes = 2 * self.dim
+        with open(rows_path(self.directory, self.space), "rb") as f:
+            i = 0
+            while i < len(at):
+                after = int(np.searchsorted(breaks, i, side="right"))
+                j = min(int(breaks[after]) if after < len(breaks) else len(at),
+                        int(np.searchsorted(at, at[i] + 2 * BLOCK_ROWS)))
+                lo, hi = int(at[i]), int(at[j - 1]) + 1
+                raw = os.pread(f.fileno(), (hi - lo) * row_bytes, lo * row_bytes)
+                if len(raw) != (hi - lo) * row_bytes:
+                    raise ValueError(f"{rows_path(self.directory, self.space)} ended before row {hi}")
+                span = np.frombuffer(raw, dtype=np.float16).reshape(hi - lo, self.dim)
+                out[order[i:j]] = span[at[i:j] - lo]
+                i = j
+        return out
+
+    def read_vectors(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`vectors` read with ``pread`` (:meth:`read`): for many ids at once, where
+        :meth:`vectors` (through the mapping) suits a search's few scattered rows."""
+        rows = self.lookup(ids)
+        if (rows < 0).any():
+            raise KeyError(int(np.asarray(ids)[np.argmax(rows < 0)]))
+        return _renormalised(self.read(rows))
+
     def blocks(self, rows: int = BLOCK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, unit float32 vectors) of every mapped track, in file order, ``rows`` at a time.
 
