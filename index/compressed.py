@@ -268,7 +268,7 @@ def rerank(rows: VectorFile, q: np.ndarray, candidates: np.ndarray) -> tuple[np.
     their float16 rows: (ids, similarities), best first."""
     if not len(candidates):
         return candidates, np.zeros(0, np.float32)
-    sims = rows.vectors(candidates) @ q
+    sims = rows.similarities(candidates, q)
     order = np.argsort(-sims, kind="stable")
     return candidates[order], sims[order]
 

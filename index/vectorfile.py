@@ -120,6 +120,25 @@ class VectorFile:
         out[order] = _renormalised(self.data[rows[order]])
         return out
 
+    def similarities(self, ids: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each of ``ids``' rows to the unit query ``q`` [dim] (float32):
+        :meth:`vectors` @ ``q`` without the renormalised matrix, and in one thread (einsum,
+        not BLAS, whose threads spin on a busy machine: a 1,000 x 1280 product cost 0.4 to
+        11 ms of CPU)."""
+        rows = self.lookup(ids)
+        if (rows < 0).any():
+            raise KeyError(int(np.asarray(ids)[np.argmax(rows < 0)]))
+        if not len(rows):
+            return np.zeros(0, np.float32)
+        order = np.argsort(rows, kind="stable")  # file order: neighbouring rows share pages
+        x = self.data[rows[order]].astype(np.float32)
+        dots = np.einsum("ij,j->i", x, np.asarray(q, np.float32))
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        np.maximum(norms, np.float32(1e-12), out=norms)
+        out = np.empty(len(rows), np.float32)
+        out[order] = dots / norms
+        return out
+
     def read(self, rows: np.ndarray, *, gap: int = 16) -> np.ndarray:
         """The float16 rows at these row numbers ``[len(rows), dim]``, read with ``pread`` in
         spans of at most ``2 * BLOCK_ROWS`` rows (rows less than ``gap`` apart share a read),

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
-from index import compressed, vectorfile, vectors
+from index import compressed, query, vectorfile, vectors
 from index.query import Searcher
 from index.queryerrors import QueryError
 from index.store import Store
@@ -110,7 +110,11 @@ def _exact(x, query_row, allowed_rows, k):
     ("bpm BETWEEN 100 AND 101.2", lambda c: (c["bpm"] >= 100) & (c["bpm"] <= 101.2)),
     ("bpm BETWEEN 100 AND 100.05", lambda c: (c["bpm"] >= 100) & (c["bpm"] <= 100.05)),
 ])
-def test_recall_and_k_whenever_k_match(compressed_store, where, mask):
+@pytest.mark.parametrize("rows_exact_bytes", [query.ROWS_EXACT_BYTES, 0])
+def test_recall_and_k_whenever_k_match(compressed_store, where, mask, rows_exact_bytes, monkeypatch):
+    # Default: filters of up to ROWS_EXACT_BYTES of rows (all of them here) are ranked
+    # exactly from the rows; 0: only those within the re-rank depth, the rest by the index.
+    monkeypatch.setattr(query, "ROWS_EXACT_BYTES", rows_exact_bytes)
     directory, x, columns = compressed_store
     allowed = np.flatnonzero(mask(columns))
     rows = np.random.default_rng(1).choice(N, 60, replace=False)
@@ -391,3 +395,28 @@ def test_rows_read_with_pread_equal_the_mapped_ones(tmp_path, monkeypatch):
     np.testing.assert_array_equal(rows.read_vectors(ids), rows.vectors(ids))
     with pytest.raises(KeyError):
         rows.read_vectors(np.array([3, 9999]))
+
+
+def test_a_filter_is_fetched_once_while_the_store_is_read_only(compressed_store, monkeypatch):
+    directory, _, _ = compressed_store
+    fetched = []
+    real = query.filter_ids
+    monkeypatch.setattr(query, "filter_ids", lambda store, where: fetched.append(where) or real(store, where))
+    monkeypatch.setattr(query, "ROWS_EXACT_BYTES", 0)  # a selector is kept with the ids
+    with Searcher(directory) as s:
+        first = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
+        again = [n.track_id for n in s.knn(1, "musicnn", 10, " voice < 0.5 ")]
+        s.knn(2, "musicnn", 10, "voice < 0.5")
+        assert s.allowed("musicnn", "voice < 0.5") is s.allowed("musicnn", "voice < 0.5")
+    assert first == again and fetched == ["voice < 0.5"]
+
+
+def test_a_filter_on_a_writable_store_sees_its_changes(tmp_path, small_threshold):
+    _make(tmp_path)
+    with Store.open(tmp_path) as store:
+        s = Searcher(store=store)
+        first = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
+        store.con.execute("UPDATE tracks SET voice = 0.9 WHERE track_id IN (SELECT unnest(?))", [first[:5]])
+        second = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
+    assert len(second) == 10 and not set(first[:5]) & set(second)
+    assert second[:5] == first[5:]
