@@ -17,6 +17,14 @@ Search strategy, by index kind (index.vectors.build_index chooses the kind):
   candidates are ranked as in an unfiltered search; once that is half of all lists, or
   the search found fewer than k, every list is scanned, which with IVF-*Flat* is an
   exact search over the filtered subset.
+- compressed (index.compressed): as IVF-Flat, the candidates re-ranked from the float16
+  rows; a filter matching at most :data:`ROWS_EXACT_BYTES` of rows, or
+  :data:`ROWS_SCAN_BYTES` where the index would scan every list for it, is ranked exactly
+  from the rows instead (their cost grows with the matches, the scan's with the tracks).
+
+A filter's matching ids and FAISS selector are kept between queries while the store
+connection is read-only (:data:`FILTER_CACHE`): fetching them is the part of a wide
+filter's cost that grows with the collection.
 
 Finding the query track is index.tracks; checking a ``where`` filter is index.usersql.
 """
@@ -54,6 +62,10 @@ SUBSET_EXACT_MAX = 2048
 # ≈ 4 µs of CPU a 1280-d row where the filtered IVF search, probing every list for a filter
 # that rare, scanned all codes (25 ms at 1M x 1280, growing with the tracks).
 ROWS_EXACT_BYTES = 8 << 20
+# ... and one of up to this many bytes when the index would probe every list for it: that
+# scan costs the same whatever the filter (32 ms at 1M x 1280, linear in the tracks), the
+# rows cost ≈ 2.5 µs a 1280-d track (13,107 tracks: ≈ 35 ms), whatever the collection's size.
+ROWS_SCAN_BYTES = 32 << 20
 # Filters whose matching track ids (and FAISS selector) a Searcher keeps between queries on
 # a read-only store: fetching 500k ids from DuckDB and turning them into a selector cost
 # 11 ms of a 20 ms query at 1M tracks, linear in the tracks.
@@ -276,8 +288,9 @@ class Searcher:
             self._filters.move_to_end(key)
             return self._filters[key]
         allowed = self.in_index(space, filter_ids(self.store, where))
-        exact = _exact_max(self._vector_rows.get(space), self._rerank.get(space, 0))
-        made = (allowed, _selector(allowed)[0] if len(allowed) > exact else None)
+        exact = _exact(self.index(space), self._vector_rows.get(space), self._rerank.get(space, 0),
+                       len(allowed), 0)
+        made = (allowed, None if exact else _selector(allowed)[0])
         if self._read_only is None:
             self._read_only = self.store.read_only()
         if self._read_only:
@@ -377,11 +390,32 @@ def _faiss_threads(n: int = SEARCH_THREADS):
         faiss.omp_set_num_threads(previous)
 
 
-def _exact_max(rows, rerank: int) -> int:
-    """The most matching tracks a filtered search ranks exactly, without the index."""
+def _probes(index, matching: int) -> tuple[int, int]:
+    """(the lists a search probes for a filter keeping ``matching`` of the index's tracks,
+    the lists there are; 0, 0 without lists): the tuned nprobe divided by the share kept,
+    all of them from half on."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return 0, 0
+    fraction = min(1.0, matching / max(index.ntotal, 1))
+    nprobe = min(ivf.nlist, math.ceil(ivf.nprobe / max(fraction, 1e-12)))
+    return (ivf.nlist if nprobe * 2 >= ivf.nlist else nprobe), ivf.nlist
+
+
+def _exact(index, rows, rerank: int, matching: int, k: int) -> bool:
+    """Whether a filter keeping ``matching`` tracks is ranked exactly, without the index:
+    up to SUBSET_EXACT_MAX tracks (an index holding its vectors), ROWS_EXACT_BYTES of rows,
+    or ROWS_SCAN_BYTES of them where the index would scan every list (a compressed one)."""
+    if matching <= k:
+        return True
     if rows is None:
-        return SUBSET_EXACT_MAX
-    return max(rerank, ROWS_EXACT_BYTES // (2 * rows.dim))
+        return matching <= SUBSET_EXACT_MAX
+    if matching <= max(rerank, ROWS_EXACT_BYTES // (2 * rows.dim)):
+        return True
+    probed, lists = _probes(index, matching)
+    return matching <= ROWS_SCAN_BYTES // (2 * rows.dim) and lists > 0 and probed >= lists
 
 
 def _selector(allowed: np.ndarray):
@@ -407,12 +441,12 @@ def _search(index, q: np.ndarray, k: int, exclude: set[int], allowed: np.ndarray
     ``allowed`` (track ids, all in the index) restricts the search; None means every track.
     ``rows`` (index.vectorfile.VectorFile, with a compressed index): the index's scores
     are approximate, so at least ``rerank`` candidates are fetched and ordered by these
-    rows; a filter matching at most :data:`ROWS_EXACT_BYTES` of rows is ranked from the
-    rows alone. ``sel``: a selector for ``allowed`` made before (Searcher._filter).
-    """
+    rows; a filter matching at most :data:`ROWS_EXACT_BYTES` of rows (:data:`ROWS_SCAN_BYTES`
+    where the index would probe every list for it) is ranked from the rows alone.
+    ``sel``: a selector for ``allowed`` made before (Searcher._filter)."""
     import faiss
 
-    if allowed is not None and len(allowed) <= max(k, _exact_max(rows, rerank)):
+    if allowed is not None and _exact(index, rows, rerank, len(allowed), k):
         subset = allowed[~np.isin(allowed, np.fromiter(exclude, np.int64))] if exclude else allowed
         try:
             if rows is not None:
@@ -441,10 +475,7 @@ def _search(index, q: np.ndarray, k: int, exclude: set[int], allowed: np.ndarray
         matching = len(allowed)
     nprobe = base_nprobe
     if ivf is not None and sel is not None:
-        fraction = min(1.0, matching / max(index.ntotal, 1))
-        nprobe = min(nlist, math.ceil(base_nprobe / fraction))
-        if nprobe * 2 >= nlist:
-            nprobe = nlist
+        nprobe, _ = _probes(index, matching)
     # Ask for extra rows: excluded ids (the selector keeps them) and near-duplicates.
     want = max(k + len(exclude) + 1, rerank if rows is not None else 0)
     excluded = np.fromiter(exclude, np.int64)

@@ -110,11 +110,14 @@ def _exact(x, query_row, allowed_rows, k):
     ("bpm BETWEEN 100 AND 101.2", lambda c: (c["bpm"] >= 100) & (c["bpm"] <= 101.2)),
     ("bpm BETWEEN 100 AND 100.05", lambda c: (c["bpm"] >= 100) & (c["bpm"] <= 100.05)),
 ])
-@pytest.mark.parametrize("rows_exact_bytes", [query.ROWS_EXACT_BYTES, 0])
-def test_recall_and_k_whenever_k_match(compressed_store, where, mask, rows_exact_bytes, monkeypatch):
-    # Default: filters of up to ROWS_EXACT_BYTES of rows (all of them here) are ranked
-    # exactly from the rows; 0: only those within the re-rank depth, the rest by the index.
-    monkeypatch.setattr(query, "ROWS_EXACT_BYTES", rows_exact_bytes)
+@pytest.mark.parametrize("exact_bytes, scan_bytes", [
+    (query.ROWS_EXACT_BYTES, query.ROWS_SCAN_BYTES),  # every filter here ranked from the rows
+    (0, query.ROWS_SCAN_BYTES),  # from the rows only where the index would scan every list
+    (0, 0),  # from the rows only within the re-rank depth, the rest by the index
+])
+def test_recall_and_k_whenever_k_match(compressed_store, where, mask, exact_bytes, scan_bytes, monkeypatch):
+    monkeypatch.setattr(query, "ROWS_EXACT_BYTES", exact_bytes)
+    monkeypatch.setattr(query, "ROWS_SCAN_BYTES", scan_bytes)
     directory, x, columns = compressed_store
     allowed = np.flatnonzero(mask(columns))
     rows = np.random.default_rng(1).choice(N, 60, replace=False)
@@ -403,6 +406,7 @@ def test_a_filter_is_fetched_once_while_the_store_is_read_only(compressed_store,
     real = query.filter_ids
     monkeypatch.setattr(query, "filter_ids", lambda store, where: fetched.append(where) or real(store, where))
     monkeypatch.setattr(query, "ROWS_EXACT_BYTES", 0)  # a selector is kept with the ids
+    monkeypatch.setattr(query, "ROWS_SCAN_BYTES", 0)
     with Searcher(directory) as s:
         first = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
         again = [n.track_id for n in s.knn(1, "musicnn", 10, " voice < 0.5 ")]
