@@ -103,15 +103,20 @@ class VectorFile:
         at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
         return np.where(self.ids[at] == ids, self.rows[at], -1)
 
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`lookup`, with a KeyError naming the first of ``ids`` without a row."""
+        rows = self.lookup(ids)
+        if (rows < 0).any():
+            raise KeyError(int(np.asarray(ids)[np.argmax(rows < 0)]))
+        return rows
+
     def contains(self, ids: np.ndarray) -> np.ndarray:
         return self.lookup(ids) >= 0
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """Unit float32 vectors ``[len(ids), dim]`` of ``ids``; KeyError names the first one
         without a row."""
-        rows = self.lookup(ids)
-        if (rows < 0).any():
-            raise KeyError(int(np.asarray(ids)[np.argmax(rows < 0)]))
+        rows = self._rows_of(ids)
         if not len(rows):
             return np.zeros((0, self.dim), np.float32)
         # Rows read in file order: neighbouring candidates share pages.
@@ -125,9 +130,7 @@ class VectorFile:
         :meth:`vectors` @ ``q`` without the renormalised matrix, and in one thread (einsum,
         not BLAS, whose threads spin on a busy machine: a 1,000 x 1280 product cost 0.4 to
         11 ms of CPU)."""
-        rows = self.lookup(ids)
-        if (rows < 0).any():
-            raise KeyError(int(np.asarray(ids)[np.argmax(rows < 0)]))
+        rows = self._rows_of(ids)
         if not len(rows):
             return np.zeros(0, np.float32)
         order = np.argsort(rows, kind="stable")  # file order: neighbouring rows share pages
@@ -170,9 +173,7 @@ class VectorFile:
     def read_vectors(self, ids: np.ndarray) -> np.ndarray:
         """:meth:`vectors` read with ``pread`` (:meth:`read`): for many ids at once, where
         :meth:`vectors` (through the mapping) suits a search's few scattered rows."""
-        rows = self.lookup(ids)
-        if (rows < 0).any():
-            raise KeyError(int(np.asarray(ids)[np.argmax(rows < 0)]))
+        rows = self._rows_of(ids)
         return _renormalised(self.read(rows))
 
     def blocks(self, rows: int = BLOCK_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
