@@ -17,6 +17,14 @@ Search strategy, by index kind (index.vectors.build_index chooses the kind):
   candidates are ranked as in an unfiltered search; once that is half of all lists, or
   the search found fewer than k, every list is scanned, which with IVF-*Flat* is an
   exact search over the filtered subset.
+- compressed (index.compressed): as IVF-Flat, the candidates re-ranked from the float16
+  rows; a filter matching at most :data:`ROWS_EXACT_BYTES` of rows, or
+  :data:`ROWS_SCAN_BYTES` where the index would scan every list for it, is ranked exactly
+  from the rows instead (their cost grows with the matches, the scan's with the tracks).
+
+A filter's matching ids and FAISS selector are kept between queries while the store
+connection is read-only (:data:`FILTER_CACHE`): fetching them is the part of a wide
+filter's cost that grows with the collection.
 
 Finding the query track is index.tracks; checking a ``where`` filter is index.usersql.
 """
@@ -24,6 +32,7 @@ Finding the query track is index.tracks; checking a ``where`` filter is index.us
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +57,19 @@ DUPLICATE_SIMILARITY = 0.99999
 # vectors (reconstruct_batch) and ranking them in numpy: 0.1 ms for 1,000 of 1M tracks,
 # where an ID selector still visits all 1M ids (3-7 ms); from ~5k on the fetch costs more.
 SUBSET_EXACT_MAX = 2048
+# With a compressed index, a filter matching at most this many bytes of float16 rows
+# (1280-d: 3,276 tracks, 200-d: 20,971) is ranked exactly from the rows (index.vectorfile):
+# ≈ 4 µs of CPU a 1280-d row where the filtered IVF search, probing every list for a filter
+# that rare, scanned all codes (25 ms at 1M x 1280, growing with the tracks).
+ROWS_EXACT_BYTES = 8 << 20
+# ... and one of up to this many bytes when the index would probe every list for it: that
+# scan costs the same whatever the filter (32 ms at 1M x 1280, linear in the tracks), the
+# rows cost ≈ 2.5 µs a 1280-d track (13,107 tracks: ≈ 35 ms), whatever the collection's size.
+ROWS_SCAN_BYTES = 32 << 20
+# Filters whose matching track ids (and FAISS selector) a Searcher keeps between queries on
+# a read-only store: fetching 500k ids from DuckDB and turning them into a selector cost
+# 11 ms of a 20 ms query at 1M tracks, linear in the tracks.
+FILTER_CACHE = 4
 # FAISS threads for one query. One query gains little from OpenMP, and on a busy machine
 # its spinning threads cost 30x (30k x 200 flat: 1.8 ms with 1 thread, 52 ms with 2
 # while other processes held the cores; reconstructing 1,000 vectors: 0.1 ms with 1
@@ -116,6 +138,9 @@ class Searcher:
         self.stale: dict[str, str | None] = {}  # space -> why its file was not used (None: used)
         self._ids: dict[str, np.ndarray] = {}
         self._present: dict[str, np.ndarray] = {}
+        # (space, where) -> (allowed ids, their FAISS selector or None): see FILTER_CACHE.
+        self._filters: OrderedDict[tuple[str, str], tuple[np.ndarray, Any]] = OrderedDict()
+        self._read_only: bool | None = None
 
     def close(self) -> None:
         if self._owns_store:
@@ -124,12 +149,16 @@ class Searcher:
     def rebind(self, store: Store) -> None:
         """Search through ``store`` from now on (a newer connection to the same store);
         indexes whose space has changed since they were loaded are dropped."""
+        if store is not self.store:  # its tables may differ: filters are fetched again
+            self._filters.clear()
+            self._read_only = None
         self.store = store
         for space in list(self._indexes):
             if store.generation(space) != self._generations.get(space):
                 for cache in (self._indexes, self._centres, self._ids, self._present, self.stale,
                               self._vector_rows, self._rerank):
                     cache.pop(space, None)
+                self._filters.clear()
 
     def __enter__(self) -> "Searcher":
         return self
@@ -248,7 +277,27 @@ class Searcher:
         """Track ids of ``space``'s index that the SQL ``where`` keeps; None without a filter."""
         if where is None or not where.strip():
             return None
-        return self.in_index(space, filter_ids(self.store, where))
+        return self._filter(space, where)[0]
+
+    def _filter(self, space: str, where: str) -> tuple[np.ndarray, Any]:
+        """(ids of ``space``'s index that ``where`` keeps, a FAISS selector for them or None
+        when the index needs none), kept for the next queries while the store is read-only
+        (:data:`FILTER_CACHE`)."""
+        key = (space, where.strip())
+        if key in self._filters:
+            self._filters.move_to_end(key)
+            return self._filters[key]
+        allowed = self.in_index(space, filter_ids(self.store, where))
+        exact = _exact(self.index(space), self._vector_rows.get(space), self._rerank.get(space, 0),
+                       len(allowed), 0)
+        made = (allowed, None if exact else _selector(allowed)[0])
+        if self._read_only is None:
+            self._read_only = self.store.read_only()
+        if self._read_only:
+            self._filters[key] = made
+            while len(self._filters) > FILTER_CACHE:
+                self._filters.popitem(last=False)
+        return made
 
     def nearest(self, space: str, q: np.ndarray, k: int, *, exclude: set[int] | None = None,
                 allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -281,13 +330,13 @@ class Searcher:
         ref = track if isinstance(track, TrackSummary) else resolve_track(self.store, track)
         index = self.index(space)
         q = self.query_vector(ref, space)
-        allowed = None
+        allowed = sel = None
         if where is not None and where.strip():
-            allowed = self.in_index(space, filter_ids(self.store, where))
+            allowed, sel = self._filter(space, where)
         exclude = {ref.track_id}
         while True:
             ids, sims = _search(index, q, k, exclude, allowed, self._vector_rows.get(space),
-                                self._rerank.get(space, 0))
+                                self._rerank.get(space, 0), sel=sel)
             rows = self._rows(ids)
             # Copies of the query's file (same content hash) are found among the results
             # rather than by scanning every hash first: they are rare, and then searched past.
@@ -341,11 +390,38 @@ def _faiss_threads(n: int = SEARCH_THREADS):
         faiss.omp_set_num_threads(previous)
 
 
-def _selector(allowed: np.ndarray, exclude: set[int]):
-    """A FAISS ID selector for ``allowed`` minus ``exclude``: a bitmap when ids are dense."""
+def _probes(index, matching: int) -> tuple[int, int]:
+    """(the lists a search probes for a filter keeping ``matching`` of the index's tracks,
+    the lists there are; 0, 0 without lists): the tuned nprobe divided by the share kept,
+    all of them from half on."""
     import faiss
 
-    allowed = allowed[~np.isin(allowed, np.fromiter(exclude, np.int64))] if exclude else allowed
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is None:
+        return 0, 0
+    fraction = min(1.0, matching / max(index.ntotal, 1))
+    nprobe = min(ivf.nlist, math.ceil(ivf.nprobe / max(fraction, 1e-12)))
+    return (ivf.nlist if nprobe * 2 >= ivf.nlist else nprobe), ivf.nlist
+
+
+def _exact(index, rows, rerank: int, matching: int, k: int) -> bool:
+    """Whether a filter keeping ``matching`` tracks is ranked exactly, without the index:
+    up to SUBSET_EXACT_MAX tracks (an index holding its vectors), ROWS_EXACT_BYTES of rows,
+    or ROWS_SCAN_BYTES of them where the index would scan every list (a compressed one)."""
+    if matching <= k:
+        return True
+    if rows is None:
+        return matching <= SUBSET_EXACT_MAX
+    if matching <= max(rerank, ROWS_EXACT_BYTES // (2 * rows.dim)):
+        return True
+    probed, lists = _probes(index, matching)
+    return matching <= ROWS_SCAN_BYTES // (2 * rows.dim) and lists > 0 and probed >= lists
+
+
+def _selector(allowed: np.ndarray):
+    """A FAISS ID selector for ``allowed``: a bitmap when ids are dense."""
+    import faiss
+
     top = int(allowed.max()) if len(allowed) else 0
     if top < 64 * len(allowed) + (1 << 20):  # bitmap of at most max(8*n, 128 KiB) bytes
         mask = np.zeros(top + 1, dtype=bool)
@@ -359,50 +435,49 @@ def _selector(allowed: np.ndarray, exclude: set[int]):
 
 
 def _search(index, q: np.ndarray, k: int, exclude: set[int], allowed: np.ndarray | None,
-            rows=None, rerank: int = 0) -> tuple[np.ndarray, np.ndarray]:
+            rows=None, rerank: int = 0, sel=None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k (ids, similarities) for query ``q`` [1, d], skipping ``exclude`` and duplicates.
 
     ``allowed`` (track ids, all in the index) restricts the search; None means every track.
     ``rows`` (index.vectorfile.VectorFile, with a compressed index): the index's scores
     are approximate, so at least ``rerank`` candidates are fetched and ordered by these
-    rows; a filter matching at most ``rerank`` tracks is ranked from the rows alone.
-    """
+    rows; a filter matching at most :data:`ROWS_EXACT_BYTES` of rows (:data:`ROWS_SCAN_BYTES`
+    where the index would probe every list for it) is ranked from the rows alone.
+    ``sel``: a selector for ``allowed`` made before (Searcher._filter)."""
     import faiss
 
-    exact_max = SUBSET_EXACT_MAX if rows is None else max(rerank, k)
-    if allowed is not None and len(allowed) <= exact_max:
+    if allowed is not None and _exact(index, rows, rerank, len(allowed), k):
         subset = allowed[~np.isin(allowed, np.fromiter(exclude, np.int64))] if exclude else allowed
         try:
             if rows is not None:
-                vecs = rows.vectors(subset)
+                sims = rows.similarities(subset, q[0])
             else:
                 with _faiss_threads():
                     vecs = index.reconstruct_batch(subset) if len(subset) else np.zeros((0, index.d), np.float32)
+                sims = vecs @ q[0]
         except (RuntimeError, KeyError):  # an index without an id -> vector map: use a selector below
             pass
         else:
-            sims = vecs @ q[0]
             order = np.argsort(-sims, kind="stable")
             order = order[sims[order] < DUPLICATE_SIMILARITY][:k]
             return subset[order], sims[order]
     ivf = faiss.try_extract_index_ivf(index)
     nlist = ivf.nlist if ivf is not None else 0
     base_nprobe = ivf.nprobe if ivf is not None else 0
-    sel, matching = None, index.ntotal
-    if allowed is not None:
+    matching = index.ntotal
+    if allowed is None:
+        sel = None
+    else:
         if not len(allowed):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        sel, matching = _selector(allowed, exclude)
-        if matching == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if sel is None:
+            sel, _ = _selector(allowed)
+        matching = len(allowed)
     nprobe = base_nprobe
     if ivf is not None and sel is not None:
-        fraction = min(1.0, matching / max(index.ntotal, 1))
-        nprobe = min(nlist, math.ceil(base_nprobe / fraction))
-        if nprobe * 2 >= nlist:
-            nprobe = nlist
-    # Ask for extra rows: excluded ids (when not filtered out already) and near-duplicates.
-    want = max(k + (len(exclude) if sel is None else 0) + 1, rerank if rows is not None else 0)
+        nprobe, _ = _probes(index, matching)
+    # Ask for extra rows: excluded ids (the selector keeps them) and near-duplicates.
+    want = max(k + len(exclude) + 1, rerank if rows is not None else 0)
     excluded = np.fromiter(exclude, np.int64)
     while True:
         want = min(want, index.ntotal)

@@ -329,6 +329,11 @@ class Store(_Closes):
     def set_meta(self, key: str, value: str) -> None:
         self._exec("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
+    def read_only(self) -> bool:
+        """Whether this connection cannot write (:meth:`open_read_only`). While it is open no
+        other connection can write either (DuckDB's file lock), so its tables do not change."""
+        return self._exec("SELECT current_setting('access_mode')")[0][0] == "read_only"
+
     def generation(self, space: str) -> int:
         """Counter bumped whenever ``space``'s embeddings change (FAISS sync check)."""
         return int(self.meta(f"generation:{space}") or 0)

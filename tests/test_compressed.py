@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
-from index import compressed, vectorfile, vectors
+from index import compressed, query, vectorfile, vectors
 from index.query import Searcher
 from index.queryerrors import QueryError
 from index.store import Store
@@ -110,7 +110,14 @@ def _exact(x, query_row, allowed_rows, k):
     ("bpm BETWEEN 100 AND 101.2", lambda c: (c["bpm"] >= 100) & (c["bpm"] <= 101.2)),
     ("bpm BETWEEN 100 AND 100.05", lambda c: (c["bpm"] >= 100) & (c["bpm"] <= 100.05)),
 ])
-def test_recall_and_k_whenever_k_match(compressed_store, where, mask):
+@pytest.mark.parametrize("exact_bytes, scan_bytes", [
+    (query.ROWS_EXACT_BYTES, query.ROWS_SCAN_BYTES),  # every filter here ranked from the rows
+    (0, query.ROWS_SCAN_BYTES),  # from the rows only where the index would scan every list
+    (0, 0),  # from the rows only within the re-rank depth, the rest by the index
+])
+def test_recall_and_k_whenever_k_match(compressed_store, where, mask, exact_bytes, scan_bytes, monkeypatch):
+    monkeypatch.setattr(query, "ROWS_EXACT_BYTES", exact_bytes)
+    monkeypatch.setattr(query, "ROWS_SCAN_BYTES", scan_bytes)
     directory, x, columns = compressed_store
     allowed = np.flatnonzero(mask(columns))
     rows = np.random.default_rng(1).choice(N, 60, replace=False)
@@ -338,3 +345,82 @@ def test_row_blocks_skip_dead_rows_and_stay_small(tmp_path):
     assert sorted(ids.tolist()) == list(range(1, 3001))
     want = np.where(((ids >= 501) & (ids <= 2500))[:, None], -x[ids - 1], x[ids - 1])
     np.testing.assert_allclose(vecs, want, atol=2e-3)
+
+
+def _changed_store(directory, compare_block: int, monkeypatch) -> list[list[int]]:
+    """A store updated in place (deletions, re-analysed and new tracks) with the update
+    comparing ``compare_block`` vectors at a time; the k-NN of a few tracks afterwards."""
+    _make(directory)
+    rng = np.random.default_rng(6)
+    gone = rng.choice(np.arange(1, N + 1), 300, replace=False)
+    redone = np.setdiff1d(rng.choice(np.arange(1, N + 1), 200, replace=False), gone)
+    monkeypatch.setattr(compressed, "COMPARE_BLOCK", compare_block)
+    with Store.open(directory) as store:
+        store.con.execute("DELETE FROM embeddings WHERE track_id IN (SELECT unnest(?))", [gone.tolist()])
+        _put(store, redone, _mixture(len(redone), 7))
+        _put(store, np.arange(N + 1, N + 301), _mixture(300, 8))
+        vectors.sync(store, spaces=("musicnn",))
+    with Searcher(directory) as s:
+        return [[n.track_id for n in s.knn(int(t), "musicnn", 10, where)]
+                for t in (int(redone[0]), 5, 7) for where in (None, "voice < 0.3")]
+
+
+def test_an_update_in_small_blocks_gives_the_same_index(tmp_path, small_threshold, monkeypatch):
+    # The comparison pass reads the old rows with pread, COMPARE_BLOCK at a time; 777 does not
+    # divide the chunks, 1 << 20 is one block a chunk (as the pass was before).
+    small = _changed_store(tmp_path / "small", 777, monkeypatch)
+    whole = _changed_store(tmp_path / "whole", 1 << 20, monkeypatch)
+    assert small == whole
+    for name in (vectorfile.rows_path, vectorfile.map_path):
+        assert name(tmp_path / "small", "musicnn").read_bytes() == name(tmp_path / "whole", "musicnn").read_bytes()
+    # Nothing changed since: the pass finds every row equal (float16 to the bit), appends none.
+    rows = vectorfile.VectorFile.open(tmp_path / "small", "musicnn", DIM)
+    info = vectors.read_info(tmp_path / "small", "musicnn")
+    with Store.open(tmp_path / "small") as store:
+        done = compressed.update(vectors.load(tmp_path / "small", "musicnn"), rows,
+                                 lambda: store.embedding_chunks("musicnn", rows=3000), tmp_path / "small",
+                                 "musicnn", centre=np.asarray(info.centre, np.float32))
+    assert (done.added, done.removed, done.changed) == (0, 0, 0)
+    assert done.vectors.file_rows == rows.file_rows
+
+
+def test_rows_read_with_pread_equal_the_mapped_ones(tmp_path, monkeypatch):
+    rng = np.random.default_rng(8)
+    x = vectors.normalise(rng.standard_normal((5000, DIM)).astype(np.float32))
+    writer = vectorfile.VectorFileWriter(tmp_path, "musicnn", DIM)
+    writer.add(np.arange(1, 5001), x)
+    rows = writer.commit()
+    monkeypatch.setattr(vectorfile, "BLOCK_ROWS", 64)  # spans of at most 128 rows
+    for wanted in (np.array([4999, 0, 17, 18, 19, 2500, 17]), rng.choice(5000, 1200, replace=False),
+                   np.arange(300, 4000), np.zeros(0, np.int64)):
+        np.testing.assert_array_equal(rows.read(wanted), rows.data[wanted])
+    ids = rng.choice(np.arange(1, 5001), 700, replace=False)
+    np.testing.assert_array_equal(rows.read_vectors(ids), rows.vectors(ids))
+    with pytest.raises(KeyError):
+        rows.read_vectors(np.array([3, 9999]))
+
+
+def test_a_filter_is_fetched_once_while_the_store_is_read_only(compressed_store, monkeypatch):
+    directory, _, _ = compressed_store
+    fetched = []
+    real = query.filter_ids
+    monkeypatch.setattr(query, "filter_ids", lambda store, where: fetched.append(where) or real(store, where))
+    monkeypatch.setattr(query, "ROWS_EXACT_BYTES", 0)  # a selector is kept with the ids
+    monkeypatch.setattr(query, "ROWS_SCAN_BYTES", 0)
+    with Searcher(directory) as s:
+        first = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
+        again = [n.track_id for n in s.knn(1, "musicnn", 10, " voice < 0.5 ")]
+        s.knn(2, "musicnn", 10, "voice < 0.5")
+        assert s.allowed("musicnn", "voice < 0.5") is s.allowed("musicnn", "voice < 0.5")
+    assert first == again and fetched == ["voice < 0.5"]
+
+
+def test_a_filter_on_a_writable_store_sees_its_changes(tmp_path, small_threshold):
+    _make(tmp_path)
+    with Store.open(tmp_path) as store:
+        s = Searcher(store=store)
+        first = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
+        store.con.execute("UPDATE tracks SET voice = 0.9 WHERE track_id IN (SELECT unnest(?))", [first[:5]])
+        second = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
+    assert len(second) == 10 and not set(first[:5]) & set(second)
+    assert second[:5] == first[5:]
