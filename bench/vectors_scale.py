@@ -353,6 +353,10 @@ def child(args) -> None:
         from index import compressed
 
         compressed.COMPRESS_MIN_FLOATS = int(os.environ["BENCH_COMPRESS_ABOVE"])
+    if os.environ.get("BENCH_POST_FILTER_MIN"):  # e.g. 10**12: a filter's first query fetches its ids
+        from index import query
+
+        query.POST_FILTER_MIN_TRACKS = int(os.environ["BENCH_POST_FILTER_MIN"])
     result = PHASES[args.phase](args.dir, args.n, args.dim, args.source)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["cpu_s"] = time.process_time()

@@ -24,7 +24,9 @@ Search strategy, by index kind (index.vectors.build_index chooses the kind):
 
 A filter's matching ids and FAISS selector are kept between queries while the store
 connection is read-only (:data:`FILTER_CACHE`): fetching them is the part of a wide
-filter's cost that grows with the collection.
+filter's cost that grows with the collection. On a large collection a filter not kept
+is first applied to the unfiltered search's best candidates (:data:`POST_FILTER_CANDIDATES`);
+only when fewer than k of them match are its ids fetched.
 
 Finding the query track is index.tracks; checking a ``where`` filter is index.usersql.
 """
@@ -44,7 +46,7 @@ from models.errors import models_hint
 from index.queryerrors import MissingEmbeddingsError, QueryError, UnknownSpaceError
 from index.store import Store
 from index.tracks import TrackSummary, model_outcome, resolve_track, track_label
-from index.usersql import filter_ids
+from index.usersql import filter_ids, filter_ids_among
 
 # Embedding spaces and their dimensions (index.schema: embeddings.space).
 from models.registry import SPACES  # noqa: E402
@@ -70,6 +72,14 @@ ROWS_SCAN_BYTES = 32 << 20
 # a read-only store: fetching 500k ids from DuckDB and turning them into a selector cost
 # 11 ms of a 20 ms query at 1M tracks, linear in the tracks.
 FILTER_CACHE = 4
+# A filter not in that cache, on a collection of at least POST_FILTER_MIN_TRACKS, is first
+# tried after ranking: the unfiltered search's POST_FILTER_CANDIDATES best tracks, those
+# the filter keeps checked in DuckDB. When k of them match they are the filtered top k
+# (every other match ranks below them); else the filter's ids are fetched as above. A wide
+# filter's first query then costs a search and a check of 256 ids, not fetching millions
+# (on a read-only store the second query fetches them, to be kept for the later ones).
+POST_FILTER_MIN_TRACKS = 200_000
+POST_FILTER_CANDIDATES = 256
 # FAISS threads for one query. One query gains little from OpenMP, and on a busy machine
 # its spinning threads cost 30x (30k x 200 flat: 1.8 ms with 1 thread, 52 ms with 2
 # while other processes held the cores; reconstructing 1,000 vectors: 0.1 ms with 1
@@ -141,6 +151,7 @@ class Searcher:
         # (space, where) -> (allowed ids, their FAISS selector or None): see FILTER_CACHE.
         self._filters: OrderedDict[tuple[str, str], tuple[np.ndarray, Any]] = OrderedDict()
         self._read_only: bool | None = None
+        self._post_filtered_once: set[tuple[str, str]] = set()  # see _tries_post_filter
 
     def close(self) -> None:
         if self._owns_store:
@@ -330,10 +341,17 @@ class Searcher:
         ref = track if isinstance(track, TrackSummary) else resolve_track(self.store, track)
         index = self.index(space)
         q = self.query_vector(ref, space)
-        allowed = sel = None
-        if where is not None and where.strip():
-            allowed, sel = self._filter(space, where)
         exclude = {ref.track_id}
+        filtered = where is not None and bool(where.strip())
+        if filtered and self._tries_post_filter(space, where):
+            first = self._post_filtered(space, q, k, exclude, where)
+            if first is not None:
+                rows = self._rows(first[0])
+                if not any(ref.content_hash is not None and r[1] == ref.content_hash for r in rows.values()):
+                    return self._neighbours(zip(*first), rows)
+        allowed = sel = None
+        if filtered:
+            allowed, sel = self._filter(space, where)
         while True:
             ids, sims = _search(index, q, k, exclude, allowed, self._vector_rows.get(space),
                                 self._rerank.get(space, 0), sel=sel)
@@ -345,6 +363,38 @@ class Searcher:
                 break
             exclude |= copies
         return self._neighbours(zip(ids, sims), rows)
+
+    def _tries_post_filter(self, space: str, where: str) -> bool:
+        """Whether a query with ``where`` first tries :meth:`_post_filtered`: on a read-only
+        store, for the filter's first query only (the next one fetches its ids, which
+        :data:`FILTER_CACHE` then keeps for every later query); on a writable one, which
+        keeps nothing, every time."""
+        key = (space, where.strip())
+        if key in self._filters:
+            return False
+        if self._read_only is None:
+            self._read_only = self.store.read_only()
+        if not self._read_only:
+            return True
+        if key in self._post_filtered_once:
+            return False
+        self._post_filtered_once.add(key)
+        return True
+
+    def _post_filtered(self, space: str, q: np.ndarray, k: int, exclude: set[int],
+                       where: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The filtered top ``k`` from the unfiltered search's best
+        :data:`POST_FILTER_CANDIDATES` when at least ``k`` of them match ``where``, else None
+        (and None below :data:`POST_FILTER_MIN_TRACKS` tracks, where fetching ids is cheap)."""
+        index = self.index(space)
+        n = max(POST_FILTER_CANDIDATES, 8 * k)
+        if index.ntotal < POST_FILTER_MIN_TRACKS or n >= index.ntotal:
+            return None
+        ids, sims = _search(index, q, n, exclude, None, self._vector_rows.get(space), self._rerank.get(space, 0))
+        keep = np.isin(ids, filter_ids_among(self.store, where, ids))
+        if keep.sum() < k:
+            return None
+        return ids[keep][:k], sims[keep][:k]
 
     def neighbours(self, ranked: Sequence[tuple[int, float]]) -> list[Neighbour]:
         """:class:`Neighbour` rows (ranks from 1) for (track id, similarity) pairs, in the

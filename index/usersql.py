@@ -210,6 +210,19 @@ def run_select(store: Store, sql: str, where: str | None, order_by: str | None =
         raise BadSQLError(f"bad {what} {fragment.strip()!r}: {error_line(exc)}") from None
 
 
+def filter_ids_among(store: Store, where: str, ids: np.ndarray) -> np.ndarray:
+    """Those of ``ids`` that match the SQL boolean ``where`` (a few hundred candidates:
+    DuckDB probes them against the table, without fetching every matching id)."""
+    import duckdb
+
+    sql = f"SELECT track_id FROM (\n{select_sql(store, 'track_id', where)}\n) WHERE track_id IN (SELECT unnest(?))"
+    try:
+        got = store.con.execute(sql, [[int(i) for i in ids]]).fetchnumpy()["track_id"]
+    except duckdb.Error as exc:
+        raise BadSQLError(f"bad WHERE filter {where.strip()!r}: {error_line(exc)}") from None
+    return np.asarray(got, dtype=np.int64)
+
+
 def filter_ids(store: Store, where: str) -> np.ndarray:
     """Track ids (int64) of the tracks matching the SQL boolean ``where``."""
     import duckdb

@@ -424,3 +424,44 @@ def test_a_filter_on_a_writable_store_sees_its_changes(tmp_path, small_threshold
         second = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
     assert len(second) == 10 and not set(first[:5]) & set(second)
     assert second[:5] == first[5:]
+
+
+def test_a_wide_filter_is_first_checked_on_the_best_candidates(compressed_store, monkeypatch):
+    """On a large collection a filter not kept yet is applied to the unfiltered search's
+    best candidates: a wide one gives the same k tracks as the filtered search without
+    fetching its ids; a rare one (fewer than k among the candidates) falls back to
+    fetching them, and still gives k tracks whenever k match."""
+    directory, x, columns = compressed_store
+    fetched = []
+    real = query.filter_ids
+    monkeypatch.setattr(query, "filter_ids", lambda store, where: fetched.append(where) or real(store, where))
+    with Searcher(directory) as s:
+        want_wide = [n.track_id for n in s.knn(7, "musicnn", 10, "voice < 0.5")]  # below the size: fetched
+        want_rare = [n.track_id for n in s.knn(7, "musicnn", 10, "voice < 0.004")]
+    assert fetched == ["voice < 0.5", "voice < 0.004"]
+    monkeypatch.setattr(query, "POST_FILTER_MIN_TRACKS", 0)
+    with Searcher(directory) as s:
+        wide = s.knn(7, "musicnn", 10, "voice < 0.5")
+        assert len(fetched) == 2  # checked on the candidates only
+        rare = s.knn(7, "musicnn", 10, "voice < 0.004")
+        assert fetched[2:] == ["voice < 0.004"]  # too few candidates matched: fetched
+        again = s.knn(7, "musicnn", 10, "voice < 0.5")  # a filter's second query: fetched and kept
+        assert fetched[3:] == ["voice < 0.5"] and [n.track_id for n in again] == want_wide
+    assert [n.track_id for n in wide] == want_wide and [n.track_id for n in rare] == want_rare
+    voice = columns["voice"]
+    assert all(voice[n.track_id - 1] < 0.5 for n in wide) and len(rare) == 10
+    assert all(voice[n.track_id - 1] < 0.004 for n in rare)
+
+
+def test_a_writable_store_checks_a_wide_filter_on_the_candidates_every_time(tmp_path, small_threshold, monkeypatch):
+    _make(tmp_path)
+    fetched = []
+    real = query.filter_ids
+    monkeypatch.setattr(query, "filter_ids", lambda store, where: fetched.append(where) or real(store, where))
+    monkeypatch.setattr(query, "POST_FILTER_MIN_TRACKS", 0)
+    with Store.open(tmp_path) as store:
+        s = Searcher(store=store)
+        first = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
+        store.con.execute("UPDATE tracks SET voice = 0.9 WHERE track_id IN (SELECT unnest(?))", [first[:5]])
+        second = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
+    assert fetched == [] and second[:5] == first[5:] and not set(first[:5]) & set(second)
