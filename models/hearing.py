@@ -42,6 +42,7 @@ from models.bands import BAND_LEVEL_NAMES, STATISTICS
 __all__ = [
     "WEIGHTS_PATH",
     "TRACK_COLUMNS",
+    "QUALITY_PROFILE_NAMES",
     "TRACK_FEATURE_NAMES",
     "PAIR_FEATURE_NAMES",
     "HaaqiPredictor",
@@ -57,6 +58,16 @@ WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "haaqi_student.npz"
 TRACK_COLUMNS: tuple[str, ...] = (
     "quality", "clicks_per_min", "clipping_share", "hum_db", "snr_db", "noise_floor_dbfs",
     "bandwidth_hz", "loudness_lufs", "loudness_range_lu", "true_peak_dbtp", "band_levels",
+    "quality_profile",
+)
+
+#: Layout of ``tracks.quality_profile``, computed by :mod:`engine.quality_profile` (named
+#: here, below the engine, because the predictor reads it); the values are explained there.
+QUALITY_PROFILE_NAMES: tuple[str, ...] = (
+    "ceiling_share", "pile_share", "peak_gap_db", "crest_400ms_db",  # dynamics
+    "high_band_db", "top_band_db", "high_band_var_db", "holes_mid", "holes_high",  # codec
+    "flatness_high", "cutoff_edge_db",
+    "impulse_db", "impulse_energy", "hum_level_db",  # clicks, hum
 )
 
 _N_REGIONS = len(BAND_LEVEL_NAMES) // len(STATISTICS)  # 'low' + one per audiogram frequency
@@ -67,7 +78,7 @@ TRACK_FEATURE_NAMES: tuple[str, ...] = (
     "quality", "log_clicks", "log_clipping", "hum_db", "snr_db", "noise_floor_dbfs",
     "bandwidth_khz", "loudness_lufs", "loudness_range_lu", "crest_db",
 ) + tuple(f"{r}_level" for r in _REGIONS) + tuple(f"{r}_background" for r in _REGIONS) \
-    + tuple(f"{r}_peaks" for r in _REGIONS)
+    + tuple(f"{r}_peaks" for r in _REGIONS) + QUALITY_PROFILE_NAMES
 
 #: Names of :func:`pair_features`' values (track, audiogram, then both).
 PAIR_FEATURE_NAMES: tuple[str, ...] = TRACK_FEATURE_NAMES + tuple(
@@ -102,7 +113,7 @@ def track_features(columns: Mapping[str, Any]) -> np.ndarray:
     ndarray, float64, shape [len(TRACK_FEATURE_NAMES)]
         NaN where an input is missing (the predictor fills in the training mean).
     """
-    c = {k: _num(columns.get(k)) for k in TRACK_COLUMNS if k != "band_levels"}
+    c = {k: _num(columns.get(k)) for k in TRACK_COLUMNS if k not in ("band_levels", "quality_profile")}
     bands = columns.get("band_levels")
     levels = np.full(len(BAND_LEVEL_NAMES), np.nan)
     if bands is not None and len(bands) == len(BAND_LEVEL_NAMES):
@@ -121,7 +132,11 @@ def track_features(columns: Mapping[str, Any]) -> np.ndarray:
         c["loudness_range_lu"],
         c["true_peak_dbtp"] - c["loudness_lufs"],
     ]
-    return np.concatenate([scalars, p50 - top, p10 - p50, p90 - p50]).astype(np.float64)
+    prof = columns.get("quality_profile")
+    profile = np.full(len(QUALITY_PROFILE_NAMES), np.nan)
+    if prof is not None and len(prof) == len(QUALITY_PROFILE_NAMES):
+        profile = np.array([_num(v) for v in prof])
+    return np.concatenate([scalars, p50 - top, p10 - p50, p90 - p50, profile]).astype(np.float64)
 
 
 def pair_features(tracks: np.ndarray, audiograms: Sequence[Audiogram]) -> np.ndarray:
