@@ -86,15 +86,16 @@ def _dynamics(x: np.ndarray) -> dict[str, float]:
     n = x.size // _BLOCK
     if n < _WINDOW_BLOCKS:
         return {}
+    ax = np.abs(x)
+    peak = ax[: n * _BLOCK].reshape(n, _BLOCK).max(axis=1).astype(np.float64)
     blocks = x[: n * _BLOCK].reshape(n, _BLOCK)
-    peak = np.abs(blocks).max(axis=1).astype(np.float64)
-    ms = np.mean(np.square(blocks, dtype=np.float32), axis=1, dtype=np.float64)
+    ms = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64) / _BLOCK
     top = float(peak.max())
     active = _db(ms) >= _ACTIVE_DB
     if top <= 0.0 or not active.any():
         return {}
     peak_db = 20.0 * np.log10(np.maximum(peak[active], 1e-10) / top)
-    fine = np.abs(x[: x.size // _FINE * _FINE].reshape(-1, _FINE)).max(axis=1)
+    fine = ax[: x.size // _FINE * _FINE].reshape(-1, _FINE).max(axis=1)
     fine = fine[fine >= 10.0 ** (_ACTIVE_DB / 20.0)]
     w = n // _WINDOW_BLOCKS
     w_ms = ms[: w * _WINDOW_BLOCKS].reshape(w, _WINDOW_BLOCKS).mean(axis=1)
@@ -109,13 +110,13 @@ def _dynamics(x: np.ndarray) -> dict[str, float]:
 
 
 def _codec(power: np.ndarray, frame_db: np.ndarray, bandwidth_hz: float) -> dict[str, float]:
-    act = power[frame_db >= _ACTIVE_DB].astype(np.float64)
+    act = power[frame_db >= _ACTIVE_DB]  # float32
     if not act.shape[0]:
         return {}
     bins = np.fft.rfftfreq(_FRAME, 1.0 / SAMPLE_RATE)
 
     def band(lo: float, hi: float) -> np.ndarray:
-        return act[:, (bins >= lo) & (bins < hi)].mean(axis=1)
+        return act[:, (bins >= lo) & (bins < hi)].mean(axis=1, dtype=np.float64)
 
     ref = band(1000.0, 4000.0) + 1e-20
     high = _db(band(10000.0, 16000.0) / ref)
@@ -129,20 +130,21 @@ def _codec(power: np.ndarray, frame_db: np.ndarray, bandwidth_hz: float) -> dict
         # A bin far below the mean of its neighbourhood (itself included): a hole.
         sub = act[:, max(lo_bin - _HOLE_HALF, 0): hi_bin + _HOLE_HALF + 1]
         width = 2 * _HOLE_HALF + 1
-        cs = np.cumsum(np.pad(sub, ((0, 0), (1, 0))), axis=1)
+        cs = np.cumsum(np.pad(sub, ((0, 0), (1, 0))), axis=1, dtype=np.float64)
         local = (cs[:, width:] - cs[:, :-width]) / width
         hole = sub[:, _HOLE_HALF: _HOLE_HALF + local.shape[1]] < local * 10.0 ** (-_HOLE_DB / 10.0)
         first = max(lo_bin - _HOLE_HALF, 0) + _HOLE_HALF  # bin index of hole[:, 0]
         cut = min(max(split - first, 0), hole.shape[1])
         out["holes_mid"] = float(hole[:, :cut].mean()) if cut else math.nan
         out["holes_high"] = float(hole[:, cut:].mean()) if hole.shape[1] > cut else math.nan
-    flat = act[:, (bins >= 5000.0) & (bins < 16000.0)] + 1e-20
-    out["flatness_high"] = float(np.median(np.exp(np.mean(np.log(flat), axis=1)) / np.mean(flat, axis=1)))
+    flat = act[:, (bins >= 5000.0) & (bins < 16000.0)] + np.float32(1e-20)
+    geometric = np.exp(np.mean(np.log(flat), axis=1, dtype=np.float64))
+    out["flatness_high"] = float(np.median(geometric / np.mean(flat, axis=1, dtype=np.float64)))
     if math.isfinite(bandwidth_hz):
         below = (bins >= bandwidth_hz - 1500.0) & (bins < bandwidth_hz - 500.0)
         above = (bins > bandwidth_hz + 200.0) & (bins <= bandwidth_hz + 1200.0)
         if below.any() and above.any():
-            spec = _db(np.percentile(act[:, below | above], 90.0, axis=0))
+            spec = _db(np.percentile(act[:, below | above].astype(np.float64), 90.0, axis=0))
             sel = np.flatnonzero(below | above)
             out["cutoff_edge_db"] = float(np.mean(spec[below[sel]]) - np.mean(spec[above[sel]]))
     return out
@@ -151,7 +153,8 @@ def _codec(power: np.ndarray, frame_db: np.ndarray, bandwidth_hz: float) -> dict
 def _impulses(x: np.ndarray) -> dict[str, float]:
     d = np.diff(x)
     t = d.size // _TICK
-    e = np.mean(np.square(d[: t * _TICK].reshape(t, _TICK), dtype=np.float64), axis=1)
+    blocks = d[: t * _TICK].reshape(t, _TICK)
+    e = np.einsum("ij,ij->i", blocks, blocks, dtype=np.float64) / _TICK
     w = t // _TICK_WINDOW
     if not w:
         return {}
