@@ -262,10 +262,14 @@ class HaaqiPredictor:
     def from_sklearn(cls, model, version: str, feature_names: Sequence[str],
                      log_offset: float = 0.0) -> "HaaqiPredictor":
         """Export a fitted ``HistGradientBoostingRegressor`` (numeric inputs only), trained
-        on HAAQI or (``log_offset`` > 0) on ``log(1 - HAAQI + log_offset)``."""
+        on HAAQI or (``log_offset`` > 0) on ``log(1 - HAAQI + log_offset)``; or a list of
+        them, averaged (their trees concatenated, leaf values and baselines divided by
+        their number)."""
+        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        share = 1.0 / len(models)
         parts = {k: [] for k in cls._ARRAYS if k != "roots"}
         roots, offset = [], 0
-        for (tree,) in model._predictors:
+        for (tree,) in (p for m in models for p in m._predictors):
             nodes = tree.nodes
             roots.append(offset)
             parts["feature"].append(nodes["feature_idx"].astype(np.int64))
@@ -274,9 +278,10 @@ class HaaqiPredictor:
             parts["left"].append(nodes["left"].astype(np.int64) + offset)
             parts["right"].append(nodes["right"].astype(np.int64) + offset)
             parts["is_leaf"].append(nodes["is_leaf"].astype(bool))
-            parts["value"].append(nodes["value"].astype(np.float64))
+            parts["value"].append(nodes["value"].astype(np.float64) * share)
             offset += len(nodes)
-        return cls(version, tuple(feature_names), float(np.ravel(model._baseline_prediction)[0]),
+        baseline = float(np.mean([np.ravel(m._baseline_prediction)[0] for m in models]))
+        return cls(version, tuple(feature_names), baseline,
                    np.array(roots, dtype=np.int64), **{k: np.concatenate(v) for k, v in parts.items()},
                    log_offset=float(log_offset))
 
