@@ -2,9 +2,10 @@
 
 HAAQI (:mod:`engine.haaqi`) needs the clean reference, which a collection never has.
 This model predicts it from what the build stores for every track — the quality measures
-(:mod:`engine.quality`), loudness, and the band levels around each audiometric frequency
-(:mod:`models.bands`) — and the listener's 8 audiogram thresholds, in numpy: no decoding,
-no model runtime, a few µs per track and listener. It was trained on labels made by the
+(:mod:`engine.quality`), loudness, the band levels around each audiometric frequency
+(:mod:`models.bands`) and the defect profile (:mod:`engine.quality_profile`) — and the
+listener's 8 audiogram thresholds, in numpy: no decoding, no model runtime, about
+0.2 ms per track and listener. It was trained on labels made by the
 real HAAQI (``bench/haaqi``: ``make_labels.py`` then ``train.py``, which writes the
 weights file shipped here); docs/hearing.md gives the data, the settings and the
 accuracy on held-out source tracks.
@@ -15,14 +16,16 @@ Inputs, per (track, listener) pair (:func:`pair_features`):
   floor, bandwidth (kHz), integrated loudness, loudness range, crest (true peak minus
   loudness), and from the band levels: each region's typical level relative to the
   track's loudest region, and its background (p10) and peak (p90) depth about that level;
+  the 14 values of the defect profile (:data:`QUALITY_PROFILE_NAMES`);
 - listener: the 8 thresholds (dB HL / 100);
 - both: per audiometric region, typical and background level minus the threshold
   (what the listener's ear gets of the music and of its background).
 
 Missing values (a measure that was undefined, NULL in the store) go down the branch
 training found best. The model is gradient-boosted regression trees (evaluated here in
-numpy: all trees at once, one level per step) predicting ``log(1 - HAAQI + 0.02)``,
-turned back into HAAQI and clipped to 0..1; the weights file
+numpy: all trees at once, one level per step) predicting ``log(1 - HAAQI + 0.02)``
+(several models averaged in that domain, their trees concatenated), turned back into
+HAAQI and clipped to 0..1; the weights file
 records its version, the input names and the nodes.
 """
 

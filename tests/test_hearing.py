@@ -302,7 +302,7 @@ def test_loss_moves_the_prediction_the_way_it_moves_haaqi(corpus, versions, vers
     real HAAQI up for damage the listener no longer hears (hiss, AAC) and down for damage
     they hear more (limiting). The prediction never moves against it by more than 0.02,
     and follows it clearly (same way, by more than 0.02) for at least two kinds. (For
-    limiting it moves the right way by a tenth of the teacher's move; docs/hearing.md.)"""
+    limiting it moves the right way by about a third of the teacher's move; docs/hearing.md.)"""
     pytest.importorskip("clarity")
     from engine.decode import decode
     from engine.haaqi import haaqi
