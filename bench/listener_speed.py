@@ -4,7 +4,10 @@ Builds N corpus files into a fresh store that already holds 3 listener profiles 
 mild sloping, severe), so the build scores every track for each of them after writing
 it; prints the build's CPU time (this process and its workers), the scoring's CPU time
 (measured again alone, on the same store, after dropping the predictions), the share it
-adds, and the cost per track and listener. Goal: <= 2 % of the build.
+adds, and the cost per track and listener. Goal: <= 2 % of the build. Then the CPU time
+of the defect profile (engine.quality_profile, the predictor's newest inputs, computed
+within the build's quality analysis) per track, timed again alone on the same decoded
+signals, and its share of the build's CPU per track.
 
 Usage: python bench/listener_speed.py [--files N]
 """
@@ -18,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # last: an installed engine wins
@@ -72,6 +77,30 @@ def main() -> None:
           f"{build_wall:.1f} s wall; its listener stage {summary.stage_seconds.get('listeners', 0.0) * 1000:.0f} ms wall")
     print(f"scoring alone: {score_cpu * 1000:.0f} CPU-ms ({score_cpu / max(pairs, 1) * 1e6:.0f} µs per "
           f"track and listener) = {100 * score_cpu / build_cpu:.3f} % of the build's CPU (goal <= 2 %)")
+    profile_cpu = _profile_cpu(files)
+    per_track = build_cpu / max(summary.analysed, 1)
+    print(f"defect profile: {1000 * np.median(profile_cpu):.1f} CPU-ms per track (median; "
+          f"{1000 * max(profile_cpu):.1f} at most) = {100 * np.median(profile_cpu) / per_track:.2f} % "
+          "of the build's CPU per track")
+
+
+def _profile_cpu(files: list[Path]) -> list[float]:
+    """CPU-s of engine.quality_profile.profile per file, on the signal the build analyses."""
+    from engine.decode import decode
+    from engine.quality import _frames, _hum, _spectral
+    from engine.quality_profile import profile
+
+    out = []
+    for f in files:
+        x = decode(f).mono
+        fr = _frames(x)
+        bw = _spectral(fr)[0]
+        hum_level = _hum(x)[2]
+        c0 = time.process_time()
+        for _ in range(3):
+            profile(x, fr.power, fr.level_db, bw, hum_level)
+        out.append((time.process_time() - c0) / 3)
+    return out
 
 
 if __name__ == "__main__":

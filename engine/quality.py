@@ -151,6 +151,7 @@ from typing import Any
 import numpy as np
 
 from engine.decode import SAMPLE_RATE  # Hz, of every signal here
+from engine.quality_profile import QUALITY_PROFILE_NAMES, profile
 from engine.signals import as_channels, as_mono, is_silent
 from index.schema import SCORE_TERMS  # the terms of the quality column, read by index.report too
 
@@ -250,6 +251,7 @@ QUALITY_COLUMNS: dict[str, str] = {
     "dc_offset": "dc_offset",
     "silence_start_s": "silence_start_s",
     "silence_end_s": "silence_end_s",
+    "quality_profile": "profile",  # engine.quality_profile: a list of floats (None: undefined)
 }
 
 
@@ -267,9 +269,11 @@ class Quality:
     clicks_per_min, clipping_share, hum_db, hum_hz, dropouts, snr_db, noise_floor_dbfs,
     bandwidth_hz, dc_offset, silence_start_s, silence_end_s
         The measures; floats are NaN where undefined, ``hum_hz`` is None without hum.
+    profile : ndarray or None
+        The defect profile (:mod:`engine.quality_profile`), NaN where undefined.
     timings : dict of str to float
         Wall-clock seconds per part: ``'spectrum'``, ``'clicks'``, ``'hum'``,
-        ``'levels'`` (clipping, dropouts, DC, silence), ``'score'``.
+        ``'levels'`` (clipping, dropouts, DC, silence), ``'profile'``, ``'score'``.
     """
 
     score: float
@@ -284,6 +288,7 @@ class Quality:
     dc_offset: float
     silence_start_s: float
     silence_end_s: float
+    profile: np.ndarray | None = field(default=None, compare=False)
     timings: dict[str, float] = field(default_factory=dict, compare=False)
 
     def columns(self) -> dict[str, Any]:
@@ -296,6 +301,8 @@ class Quality:
                 v = None if not math.isfinite(v) else v
             elif isinstance(v, (np.integer,)):
                 v = int(v)
+            elif isinstance(v, np.ndarray):
+                v = [float(e) if math.isfinite(e) else None for e in v]
             out[column] = v
         return out
 
@@ -526,10 +533,13 @@ def hum(mono_44k) -> tuple[float, float | None]:
     x = as_mono(mono_44k)
     if x.size < _HUM_FRAME_S * SAMPLE_RATE:
         return math.nan, None
-    return _hum(x)
+    return _hum(x)[:2]
 
 
-def _hum(x: np.ndarray) -> tuple[float, float | None]:
+def _hum(x: np.ndarray) -> tuple[float, float | None, float]:
+    """``(hum_db, hum_hz, hum_level_db)``; the last (for :mod:`engine.quality_profile`) is
+    the power of the chosen mains' lines above their surroundings (median over frames,
+    summed over the harmonics) over the whole signal's power, dB."""
     import soxr
 
     frame = int(_HUM_FRAME_S * _HUM_RATE)
@@ -545,18 +555,27 @@ def _hum(x: np.ndarray) -> tuple[float, float | None]:
     tiny = max(float(power.max()), 1e-30) * 1e-15
     freqs = np.fft.rfftfreq(frame, 1.0 / _HUM_RATE)
     best_db, best_hz = -math.inf, None
+    total = float(np.median(power.sum(axis=1)))
+    line_power = {}
     for mains in _HUM_MAINS:
+        line_power[mains] = 0.0
         for h in _HUM_HARMONICS:
             dist = np.abs(freqs - mains * h)
             line = power[:, dist <= _HUM_LINE_HZ + 1e-9].max(axis=1)
             ring = (dist >= _HUM_REF_HZ[0]) & (dist <= _HUM_REF_HZ[1])
             ref = np.median(power[:, ring], axis=1)
             per_frame = 10.0 * np.log10((line + tiny) / (ref + tiny))
+            line_power[mains] += float(np.median(np.maximum(line - ref, 0.0)))
             persistent = float(np.percentile(per_frame, _HUM_PERCENTILE))
             if persistent > best_db:
                 best_db, best_hz = persistent, mains
     best_db = max(0.0, best_db)
-    return best_db, (best_hz if best_db >= HUM_DETECT_DB else None)
+    # The decimated frames hold the signal below 1.1 kHz only: scale to the whole band.
+    below = float(np.mean(np.square(y, dtype=np.float64)))
+    share = below / max(float(np.mean(np.square(x, dtype=np.float64))), 1e-30)
+    lines = max(line_power[best_hz or _HUM_MAINS[0]], tiny)
+    level = 10.0 * math.log10(lines / max(total, tiny) * max(share, 1e-12))
+    return best_db, (best_hz if best_db >= HUM_DETECT_DB else None), level
 
 
 # --------------------------------------------------------------------------- levels
@@ -744,7 +763,7 @@ def quality(mono_44k, stereo_44k=None, facts=None) -> Quality:
     t2 = time.perf_counter()
     timings["clicks"] = t2 - t1
     long_enough = x.size >= _HUM_FRAME_S * SAMPLE_RATE and not silent
-    hum_db, hum_hz = _hum(x) if long_enough else (math.nan, None)
+    hum_db, hum_hz, hum_level = _hum(x) if long_enough else (math.nan, None, math.nan)
     t3 = time.perf_counter()
     timings["hum"] = t3 - t2
     clip_share = _clipping_share(planar) if x.size >= MIN_SECONDS * SAMPLE_RATE else math.nan
@@ -753,6 +772,12 @@ def quality(mono_44k, stereo_44k=None, facts=None) -> Quality:
     start, end = silences(x)
     t4 = time.perf_counter()
     timings["levels"] = t4 - t3
+    if silent:
+        prof = np.full(len(QUALITY_PROFILE_NAMES), np.nan)
+    else:
+        prof = profile(x, fr.power, fr.level_db, bw, hum_level)
+    t5 = time.perf_counter()
+    timings["profile"] = t5 - t4
 
     measures = dict(
         clicks_per_min=clicks,
@@ -764,7 +789,7 @@ def quality(mono_44k, stereo_44k=None, facts=None) -> Quality:
         dc_offset=dc,
     )
     total = 0.0 if silent else score(measures)
-    timings["score"] = time.perf_counter() - t4
+    timings["score"] = time.perf_counter() - t5
     return Quality(
         score=total,
         clicks_per_min=clicks,
@@ -778,5 +803,6 @@ def quality(mono_44k, stereo_44k=None, facts=None) -> Quality:
         dc_offset=dc,
         silence_start_s=start,
         silence_end_s=end,
+        profile=prof,
         timings=timings,
     )

@@ -96,6 +96,8 @@ TRACK_COLUMNS: tuple[Column, ...] = (
     Column("silence_end_s", "DOUBLE", "trailing silence (below -60 dBFS), seconds"),
     Column("band_levels", "FLOAT[]", "27 band levels, dB: p10/p50/p90 below 177 Hz and around "
            "250..8k Hz (models.bands; input of the listener_quality predictions)"),
+    Column("quality_profile", "FLOAT[]", "14 defect statistics: dynamics, codec artefacts, impulses, "
+           "hum level (engine.quality_profile; input of the listener_quality predictions)"),
     Column("arousal", "DOUBLE", "arousal, 1-9 (emoMusic head on MusiCNN)",
            needs=('musicnn', 'emomusic')),
     Column("valence", "DOUBLE", "valence, 1-9 (emoMusic head on MusiCNN)",

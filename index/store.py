@@ -127,7 +127,8 @@ class KnownFile:
     # None: not computed yet (the model was missing).
     has_musicnn: bool | None
     has_effnet: bool | None
-    has_quality: bool  # False for tracks analysed before the quality measures (or band levels) existed
+    has_quality: bool  # False for tracks analysed before the quality measures (or band levels, or the
+    # defect profile) existed
     has_mtt: bool | None = None  # as has_musicnn
 
 
@@ -349,7 +350,8 @@ class Store(_Closes):
     def known_files(self) -> dict[str, KnownFile]:
         rows = self._exec(
             "SELECT track_id, path, file_size, mtime_ns, content_hash, "
-            "has_musicnn, has_effnet, quality IS NOT NULL AND band_levels IS NOT NULL, has_mtt, path_bytes "
+            "has_musicnn, has_effnet, quality IS NOT NULL AND band_levels IS NOT NULL AND quality_profile IS NOT NULL, "
+            "has_mtt, path_bytes "
             "FROM tracks"
         )
         known = (KnownFile(r[0], from_db(r[1], r[9]), *r[2:9]) for r in rows)

@@ -2,9 +2,10 @@
 
 HAAQI (:mod:`engine.haaqi`) needs the clean reference, which a collection never has.
 This model predicts it from what the build stores for every track — the quality measures
-(:mod:`engine.quality`), loudness, and the band levels around each audiometric frequency
-(:mod:`models.bands`) — and the listener's 8 audiogram thresholds, in numpy: no decoding,
-no model runtime, a few µs per track and listener. It was trained on labels made by the
+(:mod:`engine.quality`), loudness, the band levels around each audiometric frequency
+(:mod:`models.bands`) and the defect profile (:mod:`engine.quality_profile`) — and the
+listener's 8 audiogram thresholds, in numpy: no decoding, no model runtime, about
+0.2 ms per track and listener. It was trained on labels made by the
 real HAAQI (``bench/haaqi``: ``make_labels.py`` then ``train.py``, which writes the
 weights file shipped here); docs/hearing.md gives the data, the settings and the
 accuracy on held-out source tracks.
@@ -15,14 +16,16 @@ Inputs, per (track, listener) pair (:func:`pair_features`):
   floor, bandwidth (kHz), integrated loudness, loudness range, crest (true peak minus
   loudness), and from the band levels: each region's typical level relative to the
   track's loudest region, and its background (p10) and peak (p90) depth about that level;
+  the 14 values of the defect profile (:data:`QUALITY_PROFILE_NAMES`);
 - listener: the 8 thresholds (dB HL / 100);
 - both: per audiometric region, typical and background level minus the threshold
   (what the listener's ear gets of the music and of its background).
 
 Missing values (a measure that was undefined, NULL in the store) go down the branch
 training found best. The model is gradient-boosted regression trees (evaluated here in
-numpy: all trees at once, one level per step) predicting ``log(1 - HAAQI + 0.02)``,
-turned back into HAAQI and clipped to 0..1; the weights file
+numpy: all trees at once, one level per step) predicting ``log(1 - HAAQI + 0.02)``
+(several models averaged in that domain, their trees concatenated), turned back into
+HAAQI and clipped to 0..1; the weights file
 records its version, the input names and the nodes.
 """
 
@@ -42,6 +45,7 @@ from models.bands import BAND_LEVEL_NAMES, STATISTICS
 __all__ = [
     "WEIGHTS_PATH",
     "TRACK_COLUMNS",
+    "QUALITY_PROFILE_NAMES",
     "TRACK_FEATURE_NAMES",
     "PAIR_FEATURE_NAMES",
     "HaaqiPredictor",
@@ -57,6 +61,16 @@ WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "haaqi_student.npz"
 TRACK_COLUMNS: tuple[str, ...] = (
     "quality", "clicks_per_min", "clipping_share", "hum_db", "snr_db", "noise_floor_dbfs",
     "bandwidth_hz", "loudness_lufs", "loudness_range_lu", "true_peak_dbtp", "band_levels",
+    "quality_profile",
+)
+
+#: Layout of ``tracks.quality_profile``, computed by :mod:`engine.quality_profile` (named
+#: here, below the engine, because the predictor reads it); the values are explained there.
+QUALITY_PROFILE_NAMES: tuple[str, ...] = (
+    "ceiling_share", "pile_share", "peak_gap_db", "crest_400ms_db",  # dynamics
+    "high_band_db", "top_band_db", "high_band_var_db", "holes_mid", "holes_high",  # codec
+    "flatness_high", "cutoff_edge_db",
+    "impulse_db", "impulse_energy", "hum_level_db",  # clicks, hum
 )
 
 _N_REGIONS = len(BAND_LEVEL_NAMES) // len(STATISTICS)  # 'low' + one per audiogram frequency
@@ -67,7 +81,7 @@ TRACK_FEATURE_NAMES: tuple[str, ...] = (
     "quality", "log_clicks", "log_clipping", "hum_db", "snr_db", "noise_floor_dbfs",
     "bandwidth_khz", "loudness_lufs", "loudness_range_lu", "crest_db",
 ) + tuple(f"{r}_level" for r in _REGIONS) + tuple(f"{r}_background" for r in _REGIONS) \
-    + tuple(f"{r}_peaks" for r in _REGIONS)
+    + tuple(f"{r}_peaks" for r in _REGIONS) + QUALITY_PROFILE_NAMES
 
 #: Names of :func:`pair_features`' values (track, audiogram, then both).
 PAIR_FEATURE_NAMES: tuple[str, ...] = TRACK_FEATURE_NAMES + tuple(
@@ -102,7 +116,7 @@ def track_features(columns: Mapping[str, Any]) -> np.ndarray:
     ndarray, float64, shape [len(TRACK_FEATURE_NAMES)]
         NaN where an input is missing (the predictor fills in the training mean).
     """
-    c = {k: _num(columns.get(k)) for k in TRACK_COLUMNS if k != "band_levels"}
+    c = {k: _num(columns.get(k)) for k in TRACK_COLUMNS if k not in ("band_levels", "quality_profile")}
     bands = columns.get("band_levels")
     levels = np.full(len(BAND_LEVEL_NAMES), np.nan)
     if bands is not None and len(bands) == len(BAND_LEVEL_NAMES):
@@ -121,7 +135,11 @@ def track_features(columns: Mapping[str, Any]) -> np.ndarray:
         c["loudness_range_lu"],
         c["true_peak_dbtp"] - c["loudness_lufs"],
     ]
-    return np.concatenate([scalars, p50 - top, p10 - p50, p90 - p50]).astype(np.float64)
+    prof = columns.get("quality_profile")
+    profile = np.full(len(QUALITY_PROFILE_NAMES), np.nan)
+    if prof is not None and len(prof) == len(QUALITY_PROFILE_NAMES):
+        profile = np.array([_num(v) for v in prof])
+    return np.concatenate([scalars, p50 - top, p10 - p50, p90 - p50, profile]).astype(np.float64)
 
 
 def pair_features(tracks: np.ndarray, audiograms: Sequence[Audiogram]) -> np.ndarray:
@@ -247,10 +265,14 @@ class HaaqiPredictor:
     def from_sklearn(cls, model, version: str, feature_names: Sequence[str],
                      log_offset: float = 0.0) -> "HaaqiPredictor":
         """Export a fitted ``HistGradientBoostingRegressor`` (numeric inputs only), trained
-        on HAAQI or (``log_offset`` > 0) on ``log(1 - HAAQI + log_offset)``."""
+        on HAAQI or (``log_offset`` > 0) on ``log(1 - HAAQI + log_offset)``; or a list of
+        them, averaged (their trees concatenated, leaf values and baselines divided by
+        their number)."""
+        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        share = 1.0 / len(models)
         parts = {k: [] for k in cls._ARRAYS if k != "roots"}
         roots, offset = [], 0
-        for (tree,) in model._predictors:
+        for (tree,) in (p for m in models for p in m._predictors):
             nodes = tree.nodes
             roots.append(offset)
             parts["feature"].append(nodes["feature_idx"].astype(np.int64))
@@ -259,9 +281,10 @@ class HaaqiPredictor:
             parts["left"].append(nodes["left"].astype(np.int64) + offset)
             parts["right"].append(nodes["right"].astype(np.int64) + offset)
             parts["is_leaf"].append(nodes["is_leaf"].astype(bool))
-            parts["value"].append(nodes["value"].astype(np.float64))
+            parts["value"].append(nodes["value"].astype(np.float64) * share)
             offset += len(nodes)
-        return cls(version, tuple(feature_names), float(np.ravel(model._baseline_prediction)[0]),
+        baseline = float(np.mean([np.ravel(m._baseline_prediction)[0] for m in models]))
+        return cls(version, tuple(feature_names), baseline,
                    np.array(roots, dtype=np.int64), **{k: np.concatenate(v) for k, v in parts.items()},
                    log_offset=float(log_offset))
 

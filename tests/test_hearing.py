@@ -301,8 +301,8 @@ def test_loss_moves_the_prediction_the_way_it_moves_haaqi(corpus, versions, vers
     """For the same degraded audio, going from normal hearing to a severe loss (N5) moves the
     real HAAQI up for damage the listener no longer hears (hiss, AAC) and down for damage
     they hear more (limiting). The prediction never moves against it by more than 0.02,
-    and follows it clearly (same way, by more than 0.02) for at least two kinds. (Limiting
-    has 3 training labels so far: the student barely moves there; docs/hearing.md.)"""
+    and follows it clearly (same way, by more than 0.02) for at least two kinds. (For
+    limiting it moves the right way by about a third of the teacher's move; docs/hearing.md.)"""
     pytest.importorskip("clarity")
     from engine.decode import decode
     from engine.haaqi import haaqi

@@ -334,10 +334,12 @@ def test_quality_bundle_and_columns():
     x = _tones(6.0)
     res = q.quality(x, np.stack([x, x], axis=1))
     assert res.score == 100.0
-    assert set(res.timings) == {"spectrum", "clicks", "hum", "levels", "score"}
+    assert set(res.timings) == {"spectrum", "clicks", "hum", "levels", "profile", "score"}
     cols = res.columns()
     assert list(cols) == list(q.QUALITY_COLUMNS)
     assert cols["quality"] == 100.0 and cols["dropouts"] == 0 and cols["hum_hz"] is None
+    profile = cols.pop("quality_profile")
+    assert len(profile) == 14 and all(v is None or type(v) is float for v in profile)
     assert all(v is None or type(v) in (float, int) for v in cols.values())
     from index.schema import TRACK_COLUMN_NAMES
 

@@ -131,6 +131,29 @@ def test_a_store_made_by_an_older_engine_is_brought_up_to_date_for_reading(tmp_p
         assert store._exec("SELECT count(*) FROM tags")[0][0] == 4
 
 
+def test_tracks_analysed_before_the_defect_profile_are_analysed_again_once(tmp_path):
+    """A store made before tracks.quality_profile gets the column (empty) when opened, and
+    its tracks count as lacking the quality analysis, so the next build analyses them
+    again and the listener predictions get their inputs."""
+    import duckdb
+
+    from index.store import missing_schema
+
+    done = {"quality": 90.0, "band_levels": [0.0] * 27, "quality_profile": [0.5] * 14}
+    with Store.open(tmp_path) as store:
+        rec = _record("/m/a.ogg", 1)
+        rec.columns.update(done)
+        store.write_tracks([rec])
+        assert store.known_files()["/m/a.ogg"].has_quality
+    con = duckdb.connect(str(tmp_path / "engine.duckdb"))
+    con.execute("ALTER TABLE tracks DROP COLUMN quality_profile")
+    assert missing_schema(con) == ["tracks.quality_profile"]
+    con.close()
+    with Store.open(tmp_path) as store:
+        assert missing_schema(store.con) == []
+        assert not store.known_files()["/m/a.ogg"].has_quality
+
+
 def test_an_older_store_that_cannot_be_brought_up_to_date_says_so_in_one_line(tmp_path):
     """While a build holds the store, reading an older store cannot add what it lacks:
     one line naming the store, what it lacks and what to do; the store is left as it was."""
