@@ -85,15 +85,18 @@ def fit_directions(x: np.ndarray, y: np.ndarray, c: float | None = None) -> np.n
         step_b = (g_b - (u * a_g).sum(1)) / (dd.sum(1) - (u * a_u).sum(1))
         step_w = a_g - a_u * step_b[:, None]
         t = np.ones(bsz)
+        accepted = False
         for _halving in range(30):  # damped where a full step would raise the objective
             new = _objective(z, y, s, w - t[:, None] * step_w, b - t * step_b, c)
             worse = new > value + 1e-12 * np.abs(value)
             if not worse.any():
+                accepted = True
                 break
             t = np.where(worse, t / 2, t)
         w = w - t[:, None] * step_w
         b = b - t * step_b
-        value = _objective(z, y, s, w, b, c)
+        # The objective at the step taken was just computed, unless every halving failed.
+        value = new if accepted else _objective(z, y, s, w, b, c)
     raw = w / scale[:, 0, :]
     norms = np.linalg.norm(raw, axis=1, keepdims=True)
     return (raw / np.where(norms > 0, norms, 1.0)).astype(np.float32)
