@@ -465,3 +465,13 @@ def test_a_writable_store_checks_a_wide_filter_on_the_candidates_every_time(tmp_
         store.con.execute("UPDATE tracks SET voice = 0.9 WHERE track_id IN (SELECT unnest(?))", [first[:5]])
         second = [n.track_id for n in s.knn(1, "musicnn", 10, "voice < 0.5")]
     assert fetched == [] and second[:5] == first[5:] and not set(first[:5]) & set(second)
+
+
+def test_a_bad_filter_checked_on_the_candidates_names_itself_in_one_line(compressed_store, monkeypatch):
+    from index.usersql import BadSQLError
+
+    directory, _, _ = compressed_store
+    monkeypatch.setattr(query, "POST_FILTER_MIN_TRACKS", 0)
+    with Searcher(directory) as s, pytest.raises(BadSQLError) as err:
+        s.knn(7, "musicnn", 10, "no_such_column > 1")
+    assert "bad WHERE filter 'no_such_column > 1'" in str(err.value) and "\n" not in str(err.value)
