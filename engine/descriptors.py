@@ -191,11 +191,11 @@ class DspDescriptors:
 
 
 def _es():
-    """Import essentia.standard lazily: importing it loads TensorFlow (~1 s), which code
-    that only imports this module for its dataclasses should not pay."""
-    import essentia.standard as es
+    """essentia.standard, imported only when an algorithm runs (engine.essentia_lazy):
+    code that imports this module for its dataclasses does not pay for it."""
+    from engine.essentia_lazy import standard
 
-    return es
+    return standard()
 
 
 # --------------------------------------------------------------------------- tempo
