@@ -1,6 +1,6 @@
 """What the MagnaTagATune MusiCNN costs per track, and what cheaper ways to run it change.
 
-    python -m bench.mtt_cost [--tracks 39] [--tols 1e-2,3e-2,1e-1]
+    python -m bench.mtt_cost [--tracks 39] [--tols 1e-2,3e-2,1e-1] [--hops 374] [--seconds 30]
 
 For every real track of ``../shared/corpus/rendered`` and ``corpus/library`` (first 30 s,
 decoded and turned into mel bands as ``engine build`` does), it runs the ``mtt`` model
@@ -11,7 +11,9 @@ MusiCNN patch (187 frames, hop 93, as Essentia's wrapper cuts them):
 * ``hop 187``: the same model on non-overlapping patches (the ``musicnn`` package's own
   default, ``input_overlap=False``): about half the patches;
 * ``tol T``: the model pruned at bound ``T`` (:func:`models.quantize.prune_musicnn`),
-  on every patch, and on non-overlapping ones.
+  on every patch, and on non-overlapping ones;
+* ``hop H`` (``--hops``): the shipped model on patches ``H`` frames apart (374: one
+  3 s patch in every 6 s).
 
 Per variant: CPU-ms per track (mean; one thread, so on an idle machine wall ≈ CPU),
 the track-mean embedding cosine (min, median), the tag activations' max and mean |Δ|
@@ -62,11 +64,11 @@ def corpus_tracks(limit: int) -> list[Path]:
     return files[::step][:limit]  # spread over both folders
 
 
-def mels(tracks: list[Path]) -> list[np.ndarray]:
+def mels(tracks: list[Path], seconds: float = CLIP_S) -> list[np.ndarray]:
     from engine.decode import decode
     from models import frontend
 
-    return [frontend.mel_bands(decode(t, max_seconds=CLIP_S).mono_16k) for t in tracks]
+    return [frontend.mel_bands(decode(t, max_seconds=seconds).mono_16k) for t in tracks]
 
 
 def run(variant: Variant, mel_list: list[np.ndarray]) -> list[Outputs | None]:
@@ -86,7 +88,10 @@ def run(variant: Variant, mel_list: list[np.ndarray]) -> list[Outputs | None]:
     inp = sess.get_inputs()[0].name
     out: list[Outputs | None] = []
     for mel in mel_list:
-        p = frontend.patches(mel, patch_frames=spec.patch_frames, patch_hop=variant.hop)
+        # A hop of k whole patches: every k-th non-overlapping patch.
+        every = max(1, variant.hop // spec.patch_frames) if variant.hop > spec.patch_frames else 1
+        p = frontend.patches(mel, patch_frames=spec.patch_frames,
+                             patch_hop=min(variant.hop, spec.patch_frames))[::every]
         if not len(p):
             out.append(None)
             continue
@@ -114,6 +119,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tracks", type=int, default=39)
     ap.add_argument("--tols", default="3e-2,1e-1")
+    ap.add_argument("--hops", default="", help="more patch hops for the shipped model, e.g. 374")
+    ap.add_argument("--seconds", type=float, default=CLIP_S, help="audio read from each track")
     args = ap.parse_args()
     spec = registry.get("mtt")
     shipped = ensure_onnx(spec)
@@ -127,9 +134,10 @@ def main() -> None:
               f"{info.macs_per_patch / 1e9:.2f} GMAC per patch", file=sys.stderr)
         variants += [Variant(f"hop 93, tol {tol:g}", tmp / f"tol{tol:g}.onnx", 93),
                      Variant(f"hop 187, tol {tol:g}", tmp / f"tol{tol:g}.onnx", 187)]
+    variants += [Variant(f"hop {int(h)}", shipped, int(h)) for h in args.hops.split(",") if h]
     tracks = corpus_tracks(args.tracks)
-    mel_list = mels(tracks)
-    print(f"{len(tracks)} tracks (first {CLIP_S} s); load average {os.getloadavg()}", file=sys.stderr)
+    mel_list = mels(tracks, args.seconds)
+    print(f"{len(tracks)} tracks (first {args.seconds:g} s); load average {os.getloadavg()}", file=sys.stderr)
     run(variants[0], mel_list[:2])  # warm-up
     ref = run(variants[0], mel_list)
     lines = ["| variant | CPU-ms/track | emb cosine min / median | tags max / mean abs diff | same top-3 |",

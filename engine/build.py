@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from engine.analysis import AnalysisTask, FileAnalysis, analyse_file
 from engine.decode import DEFAULT_MAX_SECONDS
@@ -34,6 +34,9 @@ from index.store import (
     FailedFile, KnownFile, Store, StoreDamagedError, StoreWriter, damaged_error,
 )
 from models.registry import SPACES
+
+if TYPE_CHECKING:
+    from engine.modelstage import ModelOutputs
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +53,13 @@ class BuildOptions:
     """Knobs of a build; the defaults suit a desktop machine.
 
     ``workers`` decode/DSP processes; ``threads`` onnxruntime threads of the model
-    stage; ``batch`` files per model run and per DuckDB transaction; ``max_seconds``
+    stage; ``batch`` files per DuckDB transaction (and per model run on Ray); ``max_seconds``
     audio analysed per file (longer files: the first ``max_seconds``); ``timeout_s``
     wall-clock limit per file before its worker is killed.
     """
 
     workers: int = 0  # 0: one per core
-    threads: int = 0  # 0: one per core
+    threads: int = 0  # 0: one per two cores (model_threads)
     batch: int = 8
     max_seconds: float = DEFAULT_MAX_SECONDS
     timeout_s: float = 600.0
@@ -219,7 +222,7 @@ def build(
 
     cores = default_processes()
     workers = options.workers or cores
-    threads = options.threads or cores
+    threads = options.threads or model_threads(cores)
     summary = BuildSummary()
     _check_has_audio(root)
     if options.fetch and os.environ.get("ENGINE_OFFLINE", "") in ("", "0"):
@@ -327,6 +330,17 @@ def _plan_and_apply(writer: StoreWriter, root: Path, spaces, options: BuildOptio
     return plan
 
 
+def model_threads(cores: int) -> int:
+    """Default onnxruntime threads of a local build's model stage: one per two cores.
+
+    The stage runs beside one analysis worker per core and needs ≈30 % of the build's CPU
+    (bench/build_speed.py's stage table). On the 2-core machine one thread costs 7 % less
+    model CPU than two (0.240 vs 0.259 CPU-s per track, the same 40 files) and the build
+    is as fast; one thread per core on a large machine would oversubscribe it twice over.
+    """
+    return max(1, cores // 2)
+
+
 def _check_has_audio(root: Path) -> None:
     """Refuse a folder without audio before fetching models or touching the store.
 
@@ -396,13 +410,17 @@ def _run(plan: Plan, writer: StoreWriter, stage, workers: int, options: BuildOpt
 
 
 def _write_loop(results: queue.Queue, committer: "BatchCommitter", errors: list) -> None:
-    """Model-stage thread: batch finished analyses, run the models, write transactions."""
+    """Model-stage thread: run the models on each finished analysis, write transactions."""
     try:
         while True:
             item = results.get()
             if item is _DONE:
                 break
-            committer.add(*item)
+            task, outcome = item
+            # Each file's models run as it arrives, beside the workers (not per batch at
+            # commit time): when the workers finish, only the last file's models remain
+            # instead of up to a batch's worth, run while the other cores idle.
+            committer.add(task, outcome, committer.run_models(outcome))
         committer.flush()
     except BaseException as exc:  # surfaced in the main thread
         errors.append(exc)
@@ -452,12 +470,27 @@ class BatchCommitter:
                     or pending >= self.max_pending):
                 self.flush()
 
+    def run_models(self, outcome) -> ModelOutputs | None:
+        """The model outputs of one analysed file (None for a failure), timed as `models`."""
+        if isinstance(outcome, TaskFailed):
+            return None
+        return _run_models(self.stage, [outcome], self.summary)[0]
+
     def flush(self) -> None:
         if self.batch or self.failures:
             _write_batch(self.batch, self.failures, self.writer, self.stage, self.summary, self.known)
             self._last_commit = time.monotonic()
         self.batch.clear()
         self.failures.clear()
+
+
+def _run_models(stage, analyses: list[FileAnalysis], summary: BuildSummary) -> list:
+    # CPU-seconds, like the workers' stages: this process's CPU while the models run
+    # (onnxruntime's threads included).
+    t0 = time.process_time()
+    outputs = stage.run(analyses)
+    summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.process_time() - t0
+    return outputs
 
 
 def failure_reason(error: str, path: str) -> str:
@@ -478,11 +511,7 @@ def _write_batch(batch: list[tuple[FileAnalysis, object]], failures: list[Failed
 
     todo = [a for a, m in batch if m is None]
     if todo:
-        # CPU-seconds, like the workers' stages: this process's CPU while the models run
-        # (onnxruntime's threads included).
-        t0 = time.process_time()
-        ran = iter(stage.run(todo))
-        summary.stage_seconds["models"] = summary.stage_seconds.get("models", 0.0) + time.process_time() - t0
+        ran = iter(_run_models(stage, todo, summary))
         batch = [(a, next(ran) if m is None else m) for a, m in batch]
     records = []
     for a, m in batch:

@@ -142,10 +142,10 @@ def models_export(names: tuple[str, ...]) -> None:
 @models_option
 @click.option("--workers", type=click.IntRange(min=1), default=None, show_default="one per core",
               help="Decode/DSP processes.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, show_default="one per core",
-              help="onnxruntime threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, show_default="one per two cores",
+              help="onnxruntime threads of the model stage.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Files per model run and per commit.")
+              help="Files per commit (and per model run on Ray).")
 @click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=450.0, show_default=True,
               help="Audio analysed per file; longer files are analysed from the start up to this.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=600.0,
