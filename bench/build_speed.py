@@ -376,8 +376,10 @@ def main() -> None:
             print(f"  EBU test signals, engine loudness: max |error| {ebu:.3f} LU (goal <= 0.1)")
             goals["EBU loudness within 0.1 LU"] = ebu <= 0.1
             goals["peak RSS <= 1.5 GB"] = eng.peak_rss <= 1536 * 2**20
-            goals["5x the fair reference (CPU)"] = (
-                timings["reference (fair)"][1] / eng.cpu_s >= 5.0)
+            # The issue's own ratio is wall time on a quiet machine (2.32 vs 0.85 s per
+            # track); under other load only the CPU ratio is comparable between runs.
+            goals["5x the fair reference (wall)"] = timings["reference (fair)"][0] / eng.wall_s >= 5.0
+            goals["5x the fair reference (CPU)"] = timings["reference (fair)"][1] / eng.cpu_s >= 5.0
             print("goals: " + "; ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in goals.items()))
 
 

@@ -151,7 +151,7 @@ def loudness(stereo_44k: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Loudness
     loudness ranges, at 48 kHz and after resampling to 44.1 kHz; within 0.003 LU of a
     float64 evaluation of the K-filter down to 30 Hz (:mod:`engine.ebur128`, which says
     why Essentia's ``LoudnessEBUR128`` is not used).
-    Cost ≈0.1 s CPU per 30 s of stereo audio (true peak ≈40 ms of it).
+    Cost ≈60 ms CPU per 30 s of stereo audio (true peak ≈35 ms of it).
     """
     from engine import ebur128
 
