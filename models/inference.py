@@ -48,8 +48,9 @@ class RuntimeOptions:
         patch per call for a patch model (backbones, TempoCNN) and all rows at once for a
         head. On CPU one patch's activations stay in the core's cache: per patch, one
         thread, MTT MusiCNN 8.1 ms at 1 per call against 8.9 at 16, MSD MusiCNN 3.1 / 3.5,
-        TempoCNN 1.07 / 1.48; larger batches also grow onnxruntime's memory arena (the two
-        MusiCNNs of a build peaked at 1,407 MB RSS with 64 per call, 619 MB with 16).
+        TempoCNN 1.07 / 1.48 (EffNet's backbone is not available here: unmeasured); larger
+        batches also grow onnxruntime's memory arena (the two MusiCNNs of a build peaked
+        at 1,407 MB RSS with 64 per call, 619 MB with 16).
     """
 
     threads: int = 0
