@@ -134,7 +134,11 @@ def main() -> None:
               f"{info.macs_per_patch / 1e9:.2f} GMAC per patch", file=sys.stderr)
         variants += [Variant(f"hop 93, tol {tol:g}", tmp / f"tol{tol:g}.onnx", 93),
                      Variant(f"hop 187, tol {tol:g}", tmp / f"tol{tol:g}.onnx", 187)]
-    variants += [Variant(f"hop {int(h)}", shipped, int(h)) for h in args.hops.split(",") if h]
+    hops = [int(h) for h in args.hops.split(",") if h]
+    for h in hops:
+        if h > spec.patch_frames and h % spec.patch_frames:
+            ap.error(f"--hops: a hop above {spec.patch_frames} frames must be a multiple of it, got {h}")
+    variants += [Variant(f"hop {h}", shipped, h) for h in hops]
     tracks = corpus_tracks(args.tracks)
     mel_list = mels(tracks, args.seconds)
     print(f"{len(tracks)} tracks (first {args.seconds:g} s); load average {os.getloadavg()}", file=sys.stderr)
