@@ -123,6 +123,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=CLIP_S, help="audio read from each track")
     args = ap.parse_args()
     spec = registry.get("mtt")
+    hops = [int(h) for h in args.hops.split(",") if h]
+    for h in hops:
+        if h > spec.patch_frames and h % spec.patch_frames:
+            ap.error(f"--hops: a hop above {spec.patch_frames} frames must be a multiple of it, got {h}")
     shipped = ensure_onnx(spec)
     converted = shipped.with_name(shipped.name.replace(".fast", ""))
     tmp = Path(tempfile.mkdtemp(prefix="mtt-cost-"))
@@ -134,10 +138,6 @@ def main() -> None:
               f"{info.macs_per_patch / 1e9:.2f} GMAC per patch", file=sys.stderr)
         variants += [Variant(f"hop 93, tol {tol:g}", tmp / f"tol{tol:g}.onnx", 93),
                      Variant(f"hop 187, tol {tol:g}", tmp / f"tol{tol:g}.onnx", 187)]
-    hops = [int(h) for h in args.hops.split(",") if h]
-    for h in hops:
-        if h > spec.patch_frames and h % spec.patch_frames:
-            ap.error(f"--hops: a hop above {spec.patch_frames} frames must be a multiple of it, got {h}")
     variants += [Variant(f"hop {h}", shipped, h) for h in hops]
     tracks = corpus_tracks(args.tracks)
     mel_list = mels(tracks, args.seconds)
