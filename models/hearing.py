@@ -5,7 +5,7 @@ This model predicts it from what the build stores for every track — the qualit
 (:mod:`engine.quality`), loudness, the band levels around each audiometric frequency
 (:mod:`models.bands`) and the defect profile (:mod:`engine.quality_profile`) — and the
 listener's 8 audiogram thresholds, in numpy: no decoding, no model runtime, about
-0.2 ms per track and listener. It was trained on labels made by the
+0.4 ms per track and listener. It was trained on labels made by the
 real HAAQI (``bench/haaqi``: ``make_labels.py`` then ``train.py``, which writes the
 weights file shipped here); docs/hearing.md gives the data, the settings and the
 accuracy on held-out source tracks.
@@ -22,11 +22,11 @@ Inputs, per (track, listener) pair (:func:`pair_features`):
   (what the listener's ear gets of the music and of its background).
 
 Missing values (a measure that was undefined, NULL in the store) go down the branch
-training found best. The model is gradient-boosted regression trees (evaluated here in
-numpy: all trees at once, one level per step) predicting ``log(1 - HAAQI + 0.02)``
-(several models averaged in that domain, their trees concatenated), turned back into
-HAAQI and clipped to 0..1; the weights file
-records its version, the input names and the nodes.
+training found best. The model is regression trees (evaluated here in numpy: all trees
+at once, one level per step) predicting ``log(1 - HAAQI + 0.02)``: several
+gradient-boosted models and a forest of extremely randomised trees, blended in that
+domain (their trees concatenated, leaf values weighted), turned back into HAAQI and
+clipped to 0..1; the weights file records its version, the input names and the nodes.
 """
 
 from __future__ import annotations
@@ -89,6 +89,10 @@ PAIR_FEATURE_NAMES: tuple[str, ...] = TRACK_FEATURE_NAMES + tuple(
     f"{r}_level_above_threshold" for r in _REGIONS[1:]) + tuple(
     f"{r}_background_above_threshold" for r in _REGIONS[1:])
 
+# Node arrays in memory, and narrower where the weights file keeps them so.
+_DTYPES = {"roots": np.int64, "feature": np.int64, "threshold": np.float64, "missing_left": bool,
+           "left": np.int64, "right": np.int64, "is_leaf": bool, "value": np.float64}
+_STORED_DTYPES = {"feature": np.int16, "left": np.int32, "right": np.int32, "value": np.float32}
 _SNR_CAP_DB = 80.0  # engine.quality caps SNR at 100 dB; above 80 dB a difference is inaudible
 _CHUNK = 4096  # samples per pass of the tree walk: its [chunk, trees] node indices stay ~10 MB
 
@@ -174,10 +178,10 @@ def pair_features(tracks: np.ndarray, audiograms: Sequence[Audiogram]) -> np.nda
 
 @dataclass(frozen=True)
 class HaaqiPredictor:
-    """The student model: gradient-boosted regression trees -> HAAQI 0..1, in numpy.
+    """The student model: regression trees -> HAAQI 0..1, in numpy.
 
-    Trained with scikit-learn's ``HistGradientBoostingRegressor`` (``bench/haaqi/train.py``)
-    and exported as flat node arrays, all trees concatenated; the prediction is
+    Trained with scikit-learn's ``HistGradientBoostingRegressor`` and ``ExtraTreesRegressor``
+    (``bench/haaqi/train.py``) and exported as flat node arrays, all trees concatenated; the prediction is
     ``baseline + sum of the leaf values reached``, clipped to 0..1. A node sends a sample
     left when its input is <= ``threshold``, and a missing input (NaN) the way training
     found best (``missing_left``).
@@ -233,28 +237,41 @@ class HaaqiPredictor:
         return np.clip(out, 0.0, 1.0).reshape(shape)
 
     def _raw(self, x: np.ndarray) -> np.ndarray:
-        # Leaves point to themselves, so every sample takes the same number of steps
-        # (the deepest tree's depth) with two gathers and one choice per step.
+        # Leaves point to themselves, so a tree whose leaves are all reached takes no more
+        # steps; trees are walked deepest first, and each step advances only the trees still
+        # deeper than it (the boosted trees stop at 12, the forest's go on to ~30).
         left = np.where(self.is_leaf, np.arange(len(self.left)), self.left)
         right = np.where(self.is_leaf, np.arange(len(self.right)), self.right)
-        node = np.broadcast_to(self.roots, (x.shape[0], len(self.roots))).copy()
+        roots, deeper = self._walk_order
+        node = np.broadcast_to(roots, (x.shape[0], len(roots))).copy()
         rows = np.arange(x.shape[0])[:, None]
-        for _ in range(self.depth):
-            values = x[rows, self.feature[node]]
-            go_left = np.where(np.isnan(values), self.missing_left[node], values <= self.threshold[node])
-            node = np.where(go_left, left[node], right[node])
+        for k in deeper:
+            at = node[:, :k]
+            values = x[rows, self.feature[at]]
+            go_left = np.where(np.isnan(values), self.missing_left[at], values <= self.threshold[at])
+            node[:, :k] = np.where(go_left, left[at], right[at])
         return self.baseline + self.value[node].sum(axis=1)
 
-    @property
-    def depth(self) -> int:
-        """Steps from the roots to the deepest leaf."""
-        depth, level = 0, np.unique(self.roots)
+    @functools.cached_property
+    def _walk_order(self) -> tuple[np.ndarray, list[int]]:
+        """Roots, deepest tree first, and per step how many trees are deeper than it."""
+        depths = np.array([self._tree_depth(r) for r in self.roots])
+        order = np.argsort(-depths, kind="stable")
+        return self.roots[order], [int(np.sum(depths > step)) for step in range(int(depths.max(initial=0)))]
+
+    def _tree_depth(self, root: int) -> int:
+        depth, level = 0, np.array([root])
         while True:
             inner = level[~self.is_leaf[level]]
             if not len(inner):
                 return depth
             level = np.concatenate((self.left[inner], self.right[inner]))
             depth += 1
+
+    @property
+    def depth(self) -> int:
+        """Steps from the roots to the deepest leaf."""
+        return len(self._walk_order[1])
 
     def predict(self, tracks: np.ndarray, audiograms: Sequence[Audiogram]) -> np.ndarray:
         """Predicted HAAQI, shape [n tracks, m audiograms], from :func:`track_features` rows."""
@@ -263,36 +280,44 @@ class HaaqiPredictor:
 
     @classmethod
     def from_sklearn(cls, model, version: str, feature_names: Sequence[str],
-                     log_offset: float = 0.0) -> "HaaqiPredictor":
-        """Export a fitted ``HistGradientBoostingRegressor`` (numeric inputs only), trained
-        on HAAQI or (``log_offset`` > 0) on ``log(1 - HAAQI + log_offset)``; or a list of
-        them, averaged (their trees concatenated, leaf values and baselines divided by
-        their number)."""
+                     log_offset: float = 0.0, forest=None, forest_share: float = 0.0) -> "HaaqiPredictor":
+        """Export fitted scikit-learn trees (numeric inputs only), trained on HAAQI or
+        (``log_offset`` > 0) on ``log(1 - HAAQI + log_offset)``.
+
+        ``model`` is a ``HistGradientBoostingRegressor`` or a list of them, averaged (their
+        trees concatenated, leaf values and baselines divided by their number).
+        ``forest``, a fitted ``ExtraTreesRegressor`` or ``RandomForestRegressor``, is
+        blended in with weight ``forest_share`` (the boosted models get the rest): its
+        trees are appended with their leaf means divided by its number of trees.
+        """
         models = list(model) if isinstance(model, (list, tuple)) else [model]
-        share = 1.0 / len(models)
+        boosted_share = (1.0 - forest_share) if forest is not None else 1.0
+        trees = [_boosted_nodes(tree, boosted_share / len(models))
+                 for m in models for (tree,) in m._predictors]
+        if forest is not None:
+            trees += [_forest_nodes(e.tree_, forest_share / len(forest.estimators_))
+                      for e in forest.estimators_]
         parts = {k: [] for k in cls._ARRAYS if k != "roots"}
         roots, offset = [], 0
-        for (tree,) in (p for m in models for p in m._predictors):
-            nodes = tree.nodes
+        for nodes in trees:
             roots.append(offset)
-            parts["feature"].append(nodes["feature_idx"].astype(np.int64))
-            parts["threshold"].append(nodes["num_threshold"].astype(np.float64))
-            parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
-            parts["left"].append(nodes["left"].astype(np.int64) + offset)
-            parts["right"].append(nodes["right"].astype(np.int64) + offset)
-            parts["is_leaf"].append(nodes["is_leaf"].astype(bool))
-            parts["value"].append(nodes["value"].astype(np.float64) * share)
-            offset += len(nodes)
-        baseline = float(np.mean([np.ravel(m._baseline_prediction)[0] for m in models]))
-        return cls(version, tuple(feature_names), baseline,
-                   np.array(roots, dtype=np.int64), **{k: np.concatenate(v) for k, v in parts.items()},
+            for k, v in nodes.items():
+                parts[k].append(v + offset if k in ("left", "right") else v)
+            offset += len(nodes["value"])
+        baseline = boosted_share * float(np.mean([np.ravel(m._baseline_prediction)[0] for m in models]))
+        arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        # Leaf values to float32, as the weights file keeps them (half its size; the sum of
+        # 1100 leaves moves by ~1e-7 in the log domain).
+        arrays["value"] = arrays["value"].astype(np.float32).astype(np.float64)
+        return cls(version, tuple(feature_names), baseline, np.array(roots, dtype=np.int64), **arrays,
                    log_offset=float(log_offset))
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, version=np.array(self.version), feature_names=np.array(self.feature_names),
                             baseline=np.array(self.baseline), log_offset=np.array(self.log_offset),
-                            **{k: getattr(self, k) for k in self._ARRAYS})
+                            **{k: getattr(self, k).astype(_STORED_DTYPES.get(k, getattr(self, k).dtype))
+                               for k in self._ARRAYS})
 
     @classmethod
     def load(cls, path: Path = WEIGHTS_PATH) -> "HaaqiPredictor":
@@ -301,7 +326,7 @@ class HaaqiPredictor:
         try:
             data = np.load(path, allow_pickle=False)
             names = tuple(str(n) for n in data["feature_names"])
-            arrays = {k: data[k] for k in cls._ARRAYS}
+            arrays = {k: data[k].astype(_DTYPES[k]) for k in cls._ARRAYS}
             version, baseline = str(data["version"]), float(data["baseline"])
             log_offset = float(data["log_offset"]) if "log_offset" in data.files else 0.0
         except (OSError, KeyError, ValueError) as exc:
@@ -310,6 +335,34 @@ class HaaqiPredictor:
             raise ModelError(f"{path}: its inputs do not match this engine's; retrain it "
                              "with bench/haaqi/train.py")
         return cls(version, names, baseline, **arrays, log_offset=log_offset)
+
+
+def _boosted_nodes(tree, scale: float) -> dict[str, np.ndarray]:
+    """One ``HistGradientBoostingRegressor`` tree as node arrays (indices from 0)."""
+    nodes = tree.nodes
+    return {"feature": nodes["feature_idx"].astype(np.int64),
+            "threshold": nodes["num_threshold"].astype(np.float64),
+            "missing_left": nodes["missing_go_to_left"].astype(bool),
+            "left": nodes["left"].astype(np.int64), "right": nodes["right"].astype(np.int64),
+            "is_leaf": nodes["is_leaf"].astype(bool),
+            "value": nodes["value"].astype(np.float64) * scale}
+
+
+def _forest_nodes(tree, scale: float) -> dict[str, np.ndarray]:
+    """One scikit-learn decision tree (``estimator.tree_``) as node arrays (indices from 0).
+
+    Leaves have no children (-1) and no feature (-2): they get 0, never read, since a leaf
+    points to itself in the walk. scikit-learn records where a missing input goes at each
+    split (``missing_go_to_left``, scikit-learn >= 1.6 for extra trees).
+    """
+    leaf = tree.children_left < 0
+    return {"feature": np.where(leaf, 0, tree.feature).astype(np.int64),
+            "threshold": tree.threshold.astype(np.float64),
+            "missing_left": np.asarray(tree.missing_go_to_left, dtype=bool),
+            "left": np.where(leaf, 0, tree.children_left).astype(np.int64),
+            "right": np.where(leaf, 0, tree.children_right).astype(np.int64),
+            "is_leaf": leaf,
+            "value": tree.value[:, 0, 0].astype(np.float64) * scale}
 
 
 @functools.lru_cache(maxsize=1)

@@ -278,6 +278,31 @@ def test_weights_round_trip_through_a_file(tmp_path, version_columns):
         HaaqiPredictor.load(tmp_path / "bad.npz")
 
 
+def test_export_of_boosted_and_forest_trees_predicts_as_scikit_learn(tmp_path):
+    """The trained blend (boosted models averaged, then a forest of extra trees mixed in)
+    walks in numpy to scikit-learn's own prediction, missing inputs included, and the
+    weights file keeps it (leaf values at float32)."""
+    from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
+
+    from models.hearing import PAIR_FEATURE_NAMES, HaaqiPredictor
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 5))
+    target = np.sin(x[:, 0]) + x[:, 1] * x[:, 2] - 0.5 * np.abs(x[:, 3])
+    x[rng.random(x.shape) < 0.1] = np.nan  # both kinds of tree send NaN where training chose
+    boosted = [HistGradientBoostingRegressor(max_iter=30, random_state=s).fit(x, target) for s in range(2)]
+    forest = ExtraTreesRegressor(n_estimators=7, min_samples_leaf=3, random_state=0).fit(x, target)
+    names = PAIR_FEATURE_NAMES[:5]  # a prefix of the engine's inputs, as load() checks
+    blend = HaaqiPredictor.from_sklearn(boosted, "t", names, forest=forest, forest_share=0.4)
+    test = rng.normal(size=(200, 5))
+    test[rng.random(test.shape) < 0.2] = np.nan
+    expected = 0.6 * np.mean([m.predict(test) for m in boosted], axis=0) + 0.4 * forest.predict(test)
+    np.testing.assert_allclose(blend._raw(test), expected, atol=1e-5)
+    assert blend.depth == max(e.tree_.max_depth for e in forest.estimators_)  # the forest's trees are deeper
+    blend.save(tmp_path / "blend.npz")
+    np.testing.assert_array_equal(HaaqiPredictor.load(tmp_path / "blend.npz")._raw(test), blend._raw(test))
+
+
 def test_clean_track_scores_above_its_degraded_versions_for_every_profile(version_columns):
     clean = _predict(version_columns["clean"])
     assert (clean > 0.9).all(), clean
