@@ -96,6 +96,36 @@ def _single_threaded_blas() -> None:
         _blas_limited = True
 
 
+_malloc_tuned = False
+_MMAP_THRESHOLD = 64 << 20  # arrays up to this size come from the heap: ~3 min of stereo float32
+_TRIM_THRESHOLD = 128 << 20  # free heap kept at the top before it is given back to the system
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc's malloc reuse freed memory for the next file's arrays (Linux/glibc only).
+
+    By default every large numpy array (above a threshold that only grows to 32 MB) is
+    mapped fresh from the kernel and unmapped when freed, so each page of each temporary
+    is faulted in and zeroed again: 16,000 page faults per 46 s track, 50-110 ms of system
+    CPU. With the arrays up to 64 MB taken from the heap and 128 MB of free heap kept, 12
+    tracks cost 2,200 faults instead of 191,000 and 0.21 instead of 0.61 CPU-s of system
+    time, with the same peak RSS (240 MB per worker; measured in one process).
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return
+    _malloc_tuned = True
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    mallopt(m_mmap_threshold, _MMAP_THRESHOLD)
+    mallopt(m_trim_threshold, _TRIM_THRESHOLD)
+
+
 def analyse_file(task: AnalysisTask) -> FileAnalysis:
     """Decode ``task.path`` once and compute its descriptors and model inputs.
 
@@ -109,6 +139,7 @@ def analyse_file(task: AnalysisTask) -> FileAnalysis:
 
     quiet_native_logs()
     _single_threaded_blas()
+    _keep_freed_memory()
     out = FileAnalysis(task)
     # Stage timings are CPU-seconds of this (single-threaded) worker: on a shared machine
     # wall time measures the neighbours too.

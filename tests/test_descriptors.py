@@ -279,6 +279,34 @@ def test_loudness_follows_the_k_filter_at_low_frequencies(hz):
     assert got == pytest.approx(expected, abs=0.02)
 
 
+def test_k_filter_runs_scipys_kernel_bit_for_bit_without_importing_scipy_signal(corpus, tmp_path):
+    """The K-filter calls SciPy's compiled sosfilt kernel directly (importing scipy.signal
+    costs every build worker ~0.75 CPU-s): the kernel is found with the SciPy installed,
+    filters real stereo music exactly as scipy.signal.sosfilt does, and measuring loudness
+    in a fresh interpreter leaves scipy.signal unimported."""
+    import subprocess
+    import sys
+
+    import scipy.signal
+
+    from engine.ebur128 import _sosfilt_kernel, k_weighting, sosfilt
+
+    assert _sosfilt_kernel() is not None
+    audio, rate = stereo(corpus / "degraded" / "clipped.flac")
+    sos = np.array([b + a for b, a in k_weighting(float(rate))], dtype=np.float32)
+    x = np.asarray(audio[: 5 * rate], dtype=np.float32)
+    np.testing.assert_array_equal(sosfilt(sos, x), scipy.signal.sosfilt(sos, x, axis=0))
+    probe = ("import sys, numpy as np; from engine.ebur128 import integrated_and_range; "
+             f"x = np.load({str(tmp_path / 'x.npy')!r}); "
+             "print(repr(integrated_and_range(x, 44100.0)[0]), 'scipy.signal' in sys.modules)")
+    np.save(tmp_path / "x.npy", x)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert out[1] == "False", out
+    import engine.ebur128 as ebu
+
+    assert float(out[0]) == ebu.integrated_and_range(x, 44100.0)[0]  # same figure as in this process
+
+
 def test_true_peak_finds_inter_sample_peaks():
     # A sine at fs/4 sampled 45° off its crests: every sample is at A/√2, the waveform
     # peaks at A. Tapered ends keep the onset from ringing.
