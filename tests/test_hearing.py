@@ -268,7 +268,7 @@ def test_weights_round_trip_through_a_file(tmp_path, version_columns):
     from models.hearing import HaaqiPredictor, load_predictor, track_features
 
     shipped = load_predictor()
-    assert shipped.log_offset > 0  # trained on log(1 - HAAQI + offset): the inverse is applied
+    assert len(shipped.rank_knots) > 100  # trained on ranks: the knots turn them into HAAQI
     shipped.save(tmp_path / "w.npz")
     again = HaaqiPredictor.load(tmp_path / "w.npz")
     tracks = np.stack([track_features(c) for c in version_columns.values()])
@@ -301,6 +301,14 @@ def test_export_of_boosted_and_forest_trees_predicts_as_scikit_learn(tmp_path):
     assert blend.depth == max(e.tree_.max_depth for e in forest.estimators_)  # the forest's trees are deeper
     blend.save(tmp_path / "blend.npz")
     np.testing.assert_array_equal(HaaqiPredictor.load(tmp_path / "blend.npz")._raw(test), blend._raw(test))
+    # Knots map the trees' sum (a rank) to HAAQI, piecewise linearly, and travel with the file.
+    ranked = HaaqiPredictor.from_sklearn(boosted, "t", names, knots=(np.array([-5.0, 0.0, 5.0]),
+                                                                      np.array([0.0, 0.5, 0.9])))
+    sums = ranked._raw(test)
+    np.testing.assert_allclose(ranked.predict_inputs(test), np.interp(sums, [-5, 0, 5], [0, 0.5, 0.9]))
+    ranked.save(tmp_path / "ranked.npz")
+    np.testing.assert_array_equal(HaaqiPredictor.load(tmp_path / "ranked.npz").predict_inputs(test),
+                                  ranked.predict_inputs(test))
 
 
 def test_clean_track_scores_above_its_degraded_versions_for_every_profile(version_columns):
@@ -394,7 +402,19 @@ def test_quality_lists_a_listeners_tracks_worst_first(small_store, tmp_path, ver
     scores = [r["haaqi"] for r in rows]
     assert scores == sorted(scores)
     assert rows[-1]["path"].endswith("clean.wav")
-    assert scores[-1] == pytest.approx(_predict(version_columns["clean"], [parse_audiogram("20,20,25,30,40,50,60,65")])[0])
+    # The store keeps some inputs in float32 (band levels, the defect profile): predict
+    # from the columns as stored, read back with plain SQL.
+    import duckdb
+
+    from models.hearing import TRACK_COLUMNS
+
+    with duckdb.connect(str(store / "engine.duckdb"), read_only=True) as con:
+        stored = con.execute(f"SELECT {', '.join(TRACK_COLUMNS)} FROM tracks WHERE path = ?",
+                             [rows[-1]["path"]]).fetchone()
+    expected = _predict(dict(zip(TRACK_COLUMNS, stored)), [parse_audiogram("20,20,25,30,40,50,60,65")])[0]
+    assert scores[-1] == pytest.approx(expected, abs=1e-9)
+    assert scores[-1] == pytest.approx(_predict(version_columns["clean"], [parse_audiogram("20,20,25,30,40,50,60,65")])[0],
+                                       abs=1e-3)
     limited = json.loads(_run("quality", "--listener", "mum", "--limit", "2", "--format", "json", "--store", store).stdout)
     assert limited == rows[:2]
     table = _run("quality", "--listener", "mum", "--store", store)

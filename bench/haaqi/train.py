@@ -43,7 +43,7 @@ from models.hearing import (  # noqa: E402
 # Re-checked with the defect profile on the 931 training rows (`--cv`, LCC / SRCC):
 # these settings 0.88 / 0.80; 400 trees at 0.05, 5 or 20 samples per leaf, L2 5, 7 or
 # 31 leaves, log offset 0.005-0.05: all within 0.02 of it, none better by more than 0.01.
-LOG_OFFSET = 0.02
+# (The log target gave way to ranks at the end: see fit.)
 # Averaging BAG models, each choosing every split among a random half of the inputs
 # (max_features), in the log domain: 0.886 / 0.810 against one model's 0.873 / 0.801
 # (seeds 5-9 instead of 0-4: 0.887 / 0.809; 3 models: 0.883 / 0.810).
@@ -63,7 +63,7 @@ PARAMS = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=31, min_samples_le
 # forest (bootstrap, best splits) instead 0.865; 300 trees no better than 100.
 FOREST = dict(n_estimators=100, min_samples_leaf=3, max_features=1.0, random_state=0)
 FOREST_SHARE = 0.5
-RECIPE = 2  # raise with any change above, so that stores rescore (the labels alone may not change)
+RECIPE = 3  # raise with any change above, so that stores rescore (the labels alone may not change)
 
 
 def dataset():
@@ -79,7 +79,7 @@ def dataset():
 
 def fit(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = PAIR_FEATURE_NAMES,
         version: str = "dev") -> HaaqiPredictor:
-    """Gradient-boosted trees (scikit-learn), exported for the engine's numpy evaluator.
+    """Regression trees (scikit-learn) on HAAQI's rank, exported for the engine's numpy evaluator.
 
     Chosen over an ensemble of small MLPs by 5-fold cross-validation grouped by source on
     the training rows (334 rows: LCC 0.84 against 0.64); missing inputs (NaN) are
@@ -88,14 +88,23 @@ def fit(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = PAIR_FEATURE_NAME
     """
     from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
 
-    target = np.log(1.0 - y + LOG_OFFSET)
+    from scipy.stats import rankdata
+
+    # The trees fit each training row's rank among the training rows' HAAQI (0..1, ties
+    # averaged) instead of log(1 - HAAQI + 0.02); the exported model maps a predicted rank
+    # back to HAAQI through the sorted training ranks and scores. Grouped CV on the 2040
+    # training rows (LCC / SRCC / MSE), the blend: log 0.921 / 0.873 / 0.0071, rank 0.920 /
+    # 0.883 / 0.0072 (with seeds +7: log 0.922 / 0.871, rank 0.918 / 0.882); logit of HAAQI
+    # 0.925 / 0.874 / 0.0064. SRCC is the goal that was short; LCC has room.
+    target = rankdata(y) / len(y)
+    knots = (np.sort(target), np.sort(y))
     models = [HistGradientBoostingRegressor(**PARAMS, random_state=seed).fit(x, target) for seed in range(BAG)]
     forest = ExtraTreesRegressor(**FOREST, n_jobs=-1).fit(x, target)
-    exported = HaaqiPredictor.from_sklearn(models, version, names, log_offset=LOG_OFFSET,
-                                           forest=forest, forest_share=FOREST_SHARE)
+    exported = HaaqiPredictor.from_sklearn(models, version, names, forest=forest,
+                                           forest_share=FOREST_SHARE, knots=knots)
     raw = ((1.0 - FOREST_SHARE) * np.mean([m.predict(x[:200]) for m in models], axis=0)
            + FOREST_SHARE * forest.predict(x[:200]))
-    check = np.clip(1.0 + LOG_OFFSET - np.exp(raw), 0.0, 1.0)
+    check = np.clip(np.interp(raw, *knots), 0.0, 1.0)
     # 1e-6: the exported leaf values are float32 (models/hearing.py).
     assert np.allclose(exported.predict_inputs(x[:200]), check, atol=1e-6), "export differs from sklearn"
     return exported
