@@ -10,6 +10,7 @@ unchanged on a distributed engine.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -71,9 +72,7 @@ def quiet_native_logs() -> None:
     essentia.log.warningActive = False
 
 
-_blas_limited = False
-
-
+@functools.cache  # once per process
 def _single_threaded_blas() -> None:
     """One BLAS thread per worker process: the pool already runs one worker per core.
 
@@ -82,25 +81,22 @@ def _single_threaded_blas() -> None:
     of audio with one thread and 330-665 ms with two on a 2-core machine (measured with
     the build's two workers busy).
     """
-    global _blas_limited
-    if not _blas_limited:
-        from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits
 
-        threadpool_limits(limits=1, user_api="blas")
-        # threadpoolctl limits only the libraries already loaded. SciPy brings its own
-        # OpenBLAS, loaded later by the analysis's first scipy import with a thread per
-        # core: its threads spun beside the work, and the DSP stages of a worker cost
-        # 1.9x their single-threaded CPU (quality 230 vs 121 ms per 46 s track, measured
-        # in one process). The variable is read when a library loads.
-        os.environ["OPENBLAS_NUM_THREADS"] = "1"
-        _blas_limited = True
+    threadpool_limits(limits=1, user_api="blas")
+    # threadpoolctl limits only the libraries already loaded. SciPy brings its own
+    # OpenBLAS, loaded later by the analysis's first scipy import with a thread per
+    # core: its threads spun beside the work, and the DSP stages of a worker cost
+    # 1.9x their single-threaded CPU (quality 230 vs 121 ms per 46 s track, measured
+    # in one process). The variable is read when a library loads.
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 
-_malloc_tuned = False
 _MMAP_THRESHOLD = 64 << 20  # arrays up to this size come from the heap: ~3 min of stereo float32
 _TRIM_THRESHOLD = 128 << 20  # free heap kept at the top before it is given back to the system
 
 
+@functools.cache  # once per process
 def _keep_freed_memory() -> None:
     """Let glibc's malloc reuse freed memory for the next file's arrays (Linux/glibc only).
 
@@ -111,10 +107,6 @@ def _keep_freed_memory() -> None:
     tracks cost 2,200 faults instead of 191,000 and 0.21 instead of 0.61 CPU-s of system
     time, with the same peak RSS (240 MB per worker; measured in one process).
     """
-    global _malloc_tuned
-    if _malloc_tuned:
-        return
-    _malloc_tuned = True
     import ctypes
 
     try:

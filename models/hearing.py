@@ -247,9 +247,7 @@ class HaaqiPredictor:
         # Leaves point to themselves, so a tree whose leaves are all reached takes no more
         # steps; trees are walked deepest first, and each step advances only the trees still
         # deeper than it (the boosted trees stop at 12, the forest's go on to ~30).
-        left = np.where(self.is_leaf, np.arange(len(self.left)), self.left)
-        right = np.where(self.is_leaf, np.arange(len(self.right)), self.right)
-        roots, deeper = self._walk_order
+        roots, deeper, left, right = self._walk
         node = np.broadcast_to(roots, (x.shape[0], len(roots))).copy()
         rows = np.arange(x.shape[0])[:, None]
         for k in deeper:
@@ -260,11 +258,15 @@ class HaaqiPredictor:
         return self.baseline + self.value[node].sum(axis=1)
 
     @functools.cached_property
-    def _walk_order(self) -> tuple[np.ndarray, list[int]]:
-        """Roots, deepest tree first, and per step how many trees are deeper than it."""
+    def _walk(self) -> tuple[np.ndarray, list[int], np.ndarray, np.ndarray]:
+        """Worked out once per model: the roots, deepest tree first; per step how many trees
+        are deeper than it; and the children with leaves pointing to themselves."""
         depths = np.array([self._tree_depth(r) for r in self.roots])
         order = np.argsort(-depths, kind="stable")
-        return self.roots[order], [int(np.sum(depths > step)) for step in range(int(depths.max(initial=0)))]
+        deeper = [int(np.sum(depths > step)) for step in range(int(depths.max(initial=0)))]
+        nodes = np.arange(len(self.left))
+        return (self.roots[order], deeper, np.where(self.is_leaf, nodes, self.left),
+                np.where(self.is_leaf, nodes, self.right))
 
     def _tree_depth(self, root: int) -> int:
         depth, level = 0, np.array([root])
@@ -278,7 +280,7 @@ class HaaqiPredictor:
     @property
     def depth(self) -> int:
         """Steps from the roots to the deepest leaf."""
-        return len(self._walk_order[1])
+        return len(self._walk[1])
 
     def predict(self, tracks: np.ndarray, audiograms: Sequence[Audiogram]) -> np.ndarray:
         """Predicted HAAQI, shape [n tracks, m audiograms], from :func:`track_features` rows."""
@@ -315,7 +317,7 @@ class HaaqiPredictor:
         baseline = boosted_share * float(np.mean([np.ravel(m._baseline_prediction)[0] for m in models]))
         arrays = {k: np.concatenate(v) for k, v in parts.items()}
         # Leaf values to float32, as the weights file keeps them (half its size; the sum of
-        # 1100 leaves moves by ~1e-7 in the log domain).
+        # 1100 leaves moves by ~1e-7).
         arrays["value"] = arrays["value"].astype(np.float32).astype(np.float64)
         ranks, haaqi = knots if knots is not None else (np.zeros(0), np.zeros(0))
         return cls(version, tuple(feature_names), baseline, np.array(roots, dtype=np.int64), **arrays,

@@ -54,7 +54,7 @@ BAG = 5
 # 31 leaves with 5 per leaf, 300 trees or max_features 0.7: within 0.003 of 31 leaves.
 PARAMS = dict(max_iter=200, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=10,
               l2_regularization=1.0, early_stopping=False, max_features=0.5)
-# Blended in the log domain with the boosted models, half and half: extremely randomised
+# Blended with the boosted models (same target), half and half: extremely randomised
 # trees (scikit-learn's ExtraTreesRegressor), grown deep on all inputs. Boosting fits the
 # large damage well, the averaged random splits rank the crowd near the ceiling better.
 # Grouped CV on the 2040 training rows (LCC / SRCC / MSE): boosted alone 0.915 / 0.863 /
@@ -86,9 +86,8 @@ def fit(x: np.ndarray, y: np.ndarray, names: tuple[str, ...] = PAIR_FEATURE_NAME
     handled by the trees themselves. BAG boosted models with different seeds are averaged,
     then blended with a forest of extremely randomised trees (FOREST_SHARE).
     """
-    from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
-
     from scipy.stats import rankdata
+    from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
 
     # The trees fit each training row's rank among the training rows' HAAQI (0..1, ties
     # averaged) instead of log(1 - HAAQI + 0.02); the exported model maps a predicted rank
@@ -200,8 +199,8 @@ def main() -> None:
     import hashlib
 
     digest = hashlib.sha256(np.ascontiguousarray(y[train]).tobytes()).hexdigest()[:8]
-    # The version names the labels (their number and digest) and the model's recipe:
-    # stores rescore every listener when it changes. 2: boosted trees blended with a forest.
+    # The version names the labels (their number and digest) and the model's recipe
+    # (RECIPE): stores rescore every listener when it changes.
     version = f"haaqi-student-{RECIPE}-{int(train.sum())}-{digest}"
     table = report(rows, audiograms, y, preds, test)
     print(table)
