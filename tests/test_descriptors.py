@@ -161,6 +161,18 @@ def test_keys_equal_key_extractor(corpus, rel):
         assert got.strength == pytest.approx(strength, abs=1e-4), (rel, profile)
 
 
+@pytest.mark.parametrize("n", [1, 2047, 2048, 2049, 4096, 6143, 6144, 6145, 10241, 44_100])
+def test_key_frames_equal_frame_cutter(n):
+    """The key's numpy framing cuts what Essentia's FrameCutter cuts, at every edge case
+    of the last frame (mean_hpcp's bit-identity with KeyExtractor rests on it)."""
+    x = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    ours = d.key_frames(x)
+    theirs = list(es.FrameGenerator(x, frameSize=4096, hopSize=4096))
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_keys_silence(silence):
     result = d.keys(silence)
     assert set(result) == set(d.KEY_PROFILES)
