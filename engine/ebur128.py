@@ -79,10 +79,13 @@ def sosfilt(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``scipy.signal.sosfilt(sos, x, axis=0)`` for float32 ``sos`` [sections, 6] and
     ``x`` [n, channels], from zero state; returns float32 [n, channels].
 
-    Runs SciPy's own compiled kernel (:func:`_sosfilt_kernel`) without importing
-    ``scipy.signal``, and ``scipy.signal.sosfilt`` itself when that kernel is not found.
+    Runs SciPy's own compiled kernel (:func:`models.kernels.sosfilt_kernel`) without
+    importing ``scipy.signal`` (0.75 CPU-s per build worker), and ``scipy.signal.sosfilt``
+    itself when that kernel is not found.
     """
-    kernel = _sosfilt_kernel()
+    from models.kernels import sosfilt_kernel
+
+    kernel = sosfilt_kernel()
     if kernel is None:
         import scipy.signal
 
@@ -93,44 +96,6 @@ def sosfilt(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
     state = np.zeros((rows.shape[0], sos.shape[0], 2), dtype=np.float32)
     kernel(np.ascontiguousarray(sos, dtype=np.float32), rows, state)
     return rows.T
-
-
-@functools.lru_cache(maxsize=1)
-def _sosfilt_kernel():
-    """SciPy's compiled second-order-sections filter ``_sosfilt(sos, x, zi)`` (in place),
-    loaded from its extension module alone; None when it is not there.
-
-    Why: importing ``scipy.signal`` costs ≈0.75 CPU-s in every build worker (SciPy 1.17
-    rewrites ~800 docstrings at import and pulls in ``scipy.stats``), 5 % of a 40-file build
-    on 2 cores, while the kernel behind ``sosfilt`` loads in milliseconds. The module is
-    private (``scipy/signal/_sosfilt``): if a SciPy moves it, :func:`sosfilt` uses
-    ``scipy.signal.sosfilt`` (tests/test_descriptors.py checks that the kernel is found with
-    the SciPy installed, that it filters bit for bit as sosfilt does, and that loudness
-    leaves ``scipy.signal`` unimported).
-    """
-    import importlib.machinery
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    import scipy
-
-    name = "scipy.signal._sosfilt"
-    if name in sys.modules:  # scipy.signal was imported anyway
-        return getattr(sys.modules[name], "_sosfilt", None)
-    folder = Path(scipy.__file__).parent / "signal"
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = folder / f"_sosfilt{suffix}"
-        if not path.is_file():
-            continue
-        try:
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        except (ImportError, OSError, AttributeError):
-            return None
-        return getattr(module, "_sosfilt", None)
-    return None
 
 
 def _windows(powers: np.ndarray, steps: int) -> np.ndarray:

@@ -31,9 +31,9 @@ import math
 from typing import Literal
 
 import numpy as np
-import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
+from models.kernels import rfft  # scipy.fft.rfft without importing scipy.fft
 from models.registry import MEL, TEMPO_INPUT, MelFrontEnd, ModelSpec, TempoFrontEnd, get
 
 LastPatch = Literal["discard", "repeat"]
@@ -209,7 +209,7 @@ def _stft(y: np.ndarray, frame_size: int, hop_size: int) -> np.ndarray:
     frames = sliding_window_view(padded, frame_size)[::hop_size]
     # float64 adds no rounding of its own on top of Essentia's; scipy's FFT is 1.7x
     # numpy's on 512-point frames.
-    return scipy.fft.rfft(frames * _hann(frame_size), axis=1)
+    return rfft(frames * _hann(frame_size), axis=1)
 
 
 def mel_bands(y: np.ndarray, *, front_end: MelFrontEnd = MEL) -> np.ndarray:
