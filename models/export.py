@@ -66,7 +66,7 @@ def export_available() -> bool:
 # tags within 5e-6 of the converted graph on 304 patches of 16 corpus tracks (beyond
 # 1e-2 nothing more is dropped until 3e-2).
 FAST_VARIANTS = {"musicnn": 1e-6, "mtt": 1e-2}
-FAST_RECIPE_VERSION = 1
+FAST_RECIPE_VERSION = 2  # 2: overlapping-patch models also split (models.frontsplit)
 
 
 def onnx_path(spec: ModelSpec, models_dir: Path | None = None) -> Path | None:
@@ -111,8 +111,29 @@ def ensure_onnx(spec: ModelSpec, models_dir: Path | None = None) -> Path:
         return ready
     converted = _converted_path(spec, models_dir) or _convert(spec, models_dir)
     if spec.name in FAST_VARIANTS:
-        return _build_fast(converted, FAST_VARIANTS[spec.name])
+        return _build_fast(converted, FAST_VARIANTS[spec.name], split=_overlapping(spec))
     return converted
+
+
+def _overlapping(spec: ModelSpec) -> bool:
+    """Whether ``spec``'s patches overlap, so that its fast graph is also split
+    (:mod:`models.frontsplit`)."""
+    return spec.patch_hop is not None and spec.patch_frames is not None and spec.patch_hop < spec.patch_frames
+
+
+def front_split(onnx_file: Path):
+    """The :class:`models.frontsplit.FrontSplit` recorded with a fast graph whose two
+    graphs are in place, else None."""
+    from models.frontsplit import FrontSplit
+
+    try:
+        record = json.loads(_record_path(onnx_file).read_text())
+    except (OSError, ValueError):
+        return None
+    split = FrontSplit.from_record(record.get("front_split") if isinstance(record, dict) else None)
+    if split is None or not all((onnx_file.parent / f).is_file() for f in (split.timbral, split.rest)):
+        return None
+    return split
 
 
 def _convert(spec: ModelSpec, models_dir: Path) -> Path:
@@ -236,8 +257,9 @@ def _cached_sha(path: Path) -> str:
 _SHA_CACHE: dict[tuple, str] = {}
 
 
-def _build_fast(converted: Path, tol: float) -> Path:
-    """Rebuild MusiCNN without its dead filters, checked against the converted graph."""
+def _build_fast(converted: Path, tol: float, *, split: bool = False) -> Path:
+    """Rebuild MusiCNN without its dead filters, checked against the converted graph;
+    with ``split``, also its timbral front end and the rest (:mod:`models.frontsplit`)."""
     import numpy as np
 
     from models.quantize import quantize_musicnn
@@ -251,6 +273,13 @@ def _build_fast(converted: Path, tol: float) -> Path:
     except ValueError as exc:
         raise ExportError(f"building the fast MusiCNN from {converted.name} failed: {exc}") from None
     record = {"source_sha256": _cached_sha(converted), "recipe_version": FAST_RECIPE_VERSION, "tol": tol}
+    if split:
+        from models.frontsplit import split_front
+
+        try:
+            record["front_split"] = split_front(fast).to_record()
+        except ValueError as exc:
+            raise ExportError(f"splitting the fast MusiCNN {fast.name} failed: {exc}") from None
     _record_path(fast).write_text(json.dumps(record, indent=2))
     return fast
 

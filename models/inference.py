@@ -86,10 +86,18 @@ class OnnxModel:
     """One model's onnxruntime session, with its registry entry for tensor names."""
 
     def __init__(self, spec: ModelSpec, onnx_file: Path, options: RuntimeOptions):
-        import onnxruntime as ort
-
         self.spec = spec
         self.options = options
+        self.session = self._session(onnx_file)
+        self.input_name = self.session.get_inputs()[0].name
+        self._purposes = list(spec.outputs)
+        self._output_names = _resolve_outputs(spec, self.session.get_outputs())
+
+    def _session(self, onnx_file: Path):
+        """An onnxruntime session on ``onnx_file`` with this model's options."""
+        import onnxruntime as ort
+
+        options, spec = self.options, self.spec
         so = ort.SessionOptions()
         so.intra_op_num_threads = options.threads
         so.inter_op_num_threads = 1
@@ -100,13 +108,11 @@ class OnnxModel:
         # 0.15 CPU-s per track for MusiCNN + heads + TempoCNN, 2 threads, 2 busy workers).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = select_providers(options.device)
-        self.session = ort.InferenceSession(str(onnx_file), so, providers=providers)
-        if options.device == "cuda" and CUDA not in self.session.get_providers():
+        session = ort.InferenceSession(str(onnx_file), so, providers=providers)
+        if options.device == "cuda" and CUDA not in session.get_providers():
             # onnxruntime-gpu lists CUDA even without a usable GPU and falls back silently.
             raise ModelError(f"CUDA requested for {spec.name} but no GPU could be used")
-        self.input_name = self.session.get_inputs()[0].name
-        self._purposes = list(spec.outputs)
-        self._output_names = _resolve_outputs(spec, self.session.get_outputs())
+        return session
 
     @property
     def providers(self) -> list[str]:
@@ -135,6 +141,17 @@ class OnnxModel:
         if n == 0:
             return {p: np.zeros((0, 0), np.float32) for p in self._purposes}
         return {p: np.concatenate(acc) for p, acc in zip(self._purposes, chunks)}
+
+
+    #: Whether :meth:`run_track` shares work between a track's overlapping patches (then
+    #: backbones run track by track, not on every track's patches stacked together).
+    shares_patches = False
+
+    def run_track(self, patches: np.ndarray, hop: int) -> dict[str, np.ndarray]:
+        """:meth:`run` over one track's ``patches``, cut every ``hop`` frames (a model that
+        can share work between overlapping patches overrides this: models.frontsplit)."""
+        del hop
+        return self.run(patches)
 
 
 def _resolve_outputs(spec: ModelSpec, outputs) -> list[str]:
@@ -201,7 +218,11 @@ class EmbeddingPipeline:
         Returns the backbone's ``embeddings`` and each model's per-patch predictions
         (keyed by model name).
         """
-        out = self.backbone.run(patches)
+        return self._with_heads(self.backbone.run(patches))
+
+    def _with_heads(self, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The backbone's per-patch outputs ``out`` renamed as :meth:`patch_outputs` returns
+        them, with every head run on the embeddings."""
         embeddings = out["embeddings"]
         result = {"embeddings": embeddings}
         if "predictions" in out:
@@ -216,7 +237,12 @@ class EmbeddingPipeline:
         nonempty = [t for t in tracks if t.shape[0]]
         if not nonempty:
             return [TrackOutputs(0, None) for _ in tracks]
-        per_patch = self.patch_outputs(np.concatenate(nonempty))
+        hop = self.backbone.spec.patch_hop
+        if hop is None or not self.backbone.shares_patches:
+            per_patch = self.patch_outputs(np.concatenate(nonempty))
+        else:  # track by track: overlapping patches share work (models.frontsplit)
+            runs = [self.backbone.run_track(t, hop) for t in nonempty]
+            per_patch = self._with_heads({k: np.concatenate([r[k] for r in runs]) for k in runs[0]})
         results: list[TrackOutputs] = []
         start = 0
         for n in counts:
@@ -233,6 +259,14 @@ class EmbeddingPipeline:
 
 def load(spec: ModelSpec, options: RuntimeOptions | None = None) -> OnnxModel:
     """Open ``spec``'s ONNX session, converting its .pb first if needed (cached)."""
-    from models.export import ensure_onnx
+    from models.export import ensure_onnx, front_split
 
-    return OnnxModel(spec, ensure_onnx(spec), options or RuntimeOptions.from_env())
+    onnx_file = ensure_onnx(spec)
+    options = options or RuntimeOptions.from_env()
+    split = front_split(onnx_file)
+    # On a GPU, batches across tracks matter more than the timbral work saved.
+    if split is not None and select_providers(options.device) == [CPU]:
+        from models.frontsplit import FrontSplitModel
+
+        return FrontSplitModel(spec, onnx_file, split, options)
+    return OnnxModel(spec, onnx_file, options)
