@@ -273,15 +273,19 @@ def _build_into(writer: StoreWriter, root: Path, options: BuildOptions, summary:
     # converted) only when there is something to analyse.
     spaces = available_spaces(options.spaces, present)
     plan = _plan_and_apply(writer, root, spaces, options, summary)
-    if plan.tasks:
+    if plan.tasks and options.ray is not None:
+        from engine.raybuild import run_on_ray  # Ray is imported only here
+
         stage = models()
         spaces = stage.spaces
-        if options.ray is not None:
-            from engine.raybuild import run_on_ray  # Ray is imported only here
-
-            run_on_ray(plan, writer, stage, options, summary, echo)
-        else:
-            _run(plan, writer, stage, workers, options, summary)
+        run_on_ray(plan, writer, stage, options, summary, echo)
+    elif plan.tasks:
+        # The workers start first: they import their libraries (≈0.3 CPU-s each) while
+        # this process loads the models, instead of after it.
+        with WorkerPool(analyse_file, workers, timeout_s=options.timeout_s) as pool:
+            stage = models()
+            spaces = stage.spaces
+            _run(plan, writer, stage, pool, options, summary)
     with writer.session() as store:
         # Listener profiles: predicted quality for new or re-analysed tracks, from the
         # stored columns (no decoding); also rescores everything after a model update.
@@ -370,7 +374,7 @@ def progress_bar(total: int, options: BuildOptions):
                 file=sys.stderr, dynamic_ncols=True)
 
 
-def _run(plan: Plan, writer: StoreWriter, stage, workers: int, options: BuildOptions,
+def _run(plan: Plan, writer: StoreWriter, stage, pool: WorkerPool, options: BuildOptions,
          summary: BuildSummary) -> None:
     results: queue.Queue = queue.Queue(maxsize=max(2, 2 * options.batch))
     errors: list[BaseException] = []
@@ -391,14 +395,13 @@ def _run(plan: Plan, writer: StoreWriter, stage, workers: int, options: BuildOpt
 
     failed = 0
     try:
-        with WorkerPool(analyse_file, workers, timeout_s=options.timeout_s) as pool:
-            for task, outcome in pool.map_unordered(plan.tasks):
-                if not hand_over((task, outcome)):
-                    break
-                bar.update(1)
-                if isinstance(outcome, TaskFailed):
-                    failed += 1
-                    bar.set_postfix(failed=failed, refresh=False)
+        for task, outcome in pool.map_unordered(plan.tasks):
+            if not hand_over((task, outcome)):
+                break
+            bar.update(1)
+            if isinstance(outcome, TaskFailed):
+                failed += 1
+                bar.set_postfix(failed=failed, refresh=False)
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
