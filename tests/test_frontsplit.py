@@ -92,3 +92,14 @@ def test_without_its_two_graphs_the_fast_graph_runs_alone(musicnn, tmp_path):
     assert front_split(fast) is None
     (tmp_path / "m.fast.onnx.json").write_text("{not json")
     assert front_split(fast) is None
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
+def test_on_a_gpu_the_fast_graph_runs_alone(shared_models, monkeypatch):
+    """With CUDA, batches across tracks matter more than the timbral work saved: the split
+    is not used (the provider list is faked; onnxruntime falls back to the CPU)."""
+    import models.inference as inference
+
+    monkeypatch.setattr(inference, "select_providers", lambda device: [inference.CUDA, inference.CPU])
+    model = load(registry.get("musicnn"), RuntimeOptions(threads=1, device="auto"))
+    assert type(model) is OnnxModel and not model.shares_patches
