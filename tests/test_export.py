@@ -159,3 +159,31 @@ def test_pruning_refuses_a_graph_that_is_not_musicnn(shared_models, tmp_path):
     with pytest.raises(ValueError, match=rf"^{head.name} is not the expected MusiCNN graph: expected one input"):
         prune_musicnn(head, tmp_path / "pruned.onnx")
     assert not (tmp_path / "pruned.onnx").exists()
+
+
+def test_without_onnx_an_earlier_fast_graph_or_the_converted_one_runs(shared_models, tmp_path, monkeypatch, caplog):
+    """A cache from an earlier fast recipe, with the onnx package gone since (the export
+    extra uninstalled): the earlier fast graph runs (same outputs), or the converted one
+    when there is none, and a warning names the extra; nothing fails."""
+    import importlib.util
+
+    spec = registry.get("musicnn")
+    fast = export.ensure_onnx(spec)  # the session's cache, current recipe
+    converted = fast.with_name("msd-musicnn-1.onnx")
+    cache = tmp_path / "cache" / "onnx"
+    cache.mkdir(parents=True)
+    for f in (converted, converted.with_name(converted.name + ".json"), fast):
+        shutil.copy(f, cache / f.name)
+    record = json.loads(fast.with_name(fast.name + ".json").read_text())
+    record["recipe_version"] = export.FAST_RECIPE_VERSION - 1
+    record.pop("front_split", None)
+    (cache / (fast.name + ".json")).write_text(json.dumps(record))
+    monkeypatch.setenv("ENGINE_CACHE", str(tmp_path / "cache"))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real_find_spec(name, *a))
+    with caplog.at_level("WARNING", logger="models.export"):
+        assert export.ensure_onnx(spec) == cache / fast.name
+    assert "music-engine[export]" in caplog.text
+    assert export.front_split(cache / fast.name) is None  # runs whole
+    (cache / fast.name).unlink()
+    assert export.ensure_onnx(spec) == cache / converted.name
