@@ -3,7 +3,9 @@
 Execution provider is chosen at run time: CUDA when onnxruntime-gpu is installed
 and a GPU answers, else CPU (``device="auto"``); ``ENGINE_DEVICE=cpu|cuda|auto``
 overrides. Batching works across patches and across tracks: the patches of many
-tracks are stacked into one array, run in chunks of ``batch_size`` and split back.
+tracks are stacked into one array, run in chunks of ``batch_size`` and split back (on
+CPU, a backbone whose patches overlap runs track by track instead, sharing the work of
+the overlap: :mod:`models.frontsplit`).
 Heads run on the backbone's per-patch embeddings (as Essentia's
 ``TensorflowPredict2D`` does); predictions are then averaged over a track's patches,
 and the per-patch embeddings are averaged into the track's similarity vector.
@@ -142,7 +144,6 @@ class OnnxModel:
             return {p: np.zeros((0, 0), np.float32) for p in self._purposes}
         return {p: np.concatenate(acc) for p, acc in zip(self._purposes, chunks)}
 
-
     #: Whether :meth:`run_track` shares work between a track's overlapping patches (then
     #: backbones run track by track, not on every track's patches stacked together).
     shares_patches = False
@@ -232,7 +233,8 @@ class EmbeddingPipeline:
         return result
 
     def predict(self, tracks: Sequence[np.ndarray]) -> list[TrackOutputs]:
-        """Outputs for several tracks' patches ([n_i, frames, bands] each) in one batch."""
+        """Outputs for several tracks' patches ([n_i, frames, bands] each, cut every
+        ``patch_hop`` frames of the backbone's spec), the heads in one batch."""
         counts = [int(t.shape[0]) for t in tracks]
         nonempty = [t for t in tracks if t.shape[0]]
         if not nonempty:

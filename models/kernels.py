@@ -9,9 +9,10 @@ paid by every worker of every build. The extension modules alone load in millise
 
 They are private modules (``scipy/fft/_pocketfft/pypocketfft``, ``scipy/signal/_sosfilt``):
 if a SciPy release moves one, the public function is used instead (slower start-up, same
-results). tests/test_kernels.py checks, with the SciPy installed, that both are found,
-that they compute bit for bit what the public functions compute, and that the build's
-analysis leaves ``scipy.fft`` and ``scipy.signal`` unimported.
+results). With the SciPy installed, tests/test_kernels.py checks that the FFT is found and
+computes bit for bit what ``scipy.fft.rfft`` does, and that the build's analysis leaves
+``scipy.fft`` and ``scipy.signal`` unimported; tests/test_descriptors.py does the same for
+the filter against ``scipy.signal.sosfilt``.
 """
 
 from __future__ import annotations
