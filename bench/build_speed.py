@@ -377,10 +377,12 @@ def main() -> None:
             goals["EBU loudness within 0.1 LU"] = ebu <= 0.1
             goals["peak RSS <= 1.5 GB"] = eng.peak_rss <= 1536 * 2**20
             # The issue's own ratio is wall time on a quiet machine (2.32 vs 0.85 s per
-            # track); under other load only the CPU ratio is comparable between runs.
+            # track); under other load only the CPU ratio is comparable between runs, so
+            # it is printed beside the goals, for comparing runs.
             goals["5x the fair reference (wall)"] = timings["reference (fair)"][0] / eng.wall_s >= 5.0
-            goals["5x the fair reference (CPU)"] = timings["reference (fair)"][1] / eng.cpu_s >= 5.0
             print("goals: " + "; ".join(f"{k}: {'met' if ok else 'NOT met'}" for k, ok in goals.items()))
+            print(f"(not a goal: CPU ratio {timings['reference (fair)'][1] / eng.cpu_s:.2f}x; the fair"
+                  " reference keeps about 1.4 cores busy, the engine both)")
 
 
 def print_stage_table(stages: dict[str, float], n: int) -> None:
