@@ -395,11 +395,7 @@ def _run(plan: Plan, writer: StoreWriter, stage, pool: WorkerPool, options: Buil
 
     failed = 0
     try:
-        # Largest files first (size as a proxy for duration): the last files handed out
-        # are short, so the workers finish together instead of one core idling while
-        # the other analyses a long track.
-        tasks = sorted(plan.tasks, key=lambda t: t.file_size, reverse=True)
-        for task, outcome in pool.map_unordered(tasks):
+        for task, outcome in pool.map_unordered(plan.tasks):
             if not hand_over((task, outcome)):
                 break
             bar.update(1)

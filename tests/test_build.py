@@ -387,25 +387,3 @@ def test_analysis_reuses_freed_memory_instead_of_faulting_it_in_again(corpus):
     out = subprocess.run([sys.executable, "-c", probe, str(corpus / "degraded" / "clipped.flac")],
                          capture_output=True, text=True, check=True, cwd=OUTSIDE)
     assert int(out.stdout.split()[-1]) < 1000, out.stdout
-
-
-@pytest.mark.slow
-def test_largest_files_are_handed_out_first(corpus, tmp_path, monkeypatch):
-    """The workers get the files largest first, so the last ones handed out are short and
-    both cores finish together (the tail of a build is not one long track on one core)."""
-    from engine.workers import WorkerPool
-
-    music = _library(corpus, tmp_path / "music", LIBRARY_SAMPLE[:3])
-    handed_out: list[int] = []
-    real = WorkerPool.map_unordered
-
-    def recording(self, tasks):
-        tasks = list(tasks)
-        handed_out.extend(t.file_size for t in tasks)
-        return real(self, tasks)
-
-    monkeypatch.setattr(WorkerPool, "map_unordered", recording)
-    summary = build(music, tmp_path / "store", FAST, echo=lambda s: None)
-    assert summary.analysed == 3
-    sizes = sorted((p.stat().st_size for p in music.rglob("*.*")), reverse=True)
-    assert handed_out == sizes and len(set(sizes)) == 3
