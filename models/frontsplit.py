@@ -142,17 +142,17 @@ class FrontSplitModel(OnnxModel):
         whole = self._timbral_frames(mel, length)
         heads = self._timbral.run(self.split.features, {self.input_name: x[:, : 2 * edge]})
         tails = self._timbral.run(self.split.features, {self.input_name: x[:, length - 2 * edge :]})
-        chunks: list[list[np.ndarray]] = [[] for _ in self._output_names]
-        for p in range(n):
+
+        def patch_feeds(p: int) -> dict[str, np.ndarray]:
             feeds = {self.input_name: x[p : p + 1]}
             for name, frames, head, tail in zip(self.split.features, whole, heads, tails):
                 f = frames[None, :, p * hop : p * hop + length].copy()
                 f[..., :edge] = head[p, :, :edge]  # the patch's own zero padding at its ends
                 f[..., length - edge :] = tail[p, :, edge:]
                 feeds[name] = f
-            for acc, out in zip(chunks, self._rest.run(self._output_names, feeds)):
-                acc.append(out.reshape(out.shape[0], -1))
-        return {p: np.concatenate(acc) for p, acc in zip(self._purposes, chunks)}
+            return feeds
+
+        return self._gather(self._rest.run(self._output_names, patch_feeds(p)) for p in range(n))
 
     def _timbral_frames(self, mel: np.ndarray, block: int) -> list[np.ndarray]:
         """Each timbral output [channels, frames] over all of ``mel``, run a block of

@@ -134,14 +134,19 @@ class OnnxModel:
         """Run over axis 0 of ``x`` in chunks of ``batch_size``; returns purpose -> array."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         n = x.shape[0]
-        step = self.batch_size
-        chunks: list[list[np.ndarray]] = [[] for _ in self._output_names]
-        for start in range(0, n, step):
-            outs = self.session.run(self._output_names, {self.input_name: x[start : start + step]})
-            for acc, out in zip(chunks, outs):
-                acc.append(out.reshape(out.shape[0], -1))
         if n == 0:
             return {p: np.zeros((0, 0), np.float32) for p in self._purposes}
+        step = self.batch_size
+        return self._gather(self.session.run(self._output_names, {self.input_name: x[start : start + step]})
+                            for start in range(0, n, step))
+
+    def _gather(self, runs) -> dict[str, np.ndarray]:
+        """Purpose -> rows of every run, from an iterable of runs' outputs (one list per
+        run, in ``_output_names`` order)."""
+        chunks: list[list[np.ndarray]] = [[] for _ in self._output_names]
+        for outs in runs:
+            for acc, out in zip(chunks, outs):
+                acc.append(out.reshape(out.shape[0], -1))
         return {p: np.concatenate(acc) for p, acc in zip(self._purposes, chunks)}
 
     #: Whether :meth:`run_track` shares work between a track's overlapping patches (then
