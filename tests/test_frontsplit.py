@@ -103,3 +103,27 @@ def test_on_a_gpu_the_fast_graph_runs_alone(shared_models, monkeypatch):
     monkeypatch.setattr(inference, "select_providers", lambda device: [inference.CUDA, inference.CPU])
     model = load(registry.get("musicnn"), RuntimeOptions(threads=1, device="auto"))
     assert type(model) is OnnxModel and not model.shares_patches
+
+
+def test_a_graph_without_timbral_branches_is_refused_in_one_line(shared_models, tmp_path, monkeypatch):
+    """split_front refuses a graph that is not a fast MusiCNN; building the fast graph turns
+    that into one ExportError line naming the file (the stage then notes the model)."""
+    from models import export
+    from models.errors import ExportError
+    from models.frontsplit import split_front
+
+    head = export.ensure_onnx(registry.get("emomusic"))
+    copy = tmp_path / "head.onnx"
+    shutil.copy(head, copy)
+    with pytest.raises(ValueError):
+        split_front(copy)
+    def refuse(fast):
+        raise ValueError("no timbral branch found")
+
+    monkeypatch.setattr("models.frontsplit.split_front", refuse)
+    source = export.ensure_onnx(registry.get("musicnn")).with_name("msd-musicnn-1.onnx")
+    converted = tmp_path / source.name
+    shutil.copy(source, converted)
+    with pytest.raises(ExportError, match=r"^splitting the fast MusiCNN msd-musicnn-1\.fast\.onnx failed: no timbral") as err:
+        export._build_fast(converted, 1e-6, split=True)
+    assert "\n" not in str(err.value)
