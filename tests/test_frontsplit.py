@@ -117,13 +117,14 @@ def test_a_graph_without_timbral_branches_is_refused_in_one_line(shared_models, 
     shutil.copy(head, copy)
     with pytest.raises(ValueError):
         split_front(copy)
+    source = export.ensure_onnx(registry.get("musicnn")).with_name("msd-musicnn-1.onnx")
+    converted = tmp_path / source.name
+    shutil.copy(source, converted)
+
     def refuse(fast):
         raise ValueError("no timbral branch found")
 
     monkeypatch.setattr("models.frontsplit.split_front", refuse)
-    source = export.ensure_onnx(registry.get("musicnn")).with_name("msd-musicnn-1.onnx")
-    converted = tmp_path / source.name
-    shutil.copy(source, converted)
     with pytest.raises(ExportError, match=r"^splitting the fast MusiCNN msd-musicnn-1\.fast\.onnx failed: no timbral") as err:
         export._build_fast(converted, 1e-6, split=True)
     assert "\n" not in str(err.value)
